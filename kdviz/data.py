@@ -1,0 +1,180 @@
+"""Data as resident tensors: MNIST via torchvision, an offline fallback, synthetic digits for tests.
+
+The whole data set lives in one ``[N, 1, 28, 28]`` float tensor, normalised once, so the
+training loop batches by indexing (airbench style) instead of a per-sample DataLoader.
+Labels are ``[N]`` int64; ``-100`` marks an image whose label is hidden from the loss.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+HIDDEN_LABEL = -100
+FALLBACK_FILE = Path(__file__).parent / "assets" / "uci_digits.csv.gz"
+FALLBACK_NAME = "UCI handwritten digits (8×8, upscaled) — NOT MNIST"
+
+
+@dataclass(frozen=True)
+class TensorData:
+    x: torch.Tensor  # [N, 1, 28, 28] float32, normalised
+    y: torch.Tensor  # [N] int64, HIDDEN_LABEL where the label is hidden
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4 or self.x.shape[1:] != (1, 28, 28):
+            raise ValueError(f"images must have shape [N, 1, 28, 28], got {tuple(self.x.shape)}")
+        if self.y.shape != self.x.shape[:1]:
+            raise ValueError(f"labels shape {tuple(self.y.shape)} does not match images {tuple(self.x.shape)}")
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def to(self, device: torch.device | str) -> "TensorData":
+        return TensorData(self.x.to(device), self.y.to(device))
+
+    def labelled_count(self) -> int:
+        return int((self.y != HIDDEN_LABEL).sum())
+
+    def select(self, idx: torch.Tensor) -> "TensorData":
+        return TensorData(self.x[idx], self.y[idx])
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    train: TensorData
+    test: TensorData
+    source: str  # "mnist" | "fallback" | "synthetic"
+    name: str
+    message: str = ""  # why a fallback is in use, or "" when MNIST loaded
+
+    @property
+    def is_mnist(self) -> bool:
+        return self.source == "mnist"
+
+    def to(self, device: torch.device | str) -> "DataBundle":
+        return replace(self, train=self.train.to(device), test=self.test.to(device))
+
+
+class DataUnavailable(RuntimeError):
+    """MNIST could not be read or downloaded; the message names the folder and the variable."""
+
+
+def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[N, 28, 28]`` → float ``[N, 1, 28, 28]``, (x/255 − mean)/std."""
+    return ((images_uint8.float() / 255.0 - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
+
+
+def data_root() -> Path:
+    """``KDVIZ_DATA_DIR`` if set, else a per-user cache folder."""
+    env = os.environ.get("KDVIZ_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "kdviz" / "data"
+
+
+def load_mnist(root: Path | str | None = None, download: bool | None = None) -> DataBundle:
+    """MNIST train (60k) and test (10k) through ``torchvision.datasets.MNIST``, as resident tensors."""
+    from torchvision.datasets import MNIST  # torchvision import is slow; only pay it here
+
+    root = Path(root) if root is not None else data_root()
+    if download is None:
+        download = os.environ.get("KDVIZ_OFFLINE", "") not in ("1", "true", "yes")
+    try:
+        parts = [MNIST(str(root), train=t, download=download) for t in (True, False)]
+    except Exception as err:  # torchvision raises RuntimeError/URLError/OSError depending on the failure
+        raise DataUnavailable(
+            f"MNIST not found in {root} and could not be downloaded ({type(err).__name__}); "
+            "set KDVIZ_DATA_DIR to a folder holding MNIST/raw/*-ubyte"
+        ) from err
+    train, test = (TensorData(normalise(p.data), p.targets.long()) for p in parts)
+    return DataBundle(train, test, "mnist", "MNIST")
+
+
+def load_fallback(test_fraction: float = 0.2, seed: int = 0) -> DataBundle:
+    """1,797 real handwritten digits (UCI optdigits, 8×8, 0..16) shipped in the repo (57 kB).
+
+    Each 8×8 image is upscaled to 20×20 and centred in 28×28, like MNIST's 20×20 box.
+    """
+    with gzip.open(FALLBACK_FILE, "rt") as fh:
+        rows = [[int(v) for v in line.split(",")] for line in fh if line.strip()]
+    table = torch.tensor(rows)  # [1797, 65]: 64 pixels then the label
+    small = table[:, :64].float().reshape(-1, 1, 8, 8) / 16.0
+    big = F.interpolate(small, size=(20, 20), mode="bilinear", align_corners=False)
+    x = F.pad(big, (4, 4, 4, 4)).clamp(0, 1)  # [N, 1, 28, 28] in [0, 1]
+    x = (x - MNIST_MEAN) / MNIST_STD
+    y = table[:, 64].long()
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n_test = int(len(y) * test_fraction)
+    full = TensorData(x, y)
+    return DataBundle(full.select(perm[n_test:]), full.select(perm[:n_test]), "fallback", FALLBACK_NAME)
+
+
+def load_data(root: Path | str | None = None, download: bool | None = None) -> DataBundle:
+    """MNIST when it can be had, else the fallback with ``message`` saying why (one line)."""
+    try:
+        return load_mnist(root, download)
+    except DataUnavailable as err:
+        return replace(load_fallback(), message=f"{err}. Using the offline fallback: {FALLBACK_NAME}.")
+
+
+def synthetic_bundle(n_train: int = 512, n_test: int = 256, seed: int = 0, noise: float = 0.6) -> DataBundle:
+    """Learnable fake digits for tests: one random prototype image per class plus Gaussian noise."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.randn(10, 1, 28, 28, generator=g)
+
+    def make(n: int) -> TensorData:
+        y = torch.arange(n) % 10
+        y = y[torch.randperm(n, generator=g)]
+        return TensorData(protos[y] + noise * torch.randn(n, 1, 28, 28, generator=g), y)
+
+    return DataBundle(make(n_train), make(n_test), "synthetic", "synthetic test digits")
+
+
+# ----------------------------------------------------------------------------- transfer sets
+def random_subset(data: TensorData, n: int, seed: int = 0) -> TensorData:
+    """N images drawn at random without replacement (labels kept)."""
+    if not 1 <= n <= len(data):
+        raise ValueError(f"subset size must lie in [1, {len(data)}], got {n}")
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return data.select(perm[:n].to(data.x.device))
+
+
+def without_digits(data: TensorData, digits: tuple[int, ...] | list[int]) -> TensorData:
+    """The set with every image of the given digits removed (Hinton et al. 2015, §3)."""
+    digits = tuple(int(d) for d in digits)
+    if any(not 0 <= d <= 9 for d in digits):
+        raise ValueError(f"digits to omit must lie in 0..9, got {digits}")
+    keep = ~torch.isin(data.y, torch.tensor(digits, dtype=data.y.dtype, device=data.y.device))
+    return data.select(keep.nonzero().squeeze(1))
+
+
+def labelled_plus_unlabelled(data: TensorData, n_labelled: int, seed: int = 0) -> TensorData:
+    """All images, but only ``n_labelled`` random ones keep their label; the rest get HIDDEN_LABEL."""
+    if not 0 <= n_labelled <= len(data):
+        raise ValueError(f"labelled count must lie in [0, {len(data)}], got {n_labelled}")
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).to(data.y.device)
+    y = torch.full_like(data.y, HIDDEN_LABEL)
+    y[perm[:n_labelled]] = data.y[perm[:n_labelled]]
+    return TensorData(data.x, y)
+
+
+def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Jitter each image by up to ``pixels`` in x and y (Hinton's MNIST setting uses 2). ``[B,1,28,28]``."""
+    if pixels <= 0:
+        return x
+    b, _, h, w = x.shape
+    background = (0.0 - MNIST_MEAN) / MNIST_STD  # a black pixel after normalisation
+    padded = F.pad(x, (pixels,) * 4, value=background)  # [B, 1, H+2p, W+2p]
+    span = 2 * pixels + 1
+    dy = torch.randint(0, span, (b,), generator=generator, device="cpu").to(x.device)
+    dx = torch.randint(0, span, (b,), generator=generator, device="cpu").to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # [B, H, 1]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [B, 1, W]
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded[batch, 0, rows, cols].unsqueeze(1)
