@@ -92,3 +92,39 @@ def build_objective(distill: DistillConfig | None, student: nn.Module, teacher: 
     if distill is not None and teacher is None:
         raise ValueError("distillation needs a teacher model; pass teacher=... or distill=None for scratch")
     return Objective(distill)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the app shows about a method: its formula, paper and what it transfers."""
+
+    name: str
+    label: str
+    formula: str  # LaTeX
+    paper: str
+    transfers: str
+    needs: str  # "logits" | "maps" (CNN feature maps [B,C,H,W]) | "features" (any layer)
+    default_weight: float
+
+
+METHOD_INFO: dict[str, MethodInfo] = {
+    m.name: m
+    for m in (
+        MethodInfo("kd", "Soft targets (KD)", r"\alpha\,T^2\,\mathrm{KL}(\sigma(t/T)\,\|\,\sigma(s/T)) + (1-\alpha)\,\mathrm{CE}(s, y)",
+                   "Hinton, Vinyals & Dean 2015", "the teacher's whole output distribution (dark knowledge)", "logits", 1.0),
+        MethodInfo("fitnet", "FitNets hints", r"\lVert r(f_s) - f_t \rVert_2^2", "Romero et al. 2015",
+                   "intermediate activations, through a learned regressor r", "features", 1.0),
+        MethodInfo("at", "Attention transfer", r"\tfrac{\beta}{2}\,\mathrm{mean}\big(a(f_s) - a(f_t)\big)^2,\ a(f)=\frac{\mathrm{vec}(\sum_c f_c^2)}{\lVert\cdot\rVert_2}",
+                   "Zagoruyko & Komodakis 2017", "where the network looks (spatial attention maps)", "maps", 1000.0),
+        MethodInfo("rkd_d", "RKD distance", r"\sum_{i,j} \ell_\delta\big(\tfrac{\lVert s_i-s_j\rVert}{\mu_s}, \tfrac{\lVert t_i-t_j\rVert}{\mu_t}\big)",
+                   "Park et al. 2019", "the geometry of the batch: pairwise distances", "features", 25.0),
+        MethodInfo("rkd_a", "RKD angle", r"\sum_{i,j,k} \ell_\delta\big(\cos\angle s_i s_j s_k, \cos\angle t_i t_j t_k\big)",
+                   "Park et al. 2019", "the geometry of the batch: angles of triplets", "features", 50.0),
+        MethodInfo("sp", "Similarity-preserving", r"\tfrac{1}{B^2}\lVert \hat G_s - \hat G_t \rVert_F^2,\ G = f f^\top",
+                   "Tung & Mori 2019", "which samples the network finds similar", "features", 3000.0),
+        MethodInfo("dkd", "Decoupled KD", r"\alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD}", "Zhao et al. 2022",
+                   "target-class confidence and non-target dark knowledge, weighted separately", "logits", 1.0),
+        MethodInfo("crd", "Contrastive (CRD, in-batch)", r"-\tfrac{1}{B}\sum_i \log \frac{e^{s_i\cdot t_i/\tau}}{\sum_j e^{s_i\cdot t_j/\tau}}",
+                   "Tian et al. 2020", "representations: each student embedding must pick out its own teacher embedding", "features", 0.8),
+    )
+}
