@@ -1,0 +1,299 @@
+"""Long-running jobs for the app: generator functions ``fn(spec) -> Iterator[dict]``.
+
+A job runs in a worker process (``kdviz/worker.py``) and yields plain-dict events:
+
+- ``{"type": "status", "text": ...}`` — phase changes
+- ``{"type": "record", "run": name, **StepRecord.to_dict()}`` — training progress
+- ``{"type": "result", ...}`` — final metrics (plain data only)
+- ``{"type": "error", "text": ...}`` — a clear message; the job then ends
+
+Specs are plain dicts (they cross a process boundary). Shared keys::
+
+    data:        "auto" (MNIST or the offline fallback) | "synthetic" (tests)
+    device:      "cpu" | "cuda" | None (auto)
+    out_dir:     folder for checkpoints (required)
+    train:       TrainConfig fields, e.g. {"epochs": 1, "lr": 1e-3, "batch_size": 128}
+    eval_points: test evaluations during training (default 10) on a fixed sample of
+                 at most ``live_test_n`` (default 2000) test images; the result uses the full test set
+
+``teacher_job`` adds ``model`` (ModelConfig fields). ``distill_job`` adds ``teacher`` (checkpoint
+path), ``student`` (ModelConfig fields), ``distill`` (DistillConfig fields: T, alpha, schedules),
+``terms`` (list of ``{method, weight, student_layer, teacher_layer}``) and ``transfer``
+("full" | "subset:N" | "without:3" or "without:3,5" | "labelled:N").
+
+Invalid values never escape as exceptions: the job yields one error event instead.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from . import data as kdata
+from .checkpoints import load_checkpoint, save_checkpoint
+from .engine import (
+    EvalResult,
+    NonFiniteLoss,
+    StepRecord,
+    TrainConfig,
+    agreement,
+    evaluate,
+    make_model,
+    resolve_device,
+    total_steps,
+    train,
+)
+from .methods import DistillConfig, Term
+from .models import ModelConfig, param_count, size_mb
+
+DATA_SOURCES = ("auto", "synthetic")
+TIMING_BATCH = 256
+
+
+# ----------------------------------------------------------------------------- spec parsing
+def _fields_of(cls, values: dict | None, what: str, skip: tuple[str, ...] = ()) -> dict:
+    """``values`` checked against the dataclass's field names (a typo must not pass silently)."""
+    values = dict(values or {})
+    allowed = {f.name for f in fields(cls)} - set(skip)
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s) {unknown}; allowed: {sorted(allowed)}")
+    return values
+
+
+def _build(cls, values: dict | None, what: str, skip: tuple[str, ...] = ()):
+    kwargs = _fields_of(cls, values, what, skip)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # e.g. hidden=5 (not a sequence)
+        raise ValueError(f"invalid {what} settings {kwargs}: {err}") from err
+
+
+def model_config(values: dict | None, what: str = "model") -> ModelConfig:
+    return _build(ModelConfig, values, what)
+
+
+def train_config(values: dict | None) -> TrainConfig:
+    return _build(TrainConfig, values, "training")
+
+
+def distill_config(values: dict | None, terms: list | None) -> DistillConfig:
+    return replace(_build(DistillConfig, values, "distillation", skip=("terms",)), terms=parse_terms(terms))
+
+
+def parse_terms(terms: list | None) -> tuple[Term, ...]:
+    """``[{"method", "weight", "student_layer", "teacher_layer"}]`` → Term objects (validated by Objective)."""
+    out = []
+    for raw in terms or []:
+        if not isinstance(raw, dict) or "method" not in raw:
+            raise ValueError(f"each method term must be a dict with a 'method' key, got {raw!r}")
+        values = _fields_of(Term, raw, "method term")
+        out.append(Term(str(values["method"]), float(values.get("weight", 1.0)),
+                        str(values.get("student_layer", "")), str(values.get("teacher_layer", ""))))
+    return tuple(out)
+
+
+def load_bundle(source: str = "auto") -> kdata.DataBundle:
+    if source not in DATA_SOURCES:
+        raise ValueError(f"data source must be one of {DATA_SOURCES}, got {source!r}")
+    return kdata.synthetic_bundle() if source == "synthetic" else kdata.load_data()
+
+
+def transfer_set(train_data: kdata.TensorData, choice: str, seed: int = 0) -> kdata.TensorData:
+    """The images the student learns from: "full", "subset:N", "without:3[,5]", "labelled:N"."""
+    kind, _, arg = str(choice).partition(":")
+    try:
+        if kind == "full" and not arg:
+            out = train_data
+        elif kind == "subset":
+            out = kdata.random_subset(train_data, int(arg), seed)
+        elif kind == "without":
+            out = kdata.without_digits(train_data, [int(d) for d in arg.split(",") if d.strip()])
+        elif kind == "labelled":
+            out = kdata.labelled_plus_unlabelled(train_data, int(arg), seed)
+        else:
+            raise ValueError("unknown kind")
+    except ValueError as err:
+        hint = "" if str(err) == "unknown kind" else f" ({err})"
+        raise ValueError(f"transfer set {choice!r} is invalid{hint}; use full, subset:N, without:D[,D] or labelled:N") from err
+    if len(out) == 0:
+        raise ValueError(f"transfer set {choice!r} is empty")
+    return out
+
+
+def out_dir(spec: dict) -> Path:
+    if not spec.get("out_dir"):
+        raise ValueError("the job spec needs an 'out_dir' folder for its checkpoints")
+    return Path(spec["out_dir"])
+
+
+# ----------------------------------------------------------------------------- measurement
+@torch.no_grad()
+def ms_per_batch(model: nn.Module, device: torch.device, batch: int = TIMING_BATCH, reps: int = 5) -> float:
+    """Median wall time (ms) of one eval-mode forward pass on ``[batch, 1, 28, 28]``."""
+    was_training = model.training
+    model.eval()
+    x = torch.randn(batch, 1, 28, 28, device=device)
+    times = []
+    for i in range(reps + 1):  # the first pass warms up allocators and kernels
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:
+            times.append((time.perf_counter() - t0) * 1000)
+    model.train(was_training)
+    return sorted(times)[len(times) // 2]
+
+
+def model_summary(model: nn.Module, cfg: ModelConfig, device: torch.device) -> dict:
+    return {"label": cfg.label(), "model": asdict(cfg), "params": param_count(model),
+            "size_mb": size_mb(model), "ms_per_batch": ms_per_batch(model, device)}
+
+
+def eval_summary(result: EvalResult) -> dict:
+    return {"test_acc": result.accuracy, "per_class": result.per_class, "confusion": result.confusion, "errors": result.errors}
+
+
+def _record_event(run: str, rec: StepRecord) -> dict:
+    return {"type": "record", "run": run, **rec.to_dict()}
+
+
+def _live_test(test: kdata.TensorData, spec: dict) -> kdata.TensorData:
+    """A fixed sample of the test set for the evaluations during training (cheap enough to repeat)."""
+    n = int(spec.get("live_test_n", 2000))
+    return test if len(test) <= n else kdata.random_subset(test, n, seed=0)
+
+
+def _with_eval_points(cfg: TrainConfig, n_train: int, spec: dict) -> TrainConfig:
+    """About ``eval_points`` test evaluations per run, unless the spec set ``eval_every`` itself."""
+    if cfg.eval_every:
+        return cfg
+    points = int(spec.get("eval_points", 10))
+    if points < 1:
+        raise ValueError(f"eval_points must be >= 1, got {points}")
+    return replace(cfg, eval_every=max(1, total_steps(n_train, cfg) // points))
+
+
+def guarded(job: Callable[[dict], Iterator[dict]]) -> Callable[[dict], Iterator[dict]]:
+    """Turn a ValueError (bad spec, CheckpointError, NonFiniteLoss) into one error event."""
+
+    def run(spec: dict) -> Iterator[dict]:
+        try:
+            if not isinstance(spec, dict):
+                raise ValueError(f"a job spec must be a dict, got {type(spec).__name__}")
+            yield from job(spec)
+        except ValueError as err:
+            yield {"type": "error", "text": str(err), "kind": type(err).__name__}
+
+    run.__name__, run.__doc__, run.__wrapped__ = job.__name__, job.__doc__, job
+    return run
+
+
+# ----------------------------------------------------------------------------- teacher
+@guarded
+def teacher_job(spec: dict) -> Iterator[dict]:
+    """Train a teacher, evaluate it, save its checkpoint to ``out_dir/teacher.pt``."""
+    cfg, tcfg, folder = model_config(spec.get("model")), train_config(spec.get("train")), out_dir(spec)
+    device = resolve_device(spec.get("device"))
+    yield {"type": "status", "text": "loading data"}
+    bundle = load_bundle(spec.get("data", "auto")).to(device)
+    tcfg = _with_eval_points(tcfg, len(bundle.train), spec)
+    model = make_model(cfg, tcfg.seed, device)
+    yield {"type": "status", "text": f"training teacher {cfg.label()} on {bundle.name}"}
+    t0 = time.perf_counter()
+    for rec in train(model, bundle.train, tcfg, test=_live_test(bundle.test, spec), device=device):
+        yield _record_event("teacher", rec)
+    train_s = time.perf_counter() - t0
+    yield {"type": "status", "text": "evaluating on the full test set"}
+    ev = evaluate(model, bundle.test)
+    meta = {"test_acc": ev.accuracy, "data_source": bundle.source, "data_name": bundle.name, "train": asdict(tcfg)}
+    path = save_checkpoint(folder / "teacher.pt", model, cfg, meta)
+    yield {"type": "result", "run": "teacher", **eval_summary(ev), **model_summary(model, cfg, device),
+           "checkpoint": str(path), "train_s": train_s, "data_source": bundle.source, "data_name": bundle.name,
+           "steps": rec.step, "threads": torch.get_num_threads()}
+
+
+# ----------------------------------------------------------------------------- distillation
+def interleave(runs: dict[str, Iterator[StepRecord]]) -> Iterator[dict]:
+    """One record from each run in turn, so both curves advance together.
+
+    A divergence names its run: "distilled student: training stopped at step 40 ...".
+    """
+    live = dict(runs)
+    while live:
+        for name in list(live):
+            try:
+                rec = next(live[name])
+            except StopIteration:
+                del live[name]
+                continue
+            except NonFiniteLoss as err:
+                err.args = (f"{name} student: {err}",)  # keep the type and .step; name the run
+                raise
+            yield _record_event(name, rec)
+
+
+def _load_teacher(spec: dict, device: torch.device):
+    if not spec.get("teacher"):
+        raise ValueError("the distillation spec needs 'teacher': the path of a teacher checkpoint")
+    teacher, cfg, meta = load_checkpoint(spec["teacher"])
+    return teacher.to(device).eval(), cfg, meta
+
+
+@guarded
+def distill_job(spec: dict) -> Iterator[dict]:
+    """Train a distilled and a scratch student side by side (same init, seed and data order)."""
+    s_cfg, tcfg, folder = model_config(spec.get("student"), "student"), train_config(spec.get("train")), out_dir(spec)
+    dcfg = distill_config(spec.get("distill"), spec.get("terms"))
+    device = resolve_device(spec.get("device"))
+    teacher, t_cfg, t_meta = _load_teacher(spec, device)
+    yield {"type": "status", "text": "loading data"}
+    bundle = load_bundle(spec.get("data", "auto")).to(device)
+    transfer = transfer_set(bundle.train, spec.get("transfer", "full"), tcfg.seed)
+    tcfg = _with_eval_points(tcfg, len(transfer), spec)
+    live_test = _live_test(bundle.test, spec)
+    students = {name: make_model(s_cfg, tcfg.seed, device) for name in ("distilled", "scratch")}
+    runs = {
+        "distilled": train(students["distilled"], transfer, tcfg, teacher=teacher, distill=dcfg, test=live_test, device=device),
+        "scratch": train(students["scratch"], transfer, tcfg, test=live_test, device=device),
+    }
+    yield {"type": "status", "text": f"distilling {t_cfg.label()} → {s_cfg.label()} on {len(transfer)} images (T={dcfg.T:g}, alpha={dcfg.alpha:g})"}
+    t0 = time.perf_counter()
+    yield from interleave(runs)
+    train_s = time.perf_counter() - t0
+    yield {"type": "status", "text": "evaluating on the full test set"}
+    yield {"type": "result", **_distill_result(teacher, t_cfg, t_meta, students, s_cfg, bundle, device, folder, dcfg),
+           "transfer": spec.get("transfer", "full"), "transfer_n": len(transfer), "train_s": train_s,
+           "threads": torch.get_num_threads()}
+
+
+def _distill_result(teacher, t_cfg, t_meta, students, s_cfg, bundle, device, folder: Path, dcfg: DistillConfig) -> dict:
+    test = bundle.test
+    evals = {"teacher": evaluate(teacher, test), **{n: evaluate(m, test) for n, m in students.items()}}
+    paths = {}
+    for name, model in students.items():
+        meta = {"test_acc": evals[name].accuracy, "role": name, "T": dcfg.T, "alpha": dcfg.alpha, "data_source": bundle.source}
+        paths[name] = str(save_checkpoint(folder / f"{name}.pt", model, s_cfg, meta))
+    return {
+        "test_acc": {n: e.accuracy for n, e in evals.items()},
+        "errors": {n: e.errors for n, e in evals.items()},
+        "per_class": {n: e.per_class for n, e in evals.items()},
+        "confusion": {n: e.confusion for n, e in evals.items()},
+        "agreement": {n: agreement(teacher, m, test) for n, m in students.items()},
+        "teacher": model_summary(teacher, t_cfg, device),
+        "student": model_summary(students["distilled"], s_cfg, device),
+        "checkpoints": paths,
+        "data_source": bundle.source,
+        "data_name": bundle.name,
+        "teacher_data_source": t_meta.get("data_source"),
+        "T": dcfg.T,
+        "alpha": dcfg.alpha,
+        "terms": [asdict(t) for t in dcfg.terms],
+    }

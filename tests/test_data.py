@@ -1,0 +1,124 @@
+"""The data module through the real torchvision path, on tiny IDX files written here."""
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from kdviz import data
+
+
+def write_idx(folder, prefix, images, labels):
+    raw = folder / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    n = images.shape[0]
+    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + images.numpy().tobytes())
+    (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.numpy().tobytes())
+
+
+@pytest.fixture()
+def tiny_mnist(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    train_x = torch.randint(0, 256, (30, 28, 28), generator=g, dtype=torch.uint8)
+    test_x = torch.randint(0, 256, (12, 28, 28), generator=g, dtype=torch.uint8)
+    write_idx(tmp_path, "train", train_x, (torch.arange(30) % 10).to(torch.uint8))
+    write_idx(tmp_path, "t10k", test_x, (torch.arange(12) % 10).to(torch.uint8))
+    return tmp_path, train_x, test_x
+
+
+def test_load_mnist_reads_idx_and_normalises_once(tiny_mnist):
+    root, train_x, test_x = tiny_mnist
+    bundle = data.load_mnist(root, download=False)
+    assert bundle.is_mnist and len(bundle.train) == 30 and len(bundle.test) == 12
+    assert bundle.train.x.shape == (30, 1, 28, 28) and bundle.train.x.dtype == torch.float32
+    expected = (train_x[3].float() / 255 - 0.1307) / 0.3081
+    assert torch.allclose(bundle.train.x[3, 0], expected, atol=1e-6)
+    assert bundle.test.y.tolist() == [i % 10 for i in range(12)]
+
+
+def test_env_var_selects_root(tiny_mnist, monkeypatch):
+    root, *_ = tiny_mnist
+    monkeypatch.setenv("KDVIZ_DATA_DIR", str(root))
+    assert data.data_root() == root
+    assert data.load_data(download=False).is_mnist
+
+
+def test_missing_data_falls_back_with_a_message_naming_folder_and_variable(tmp_path):
+    bundle = data.load_data(tmp_path / "nowhere", download=False)
+    assert bundle.source == "fallback" and "NOT MNIST" in bundle.name
+    assert str(tmp_path / "nowhere") in bundle.message and "KDVIZ_DATA_DIR" in bundle.message
+    assert "\n" not in bundle.message
+    assert len(bundle.train) + len(bundle.test) == 1797
+    assert bundle.train.x.shape[1:] == (1, 28, 28)
+    assert set(bundle.train.y.unique().tolist()) == set(range(10))
+
+
+def test_fallback_digits_look_like_mnist_digits():
+    x = data.load_fallback().train.x
+    background = (0 - data.MNIST_MEAN) / data.MNIST_STD
+    # a 4-pixel black border like MNIST's 20×20 box in 28×28, and ink in the middle
+    assert torch.allclose(x[:, :, :4, :], torch.full_like(x[:, :, :4, :], background), atol=1e-5)
+    assert float(x[:, :, 10:18, 10:18].max()) > 2.0
+
+
+def test_random_subset_is_seeded_and_exact():
+    d = data.synthetic_bundle(100, 10).train
+    a, b = data.random_subset(d, 17, seed=3), data.random_subset(d, 17, seed=3)
+    assert len(a) == 17 and torch.equal(a.x, b.x)
+    with pytest.raises(ValueError, match="subset size"):
+        data.random_subset(d, 0)
+
+
+def test_without_digits_removes_every_image_of_them():
+    d = data.synthetic_bundle(200, 10).train
+    kept = data.without_digits(d, [3, 7])
+    assert not torch.isin(kept.y, torch.tensor([3, 7])).any()
+    assert len(kept) == int((~torch.isin(d.y, torch.tensor([3, 7]))).sum())
+    with pytest.raises(ValueError, match="0..9"):
+        data.without_digits(d, [12])
+
+
+def test_labelled_plus_unlabelled_hides_labels():
+    d = data.synthetic_bundle(100, 10).train
+    mixed = data.labelled_plus_unlabelled(d, 25, seed=1)
+    assert len(mixed) == 100 and mixed.labelled_count() == 25
+    shown = mixed.y != data.HIDDEN_LABEL
+    assert torch.equal(mixed.y[shown], d.y[shown])
+
+
+def test_random_shift_moves_images_within_bounds():
+    x = torch.full((4, 1, 28, 28), -0.4242)
+    x[:, :, 14, 14] = 5.0
+    g = torch.Generator().manual_seed(0)
+    y = data.random_shift(x, 2, g)
+    assert y.shape == x.shape
+    for img in y[:, 0]:
+        r, c = (img == 5.0).nonzero()[0].tolist()
+        assert abs(r - 14) <= 2 and abs(c - 14) <= 2
+    assert torch.equal(data.random_shift(x, 0, g), x)
+
+
+def test_tensor_data_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"\[N, 1, 28, 28\]"):
+        data.TensorData(torch.zeros(3, 28, 28), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="labels shape"):
+        data.TensorData(torch.zeros(3, 1, 28, 28), torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.skipif(not os.environ.get("KDVIZ_DATA_DIR"), reason="KDVIZ_DATA_DIR is not set: real MNIST unavailable")
+def test_real_mnist_loads():
+    bundle = data.load_mnist(download=False)
+    assert (len(bundle.train), len(bundle.test)) == (60000, 10000)
+    assert abs(float(bundle.train.x.mean())) < 0.01 and abs(float(bundle.train.x.std()) - 1) < 0.01
+
+
+def test_core_imports_without_streamlit():
+    """Every core module imports in a fresh interpreter without pulling in streamlit."""
+    import pathlib
+
+    names = sorted(p.stem for p in pathlib.Path(data.__file__).parent.glob("*.py") if p.stem != "__main__")
+    code = "import sys\n" + "".join(f"import kdviz.{n}\n" for n in names) + "assert 'streamlit' not in sys.modules, 'streamlit imported'\nprint('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=pathlib.Path(data.__file__).parent.parent)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
