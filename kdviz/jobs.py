@@ -216,7 +216,7 @@ def teacher_job(spec: dict) -> Iterator[dict]:
     meta = {"test_acc": ev.accuracy, "data_source": bundle.source, "data_name": bundle.name, "train": asdict(tcfg)}
     path = save_checkpoint(folder / "teacher.pt", model, cfg, meta)
     yield {"type": "result", "run": "teacher", **eval_summary(ev), **model_summary(model, cfg, device),
-           "checkpoint": str(path), "train_s": train_s, "data_source": bundle.source, "data_name": bundle.name,
+           "checkpoint": str(path), "checkpoints": {"teacher": str(path)}, "train_s": train_s, "data_source": bundle.source, "data_name": bundle.name,
            "steps": rec.step, "threads": torch.get_num_threads()}
 
 

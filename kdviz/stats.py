@@ -77,13 +77,13 @@ def compare(a: Sequence[float] | MeanStd, b: Sequence[float] | MeanStd) -> Compa
     """Compare two sets of per-seed results (or their summaries) with the 2·SE rule.
 
     One seed per side gives no estimate of noise, so such a difference is always reported
-    as within noise rather than as a finding.
+    as within noise rather than as a finding; so is a difference of exactly zero.
     """
     sa = a if isinstance(a, MeanStd) else mean_std(a)
     sb = b if isinstance(b, MeanStd) else mean_std(b)
     diff = sa.mean - sb.mean
     se = diff_stderr(sa, sb)
-    noisy = sa.n < 2 or sb.n < 2 or abs(diff) < 2.0 * se
+    noisy = sa.n < 2 or sb.n < 2 or abs(diff) < 2.0 * se or diff == 0.0
     return Comparison(sa, sb, diff, se, noisy)
 
 

@@ -58,6 +58,11 @@ def test_single_seed_is_always_within_noise():
     assert within_noise([0.99], [0.10])
 
 
+def test_identical_constant_results_are_within_noise():
+    assert within_noise([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])  # se = 0 and diff = 0: no finding
+    assert not within_noise([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])  # se = 0, diff = 1: a real difference
+
+
 def test_formatter():
     assert format_mean_std(98.123, 0.21) == "98.1 ± 0.2"
     assert format_mean_std(0.5, 0.25, digits=2, unit="%") == "0.50% ± 0.25%"

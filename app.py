@@ -1,0 +1,52 @@
+"""kdviz — a live, visual explorer for knowledge distillation. Run: ``streamlit run app.py``.
+
+This script is the frame: page config, navigation and the sidebar every page shares (data set
+status, device, job counts, stop-all). Pages are listed only when their file exists, so the
+app starts whatever subset of pages is installed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from kdviz.ui.frame import render_sidebar
+from kdviz.ui.hosted import hosted_badge
+
+ROOT = Path(__file__).resolve().parent
+PAGES = (  # file under pages/, title, icon
+    ("home.py", "Home", ":material/home:"),
+    ("temperature.py", "Temperature lab", ":material/thermostat:"),
+    ("teacher.py", "Teacher", ":material/school:"),
+    ("distill.py", "Distill", ":material/compress:"),
+    ("feature_maps.py", "Feature maps", ":material/grid_view:"),
+    ("experiments.py", "Experiments", ":material/science:"),
+    ("runs.py", "Saved runs", ":material/folder_open:"),
+    ("interview.py", "Interview prep", ":material/quiz:"),
+)
+
+
+def available_pages() -> list[st.Page]:
+    """One st.Page per existing file; Home is the default (else the first page found)."""
+    found = [(name, title, icon) for name, title, icon in PAGES if (ROOT / "pages" / name).is_file()]
+    if not found:
+        return []
+    default = "home.py" if any(name == "home.py" for name, _, _ in found) else found[0][0]
+    return [st.Page(str(ROOT / "pages" / name), title=title, icon=icon, default=name == default,
+                    url_path=None if name == default else Path(name).stem)
+            for name, title, icon in found]
+
+
+def main() -> None:
+    st.set_page_config(page_title="kdviz — knowledge distillation", page_icon=":material/school:", layout="wide")
+    pages = available_pages()
+    if not pages:
+        st.error(f"No pages found in {ROOT / 'pages'}.")
+        return
+    page = st.navigation(pages)
+    render_sidebar()
+    hosted_badge()
+    page.run()
+
+
+main()

@@ -1,0 +1,86 @@
+"""Shared helpers for the benchmarks: thread setup, MNIST, interleaved timing, verdict lines.
+
+Machines are shared and noisy, so every benchmark interleaves kdviz and its comparison in one
+run: each contender is a generator doing one fixed chunk of work per ``next()``; rounds visit
+every contender in turn and the figures are medians over rounds (ratios are medians of the
+per-round ratios, so a noisy round hits both sides alike).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py` from a checkout
+
+from kdviz.data import DataBundle, DataUnavailable, data_root, load_mnist  # noqa: E402
+
+
+def setup_threads(threads: int) -> None:
+    """The same intra-op thread count for every contender (both sides of every ratio)."""
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+
+
+def machine_line(threads: int) -> str:
+    return f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread(s); load avg {os.getloadavg()[0]:.1f}"
+
+
+def mnist_or_exit() -> DataBundle:
+    """Real MNIST (KDVIZ_DATA_DIR or the cache folder), or exit with a message saying where to put it."""
+    try:
+        return load_mnist(download=False)
+    except DataUnavailable as err:
+        sys.exit(f"benchmark needs real MNIST: {err} (looked in {data_root()})")
+
+
+@dataclass
+class Contender:
+    """One side of a comparison: ``chunks`` yields once per chunk of ``samples_per_chunk`` samples."""
+
+    name: str
+    chunks: Iterator
+    samples_per_chunk: int
+    times: list[float] = field(default_factory=list)
+
+    def rates(self) -> list[float]:
+        return [self.samples_per_chunk / t for t in self.times]
+
+    def median_rate(self) -> float:
+        return statistics.median(self.rates())
+
+
+def interleave(contenders: list[Contender], rounds: int, warmup: int = 1, on_round: Callable[[int], None] | None = None) -> None:
+    """Visit every contender ``warmup + rounds`` times in turn, timing each chunk (warm-up untimed)."""
+    for r in range(warmup + rounds):
+        for c in contenders:
+            t0 = time.perf_counter()
+            next(c.chunks)
+            dt = time.perf_counter() - t0
+            if r >= warmup:
+                c.times.append(dt)
+        if on_round is not None:
+            on_round(r)
+
+
+def paired_ratio(a: Contender, b: Contender) -> float:
+    """Median over rounds of rate(a) / rate(b), each pair timed within the same round."""
+    return statistics.median(ra / rb for ra, rb in zip(a.rates(), b.rates()))
+
+
+def spread(values: list[float]) -> str:
+    q = statistics.quantiles(values, n=4) if len(values) >= 4 else (min(values), 0, max(values))
+    return f"[IQR {q[0]:,.0f}–{q[-1]:,.0f}]"
+
+
+def verdict(label: str, value: float, target: float, unit: str = "", higher_is_better: bool = True) -> str:
+    ok = value >= target if higher_is_better else value <= target
+    op = "≥" if higher_is_better else "≤"
+    return f"{'PASS' if ok else 'FAIL'}  {label}: {value:.2f}{unit} (target {op} {target:g}{unit})"

@@ -1,0 +1,294 @@
+"""Method comparison: every distillation method on the same teacher, student and transfer set.
+
+``compare_methods(...)`` trains one student per (method, seed), evaluates it on the full test
+set and returns plain-data rows (mean ± std test accuracy, mean wall time, and whether each
+method's difference to scratch and to the best method is within noise). ``python -m kdviz
+compare ...`` prints them as a table.
+
+Protocol (documented so a table can be read honestly):
+- "scratch" is the student trained from the labels alone; "kd" is Hinton KD
+  (``alpha·KD + (1 − alpha)·CE``). Every other method runs as ``CE + weight·term`` with the
+  paper's weight (``METHOD_INFO[m].default_weight``), as in the CRD / mdistiller benchmarks;
+  ``plus_kd=True`` adds ``alpha·KD`` on top (CE then weighs ``1 − alpha``).
+- Seed s sets the student's initial weights and its data order; the transfer set is drawn once
+  (seed 0), so all methods and seeds see the same images.
+- Wall time is training only (teacher forward passes included), without evaluation.
+- "Within noise": ``|Δmean| < 2·sqrt(std_a²/n_a + std_b²/n_b)`` (sample std, ddof = 1), the rule of
+  :mod:`kdviz.stats`; with a single seed every difference counts as within noise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .data import DataBundle, load_data
+from .engine import TrainConfig, evaluate, make_model, resolve_device, run_to_end, train
+from .jobs import transfer_set
+from .methods import METHOD_INFO, DistillConfig, Term, build_objective
+from .models import ModelConfig
+from .stats import compare as compare_stats
+from .stats import mean_std
+
+SCRATCH = "scratch"
+DEFAULT_METHODS = ("kd", "fitnet", "at", "rkd_d", "rkd_a", "sp", "dkd", "crd")
+MAPS_MESSAGE = "not applicable: needs CNN feature maps [B, C, H, W] on both networks"
+
+
+# ----------------------------------------------------------------------------- configuration per method
+def method_config(method: str, T: float = 4.0, alpha: float = 0.9, plus_kd: bool = False) -> DistillConfig | None:
+    """The DistillConfig a comparison uses for ``method`` (None for scratch); see the module docstring."""
+    if method == SCRATCH:
+        return None
+    if method not in METHOD_INFO:
+        raise ValueError(f"unknown method {method!r}; choose from {[SCRATCH, *METHOD_INFO]}")
+    if method == "kd":
+        return DistillConfig(T=T, alpha=alpha)
+    return DistillConfig(T=T, alpha=alpha if plus_kd else 0.0, terms=(Term(method, METHOD_INFO[method].default_weight),))
+
+
+def applicability(method: str, distill: DistillConfig | None, student: nn.Module, teacher: nn.Module) -> str:
+    """"" when ``method`` can run on this pair, else "not applicable: <why>" (never raises)."""
+    if distill is None:
+        return ""
+    try:
+        build_objective(distill, student, teacher)
+    except ValueError as err:
+        return MAPS_MESSAGE if METHOD_INFO[method].needs == "maps" else f"not applicable: {err}"
+    return ""
+
+
+# ----------------------------------------------------------------------------- running
+def _one_run(distill, teacher, student_cfg, transfer, test, train_cfg: TrainConfig, seed: int, device) -> tuple[float, float]:
+    """(test accuracy, training wall seconds) of one student."""
+    student = make_model(student_cfg, seed, device)
+    t0 = time.perf_counter()
+    run_to_end(train(student, transfer, replace(train_cfg, seed=seed), teacher=teacher, distill=distill, device=device))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - t0
+    return evaluate(student, test).accuracy, wall
+
+
+def iter_compare(
+    bundle: DataBundle,
+    teacher: nn.Module,
+    student_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    methods: list[str] | tuple[str, ...] = DEFAULT_METHODS,
+    seeds: list[int] | tuple[int, ...] = (0, 1, 2),
+    scenario: str = "full",
+    device: str | torch.device | None = None,
+    *,
+    T: float = 4.0,
+    alpha: float = 0.9,
+    plus_kd: bool = False,
+) -> Iterator[dict]:
+    """:func:`compare_methods` as a generator of job events: "status", one "run" per (method, seed), "result" with the rows."""
+    methods, seeds = _check_lists(methods, seeds)
+    device = resolve_device(device)
+    teacher = teacher.to(device).eval()
+    bundle = bundle.to(device)
+    transfer = transfer_set(bundle.train, scenario, seed=0)
+    configs = {m: method_config(m, T, alpha, plus_kd) for m in methods}  # validates every name first
+    probe = make_model(student_cfg, 0, device)
+    per_method: dict[str, dict] = {}
+    for method, distill in configs.items():
+        status = applicability(method, distill, probe, teacher)
+        per_method[method] = {"status": status or "ok", "accs": [], "wall_s": []}
+        if status:
+            yield {"type": "status", "text": f"{method}: {status}"}
+            continue
+        for seed in seeds:
+            yield {"type": "status", "text": f"{method}: seed {seed} ({len(transfer)} images)"}
+            acc, wall = _one_run(distill, teacher, student_cfg, transfer, bundle.test, train_cfg, seed, device)
+            per_method[method]["accs"].append(acc)
+            per_method[method]["wall_s"].append(wall)
+            yield {"type": "run", "method": method, "seed": seed, "test_acc": acc, "wall_s": wall}
+    yield {"type": "result", "rows": summarise(per_method), "scenario": scenario, "transfer_n": len(transfer),
+           "seeds": list(seeds), "student": student_cfg.label(), "T": T, "alpha": alpha, "plus_kd": plus_kd}
+
+
+def _check_lists(methods, seeds) -> tuple[list[str], list[int]]:
+    methods = list(dict.fromkeys(methods))  # order kept, duplicates dropped
+    if SCRATCH not in methods:
+        methods.insert(0, SCRATCH)  # the baseline every "vs scratch" verdict needs
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    return methods, seeds
+
+
+def compare_methods(bundle, teacher, student_cfg, train_cfg, methods=DEFAULT_METHODS, seeds=(0, 1, 2),
+                    scenario: str = "full", device=None, **kwargs) -> list[dict]:
+    """Run every method (plus scratch) over ``seeds`` and return the summary rows (see :func:`summarise`)."""
+    result = {}
+    for event in iter_compare(bundle, teacher, student_cfg, train_cfg, methods, seeds, scenario, device, **kwargs):
+        result = event
+    return result["rows"]
+
+
+# ----------------------------------------------------------------------------- summarising
+def summarise(per_method: dict[str, dict]) -> list[dict]:
+    """Rows from per-seed results ``{method: {"status", "accs": [...], "wall_s": [...]}}`` (plain data).
+
+    Row keys: method, label, status ("ok" or "not applicable: ..."), accs, n, mean_acc, std_acc
+    (ddof = 1), mean_wall_s, best, diff_vs_best, noise_vs_best, diff_vs_scratch, noise_vs_scratch.
+    Verdicts are None where they do not apply (the best row vs itself, scratch vs itself).
+    """
+    rows = [_base_row(m, r) for m, r in per_method.items()]
+    done = {r["method"]: r for r in rows if r["n"]}
+    best = max(done.values(), key=lambda r: r["mean_acc"])["method"] if done else None
+    for row in rows:
+        row["best"] = row["method"] == best
+        if row["n"]:
+            row.update(_verdict(row, done.get(best), "best"), **_verdict(row, done.get(SCRATCH), "scratch"))
+    return rows
+
+
+def _base_row(method: str, result: dict) -> dict:
+    accs, walls = list(result.get("accs", [])), list(result.get("wall_s", []))
+    label = "Scratch (labels only)" if method == SCRATCH else METHOD_INFO[method].label
+    row = {"method": method, "label": label, "status": result.get("status", "ok"), "accs": accs, "n": len(accs),
+           "mean_acc": None, "std_acc": None, "mean_wall_s": None, "best": False,
+           "diff_vs_best": None, "noise_vs_best": None, "diff_vs_scratch": None, "noise_vs_scratch": None,
+           "note": METHOD_INFO[method].note if method in METHOD_INFO else ""}
+    if accs:
+        ms = mean_std(accs)
+        row.update(mean_acc=ms.mean, std_acc=ms.std, mean_wall_s=mean_std(walls).mean)
+    return row
+
+
+def _verdict(row: dict, ref: dict | None, name: str) -> dict:
+    if ref is None or ref["method"] == row["method"]:
+        return {}
+    c = compare_stats(row["accs"], ref["accs"])
+    return {f"diff_vs_{name}": c.diff, f"noise_vs_{name}": c.within_noise}
+
+
+# ----------------------------------------------------------------------------- table
+def _diff_cell(diff: float | None, noise: bool | None, is_self: bool) -> str:
+    if is_self:
+        return "—"
+    if diff is None:
+        return ""
+    return f"{100 * diff:+.2f} " + ("(within noise)" if noise else "(beyond noise)")
+
+
+def format_table(rows: list[dict]) -> str:
+    """Aligned plain-text table: accuracy in %, mean ± std over seeds; a legend line below."""
+    head = ("method", "test acc % (mean ± std)", "seeds", "train s", "vs scratch (pts)", "vs best (pts)")
+    lines = []
+    for r in rows:
+        if not r["n"]:
+            lines.append((r["method"], r["status"], "", "", "", ""))
+            continue
+        acc = f"{100 * r['mean_acc']:.2f} ± {100 * r['std_acc']:.2f}"
+        lines.append((r["method"], acc, str(r["n"]), f"{r['mean_wall_s']:.1f}",
+                      _diff_cell(r["diff_vs_scratch"], r["noise_vs_scratch"], r["method"] == SCRATCH),
+                      _diff_cell(r["diff_vs_best"], r["noise_vs_best"], r["best"]) if not r["best"] else "best"))
+    # "not applicable" messages span the columns; only the measured rows set the widths
+    measured = [l for l, r in zip(lines, rows) if r["n"]] + [head]
+    widths = [max(len(l[i]) for l in measured) for i in range(len(head))]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(c.ljust(w) for c, w in zip(l, widths)).rstrip() if r["n"] else f"{l[0].ljust(widths[0])}  {l[1]}"
+            for l, r in zip(lines, rows)]
+    out.append("within noise: |Δmean| < 2·sqrt(std_a²/n_a + std_b²/n_b) (std with ddof=1); pts = percentage points")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- command line
+def parse_model_spec(spec: str, dropout: float = 0.0) -> ModelConfig:
+    """``"mlp:128"``, ``"mlp:800,800"``, ``"cnn:16,32"`` → ModelConfig (widths per layer / stage)."""
+    arch, _, widths = spec.partition(":")
+    try:
+        sizes = tuple(int(w) for w in widths.split(",") if w.strip())
+    except ValueError as err:
+        raise ValueError(f"model spec {spec!r} is invalid: widths must be integers, e.g. mlp:128 or cnn:16,32") from err
+    if not sizes:
+        raise ValueError(f"model spec {spec!r} needs widths after the colon, e.g. mlp:128 or cnn:16,32")
+    key = "hidden" if arch == "mlp" else "channels"
+    return ModelConfig(arch=arch, dropout=dropout, **{key: sizes})
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser("compare", help="compare distillation methods over seeds (table of mean ± std)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", help="teacher checkpoint; without it a quick teacher is trained first")
+    p.add_argument("--teacher-model", default="cnn:32,64", help="architecture of the quick teacher (default cnn:32,64)")
+    p.add_argument("--teacher-epochs", type=float, default=1.0)
+    p.add_argument("--save-teacher", help="save the quick teacher to this checkpoint path (reuse it with --teacher)")
+    p.add_argument("--student", default="mlp:128", help="student architecture, e.g. mlp:128 or cnn:8,16")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma list from {list(METHOD_INFO)} (scratch is always added)")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1), at least 1")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--subset", type=int, help="transfer set: N random training images (same as --scenario subset:N)")
+    p.add_argument("--scenario", default="full", help="full | subset:N | without:D[,D] | labelled:N")
+    p.add_argument("--T", type=float, default=4.0)
+    p.add_argument("--alpha", type=float, default=0.9)
+    p.add_argument("--plus-kd", action="store_true", help="add alpha·KD to every feature method")
+    p.add_argument("--device", help="cpu | cuda (default: CUDA when available)")
+    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.set_defaults(func=run_cli)
+
+
+def _teacher_for(args, bundle: DataBundle, device: torch.device) -> nn.Module:
+    if args.teacher:
+        from .checkpoints import load_checkpoint
+
+        model, cfg, _ = load_checkpoint(args.teacher)
+        print(f"teacher: {cfg.label()} from {args.teacher}", flush=True)
+        return model.to(device).eval()
+    cfg = parse_model_spec(args.teacher_model)
+    print(f"training a quick teacher {cfg.label()} for {args.teacher_epochs:g} epoch(s) on {len(bundle.train)} images ...", flush=True)
+    model = make_model(cfg, 0, device)
+    run_to_end(train(model, bundle.train, TrainConfig(epochs=args.teacher_epochs, batch_size=128, log_every=100), device=device))
+    if args.save_teacher:
+        from .checkpoints import save_checkpoint
+
+        print(f"teacher saved to {save_checkpoint(args.save_teacher, model, cfg, {'data_source': bundle.source})}", flush=True)
+    return model.eval()
+
+
+def run_cli(args) -> int:
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    device = resolve_device(args.device)
+    student_cfg = parse_model_spec(args.student)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        method_config(m)  # a typo fails before any training
+    train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, log_every=100)
+    scenario = f"subset:{args.subset}" if args.subset else args.scenario
+    bundle = load_data()
+    print(f"data: {bundle.name}" + (f" — {bundle.message}" if bundle.message else ""), flush=True)
+    teacher = _teacher_for(args, bundle, device)
+    print(f"teacher test accuracy: {100 * evaluate(teacher, bundle.test.to(device)).accuracy:.2f}%", flush=True)
+    result = {}
+    for event in iter_compare(bundle, teacher, student_cfg, train_cfg, methods, list(range(args.seeds)), scenario,
+                              device, T=args.T, alpha=args.alpha, plus_kd=args.plus_kd):
+        if event["type"] == "run":
+            print(f"  {event['method']:<8} seed {event['seed']}: {100 * event['test_acc']:.2f}%  ({event['wall_s']:.1f} s)", flush=True)
+        result = event
+    print(f"\nstudent {student_cfg.label()}, transfer set {scenario} ({result['transfer_n']} images), "
+          f"{args.epochs:g} epoch(s), seeds {result['seeds']}, T={args.T:g}, alpha={args.alpha:g}, test set {len(bundle.test)}")
+    print(format_table(result["rows"]))
+    _print_notes(result["rows"])
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0
+
+
+def _print_notes(rows: list[dict]) -> None:
+    for r in rows:
+        if r["n"] and r["note"] and r["method"] != "kd":
+            print(f"note ({r['method']}): {r['note']}")

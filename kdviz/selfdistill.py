@@ -1,0 +1,204 @@
+"""Self-distillation: no pretrained teacher of a different architecture.
+
+- :func:`born_again` — Born-Again Networks (Furlanello et al. 2018): generation 0 learns from the
+  labels; generation g (same architecture, fresh weights) is distilled from generation g − 1.
+- :func:`mutual_learning` — Deep Mutual Learning (Zhang et al. 2018): two students start from
+  scratch and, on the same batches, each minimises CE + KL(peer ‖ self).
+
+Both are generators of plain-dict events (the ``kdviz.jobs`` protocol: "status", "record",
+"result"); the trained models are the generator's return value (``models = yield from ...``).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .data import TensorData, random_shift
+from .engine import (
+    NonFiniteLoss,
+    StepRecord,
+    TrainConfig,
+    agreement,
+    batch_order,
+    evaluate,
+    make_lr_schedule,
+    make_model,
+    make_optimizer,
+    predict_logits,
+    resolve_device,
+    steps_per_epoch,
+    total_steps,
+    train,
+)
+from .methods import DistillConfig, Objective
+from .models import ModelConfig
+
+DML_RUNS = ("dml_a", "dml_b")
+
+
+# ----------------------------------------------------------------------------- born-again networks
+def born_again(
+    model_cfg: ModelConfig,
+    data: TensorData,
+    train_cfg: TrainConfig,
+    distill: DistillConfig,
+    generations: int,
+    test: TensorData,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+) -> Iterator[dict]:
+    """Born-Again Networks: ``generations`` students of one architecture, each taught by the previous.
+
+    Generation 0 is trained from the labels alone; generation g ≥ 1 is distilled from generation
+    g − 1 with ``distill``. Generation g uses ``seed + g`` for its initial weights and its data
+    order (``train_cfg.seed`` is replaced). Events: ``status``; ``record`` (``run="gen{g}"``,
+    ``generation=g``); ``generation`` (its test accuracy, agreement with its teacher); a final
+    ``result`` with one accuracy per generation and the accuracy of the ensemble of all generations.
+    Returns the list of trained models.
+    """
+    if not isinstance(generations, int) or generations < 1:
+        raise ValueError(f"generations must be an integer >= 1 (generation 0 learns from labels), got {generations!r}")
+    device = resolve_device(device)
+    models: list[nn.Module] = []
+    summaries: list[dict] = []
+    for g in range(generations):
+        teacher = models[-1] if models else None
+        source = "the labels" if teacher is None else f"generation {g - 1}"
+        yield {"type": "status", "text": f"generation {g}: training {model_cfg.label()} from {source}", "generation": g}
+        model = make_model(model_cfg, seed + g, device)
+        cfg = replace(train_cfg, seed=seed + g)
+        for rec in train(model, data, cfg, teacher=teacher, distill=distill if teacher else None, test=test, device=device):
+            yield {"type": "record", "run": f"gen{g}", "generation": g, **rec.to_dict()}
+        summaries.append(_generation_summary(g, model, teacher, test))
+        yield {"type": "generation", **summaries[-1]}
+        models.append(model)
+    yield {"type": "result", "run": "born_again", "generations": generations,
+           "test_acc": [s["test_acc"] for s in summaries], "per_generation": summaries,
+           "ensemble_acc": ensemble_accuracy(models, test)}
+    return models
+
+
+def _generation_summary(g: int, model: nn.Module, teacher: nn.Module | None, test: TensorData) -> dict:
+    return {"generation": g, "test_acc": evaluate(model, test).accuracy,
+            "agreement_with_teacher": agreement(model, teacher, test) if teacher is not None else None}
+
+
+def ensemble_accuracy(models: list[nn.Module], test: TensorData) -> float:
+    """Accuracy of the average of the models' softmax outputs (BAN's ensemble of generations)."""
+    device = next(models[0].parameters()).device
+    x, y = test.x.to(device), test.y.to(device)
+    probs = sum(predict_logits(m, x).softmax(-1) for m in models)  # [N, C]
+    return float((probs.argmax(-1) == y).float().mean())
+
+
+# ----------------------------------------------------------------------------- deep mutual learning
+class _Meter:
+    """Loss sums since the last record for one student (kept on the device; one sync per record)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps, self.samples, self.t0 = 0, 0, time.perf_counter()
+
+    def add(self, values: dict[str, torch.Tensor], batch: int) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums[k] + v.detach() if k in self.sums else v.detach()
+        self.steps, self.samples = self.steps + 1, self.samples + batch
+
+    def flush(self, step: int, per_epoch: int, lr: float, T: float, alpha: float, start: float, test_acc) -> StepRecord:
+        now = time.perf_counter()
+        mean = {k: float(v) / max(1, self.steps) for k, v in self.sums.items()}
+        rec = StepRecord(
+            step=step, epoch=step / per_epoch, total=mean.pop("total"), train_acc=mean.pop("train_acc"),
+            losses={k[2:]: v for k, v in mean.items() if k.startswith("w:")},
+            raw={k[2:]: v for k, v in mean.items() if k.startswith("r:")},
+            lr=lr, T=T, alpha=alpha, samples_per_s=self.samples / max(now - self.t0, 1e-9),
+            elapsed_s=now - start, test_acc=test_acc)
+        self._reset()
+        return rec
+
+
+def _dml_step(models, opts, scheds, objective, x, y, T, alpha, meters, step) -> None:
+    """One lockstep update: both students see batch x; each learns from the other's detached logits."""
+    logits = {n: m(x)[0] for n, m in models.items()}  # [B, C] each
+    for name, peer in zip(DML_RUNS, reversed(DML_RUNS)):
+        weighted, raw = objective(logits[name], {}, logits[peer].detach(), {}, y, T, alpha)
+        total = sum(weighted.values())
+        if x.device.type == "cpu" and not torch.isfinite(total):
+            raise NonFiniteLoss(step, float(total), opts[name].param_groups[0]["lr"])
+        opts[name].zero_grad(set_to_none=True)
+        total.backward()
+        opts[name].step()
+        if scheds[name] is not None:
+            scheds[name].step()
+        labelled = y != -100
+        acc = ((logits[name].argmax(-1) == y) & labelled).sum() / labelled.sum().clamp_min(1)
+        meters[name].add({"total": total, "train_acc": acc.float(), **{f"w:{k}": v for k, v in weighted.items()},
+                          **{f"r:{k}": v for k, v in raw.items()}}, y.shape[0])
+
+
+def mutual_learning(
+    cfg_a: ModelConfig,
+    cfg_b: ModelConfig,
+    data: TensorData,
+    train_cfg: TrainConfig,
+    T: float = 1.0,
+    alpha: float = 0.5,
+    test: TensorData | None = None,
+    device: str | torch.device | None = None,
+) -> Iterator[dict]:
+    """Deep Mutual Learning: students A and B, from scratch, each minimising ``alpha·T²·KL(peer ‖ self) + (1−alpha)·CE``.
+
+    The paper's loss is ``CE + KL`` at T = 1, i.e. the defaults here up to a factor 2. Both students
+    see the same batches (data order and jitter from ``train_cfg.seed``) and are updated
+    simultaneously from one forward pass each (the paper's Algorithm 1 updates them in turn).
+    A is initialised from ``train_cfg.seed`` and B from ``train_cfg.seed + 1`` — identical twins
+    would agree from the start and teach each other nothing. Events: ``record`` with
+    ``run`` in ("dml_a", "dml_b"), then ``result`` (test accuracy of both, their agreement).
+    Returns ``(model_a, model_b)``.
+    """
+    device = resolve_device(device)
+    distill = DistillConfig(T=T, alpha=alpha)  # validates T and alpha
+    data = data.to(device)
+    models = {"dml_a": make_model(cfg_a, train_cfg.seed, device), "dml_b": make_model(cfg_b, train_cfg.seed + 1, device)}
+    yield {"type": "status", "text": f"mutual learning: {cfg_a.label()} ⇄ {cfg_b.label()} on {len(data)} images (T={T:g}, alpha={alpha:g})"}
+    yield from _dml_loop(models, data, train_cfg, distill, test, device)
+    result = {"type": "result", "run": "dml", "test_acc": None, "agreement": None}
+    if test is not None:
+        result["test_acc"] = {n: evaluate(m, test).accuracy for n, m in models.items()}
+        result["agreement"] = agreement(models["dml_a"], models["dml_b"], test)
+    yield result
+    return models["dml_a"], models["dml_b"]
+
+
+def _dml_loop(models: dict, data: TensorData, cfg: TrainConfig, distill: DistillConfig, test, device) -> Iterator[dict]:
+    steps, per_epoch = total_steps(len(data), cfg), steps_per_epoch(len(data), cfg.batch_size)
+    opts = {n: make_optimizer(m.train().parameters(), cfg) for n, m in models.items()}
+    scheds = {n: make_lr_schedule(o, cfg, steps) for n, o in opts.items()}
+    torch.manual_seed(cfg.seed)  # dropout masks
+    gen = torch.Generator().manual_seed(cfg.seed)  # data order and jitter, shared by both students
+    order, objective = batch_order(len(data), cfg.batch_size, gen, device), Objective(distill)
+    meters, start = {n: _Meter() for n in models}, time.perf_counter()
+    for step in range(1, steps + 1):
+        progress = (step - 1) / max(1, steps - 1)
+        T, alpha = distill.T_at(progress), distill.alpha_at(progress)
+        idx = next(order)
+        _dml_step(models, opts, scheds, objective, random_shift(data.x[idx], cfg.jitter, gen), data.y[idx], T, alpha, meters, step)
+        last = step == steps
+        evaluate_now = test is not None and (last or step % (cfg.eval_every or per_epoch) == 0)
+        if step % cfg.log_every == 0 or last or evaluate_now:
+            for name, model in models.items():
+                acc = evaluate(model, test).accuracy if evaluate_now else None
+                rec = meters[name].flush(step, per_epoch, opts[name].param_groups[0]["lr"], T, alpha, start, acc)
+                rec.done = last
+                model.train()
+                if not all(math.isfinite(v) for v in (rec.total, *rec.losses.values())):
+                    raise NonFiniteLoss(step, rec.total, rec.lr)
+                yield {"type": "record", "run": name, **rec.to_dict()}

@@ -1,0 +1,135 @@
+"""Live job display: control buttons and a fragment that re-polls its job twice a second.
+
+::
+
+    controls("teacher", on_start=start_teacher)      # buttons teacher_start/_pause/_resume/_step/_stop/_reset
+    live_panel("teacher", draw)                      # draw(handle) inside @st.fragment(run_every=0.5)
+
+All state lives in the session's :class:`~kdviz.ui.jobs.JobHandle`, never in page locals, so
+leaving the page and coming back shows the same run and curves. The fragment ticks only while
+the job is queued/running/paused; when it ends the fragment triggers one full rerun (so the
+rest of the page, e.g. results and buttons, redraws) and stops ticking.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable
+
+import streamlit as st
+
+from kdviz.ui.jobs import JobHandle, forget_job, get_job
+
+REFRESH_S = 0.5
+
+
+def _act(name: str, action: str) -> None:
+    handle = get_job(name)
+    if handle is not None:
+        getattr(handle, action)()
+
+
+def controls(name: str, on_start: Callable[[], None], prefix: str | None = None) -> None:
+    """Start / Pause / Resume / Step / Stop / Reset. Keys: ``{prefix}_start`` etc. (prefix defaults to name)."""
+    prefix = prefix or name
+    handle = get_job(name)
+    state = handle.state if handle is not None else None
+    live = state in ("running", "paused")
+    cols = st.columns(6)
+    cols[0].button("Start", key=f"{prefix}_start", type="primary", on_click=on_start, width="stretch",
+                   help="Start a new run with these settings (a run in progress is stopped first).")
+    cols[1].button("Pause", key=f"{prefix}_pause", disabled=state != "running", width="stretch",
+                   on_click=_act, args=(name, "pause"))
+    cols[2].button("Resume", key=f"{prefix}_resume", disabled=state != "paused", width="stretch",
+                   on_click=_act, args=(name, "resume"))
+    cols[3].button("Step", key=f"{prefix}_step", disabled=not live, width="stretch", on_click=_act,
+                   args=(name, "step_once"), help="Run until the next logged record, then pause.")
+    cols[4].button("Stop", key=f"{prefix}_stop", disabled=not (handle and handle.active), width="stretch",
+                   on_click=_act, args=(name, "stop"), help="Stop and keep the curves so far.")
+    cols[5].button("Reset", key=f"{prefix}_reset", disabled=handle is None, width="stretch",
+                   on_click=forget_job, args=(name,), help="Stop and clear the curves.")
+
+
+def status_line(handle: JobHandle) -> None:
+    """One coloured line saying what the job is doing."""
+    if handle.state == "queued":
+        st.info(f"Queued — position {handle.position} in line; it starts as soon as a training slot frees up.", icon="⏳")
+    elif handle.state == "running":
+        st.caption(f"● running — {handle.status}")
+    elif handle.state == "paused":
+        st.warning(f"Paused at step {handle.step():,}. Resume, or Step one record at a time.", icon="⏸️")
+    elif handle.state == "error":
+        st.error(handle.error or "the job failed", icon="🛑")
+    elif handle.state == "stopped":
+        st.warning(f"Stopped at step {handle.step():,} ({handle.status}). The curves so far are kept.", icon="⏹️")
+    else:
+        st.success("Finished.", icon="✅")
+
+
+def progress(handle: JobHandle, total_steps: int | None, run: str | None = None) -> None:
+    """The step counter (an ``st.metric`` labelled "Step"), throughput and a progress bar."""
+    step = handle.step(run)
+    last = max((log.last for log in handle.runs.values() if log.last), key=lambda r: r["step"], default=None)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Step", f"{step:,}" + (f" / {total_steps:,}" if total_steps else ""))
+    c2.metric("Epoch", f"{last['epoch']:.2f}" if last else "–")
+    c3.metric("Images / s", f"{last['samples_per_s']:,.0f}" if last else "–")
+    if total_steps:
+        st.progress(min(1.0, step / total_steps))
+
+
+def _tick_rate(name: str) -> float | None:
+    """Fragment runs per second over the last few seconds (the refresh rate the user sees)."""
+    times = st.session_state.setdefault(f"_live_ticks_{name}", deque(maxlen=20))
+    times.append(time.monotonic())
+    if len(times) < 3 or times[-1] - times[0] <= 0:
+        return None
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def live_panel(name: str, draw: Callable[[JobHandle | None], None], interval: float = REFRESH_S) -> None:
+    """``draw(handle)`` in a fragment re-run every ``interval`` s while the job is active."""
+    handle = get_job(name)
+    was_active = handle is not None and handle.active
+
+    @st.fragment(run_every=interval if was_active else None)
+    def _panel() -> None:
+        current = get_job(name)
+        if current is not None:
+            current.poll()
+        draw(current)
+        if current is not None and current.active:
+            rate = _tick_rate(name)
+            st.caption(f"live view refreshes every {interval:g} s" + (f" (measured {rate:.1f}/s)" if rate else ""))
+        if was_active and (current is None or not current.active):
+            st.rerun()  # finished: redraw the whole page once, and stop ticking
+
+    _panel()
+
+
+def _save(name: str, kind: str, prefix: str) -> None:
+    from kdviz.runs import RunStore, save_job_result
+
+    handle = get_job(name)
+    if handle is None or handle.result is None:
+        return
+    records = [r for run in handle.runs for r in handle.records(run)]
+    spec = {k: v for k, v in handle.spec.items() if k not in ("ui", "out_dir")}
+    try:
+        run = save_job_result(RunStore(), kind, st.session_state.get(f"{prefix}_save_name") or kind, spec, records, handle.result)
+    except (ValueError, OSError) as err:
+        st.session_state[f"{prefix}_save_msg"] = ("error", f"Could not save the run: {err}")
+        return
+    st.session_state[f"{prefix}_save_msg"] = ("ok", f"Saved as “{run.name}” (id {run.id}) — see the Saved runs page.")
+
+
+def save_controls(name: str, kind: str, prefix: str | None = None) -> None:
+    """A name box and a Save button (``{prefix}_save_name``, ``{prefix}_save``) for a finished run."""
+    prefix = prefix or name
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    c1.text_input("Run name", value=f"{kind} run", key=f"{prefix}_save_name")
+    c2.button("Save run", key=f"{prefix}_save", on_click=_save, args=(name, kind, prefix), width="stretch",
+              help="Keep the settings, curves, final metrics and checkpoints in the run store.")
+    msg = st.session_state.get(f"{prefix}_save_msg")
+    if msg:
+        (st.success if msg[0] == "ok" else st.error)(msg[1])

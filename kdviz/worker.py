@@ -1,0 +1,161 @@
+"""The worker-process side of app jobs (no Streamlit here).
+
+``worker_main(spec, events, control)`` is the target of a ``multiprocessing`` "spawn" process:
+it imports the job function named by ``spec["fn"]`` ("module:function", modules under
+``kdviz.`` only), iterates it and puts every event on ``events``. Between events it obeys
+control messages read from ``control``:
+
+- ``"pause"``  stop pulling the generator (training halts: the generator *is* the loop)
+- ``"resume"`` pull again
+- ``"step"``   run until the next record (or result/error) is out, then pause
+- ``"stop"``   close the generator and end
+
+The last event is always ``{"type": "end"}`` so the parent knows the stream is complete.
+``events``/``control`` only need ``put`` and ``get(block, timeout)``: a ``queue.Queue`` works
+too, which lets tests run the loop in-process.
+"""
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import multiprocessing.spawn as mp_spawn
+import queue
+import sys
+import threading
+import traceback
+from typing import Callable, Iterator
+
+ALLOWED_PREFIX = "kdviz."
+CONTROL_MESSAGES = ("pause", "resume", "step", "stop")
+END = {"type": "end"}
+_WAKE_S = 0.5  # while paused: how often to check that the parent process is still alive
+_SPAWN_LOCK = threading.Lock()
+
+
+def check_job_path(path: str) -> tuple[str, str]:
+    """``"kdviz.jobs:teacher_job"`` → ``("kdviz.jobs", "teacher_job")`` without importing anything."""
+    module, sep, name = str(path).partition(":")
+    parts = module.split(".")
+    if not sep or not module.startswith(ALLOWED_PREFIX) or not all(p.isidentifier() for p in parts) or not name.isidentifier():
+        raise ValueError(f"job function {path!r} refused: only 'kdviz.<module>:<function>' paths are allowed")
+    return module, name
+
+
+def resolve_job(path: str) -> Callable[[dict], Iterator[dict]]:
+    """The job function named by ``path``. Anything outside ``kdviz.`` is refused (nothing imported)."""
+    module, name = check_job_path(path)
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"job function {path!r} not found ({type(err).__name__}: {err})") from err
+    if not callable(fn):
+        raise ValueError(f"job function {path!r} is not callable")
+    return fn
+
+
+class Control:
+    """Pause/resume/step/stop state, fed from the control queue between events."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.paused = False
+        self.stopped = False
+        self.step_budget = 0  # records still allowed while paused (from "step")
+
+    def apply(self, message: str) -> None:
+        if message == "stop":
+            self.stopped = True
+        elif message == "pause":
+            self.paused, self.step_budget = True, 0
+        elif message == "resume":
+            self.paused, self.step_budget = False, 0
+        elif message == "step":
+            self.paused, self.step_budget = True, self.step_budget + 1
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Apply every waiting message; block up to ``timeout`` for the first one when given."""
+        try:
+            self.apply(self.source.get(timeout=timeout) if timeout else self.source.get_nowait())
+            while True:
+                self.apply(self.source.get_nowait())
+        except queue.Empty:
+            pass
+
+    def may_continue(self) -> bool:
+        """Block while paused (without stepping); False once stopped or orphaned."""
+        self.drain()
+        while self.paused and not self.step_budget and not self.stopped:
+            self.drain(timeout=_WAKE_S)
+            if _parent_gone():
+                self.stopped = True
+        return not self.stopped
+
+    def after(self, event: dict) -> None:
+        if self.paused and self.step_budget and event.get("type") in ("record", "result", "error"):
+            self.step_budget -= 1
+
+
+def _parent_gone() -> bool:
+    parent = mp.parent_process()  # None when the loop runs in-process (tests)
+    return parent is not None and not parent.is_alive()
+
+
+def run_events(spec: dict, events, control) -> None:
+    """The loop: pull events from the job and forward them, obeying ``control``."""
+    ctl = Control(control)
+    gen = resolve_job(spec.get("fn", "") if isinstance(spec, dict) else "")(spec)
+    try:
+        while ctl.may_continue():
+            try:
+                event = next(gen)
+            except StopIteration:
+                break
+            events.put(event)
+            ctl.after(event)
+            if event.get("type") == "error" or _parent_gone():
+                break
+        if ctl.stopped:
+            events.put({"type": "status", "text": "stopped"})
+    finally:
+        gen.close()
+
+
+def worker_main(spec: dict, events, control) -> None:
+    """Process entry point: set threads, run the job, always finish with ``END``."""
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, int(spec.get("threads", 1))))
+        run_events(spec, events, control)
+    except ValueError as err:
+        events.put({"type": "error", "text": str(err), "kind": type(err).__name__})
+    except Exception as err:  # a bug or OOM must still reach the user as a message
+        traceback.print_exc(file=sys.stderr)
+        events.put({"type": "error", "text": f"the job failed: {type(err).__name__}: {err}", "kind": type(err).__name__})
+    finally:
+        events.put(dict(END))
+
+
+def start_without_main(process: mp.process.BaseProcess) -> None:
+    """``process.start()`` for a "spawn" process, without re-running the parent's ``__main__`` in it.
+
+    Streamlit installs the running app script as ``sys.modules["__main__"]``; spawn would
+    re-execute that script in the child (as ``__mp_main__``: drawing pages, loading data).
+    The worker needs nothing from ``__main__`` (its target lives in this module), so the
+    preparation data sent to the child is stripped of the main-module entries while this
+    process starts. The patch is held under a lock and undone at once.
+    """
+    original = mp_spawn.get_preparation_data
+
+    def without_main(name):
+        data = original(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    with _SPAWN_LOCK:
+        mp_spawn.get_preparation_data = without_main
+        try:
+            process.start()
+        finally:
+            mp_spawn.get_preparation_data = original

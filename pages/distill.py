@@ -1,0 +1,221 @@
+"""Distill page: a distilled and a scratch student trained side by side, live, from the same start."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from kdviz.engine import TrainConfig, total_steps
+from kdviz.hosted import clamp_model_config, clamp_train_config
+from kdviz.methods import METHOD_INFO
+from kdviz.models import ModelConfig, build_model, feature_shapes
+from kdviz.ui import charts, forms, live, teachers
+from kdviz.ui.frame import current_device, data_source, get_bundle
+from kdviz.ui.hosted import cap, limits, show_clamp_notes
+from kdviz.ui.jobs import get_job, start_job
+
+JOB = "distill"
+DEFAULT_STUDENT = ModelConfig(arch="mlp", hidden=(64,), dropout=0.0)
+DEFAULT_TRAIN = TrainConfig(epochs=2, batch_size=128, lr=1e-3, optimizer="adam")
+TRANSFER_KINDS = {"full": "All training images", "subset": "A random subset of N images",
+                  "without": "All images except some digits", "labelled": "All images, only N of them labelled"}
+EXTRA_METHODS = [m for m in METHOD_INFO if m != "kd"]  # soft-target KD is always on (alpha can switch it off)
+
+
+# ----------------------------------------------------------------------------- settings
+def transfer_inputs(n_train: int) -> None:
+    kind = st.selectbox("Transfer set (what the students learn from)", list(TRANSFER_KINDS), key="distill_transfer",
+                        format_func=TRANSFER_KINDS.get, persist_state=forms.KEEP)
+    if kind in ("subset", "labelled"):
+        st.number_input("N images" if kind == "subset" else "N labelled images", min_value=1 if kind == "subset" else 0,
+                        max_value=n_train, value=min(1000, n_train), step=100, key="distill_transfer_n", persist_state=forms.KEEP)
+    elif kind == "without":
+        st.multiselect("Digits left out", list(range(10)), default=[3], key="distill_omit", persist_state=forms.KEEP,
+                       help="Hinton et al. (2015) left out every 3: the distilled student still recognises most 3s.")
+
+
+def transfer_choice() -> str:
+    s = st.session_state
+    kind = s.get("distill_transfer", "full")
+    if kind in ("subset", "labelled"):
+        return f"{kind}:{int(s.get('distill_transfer_n', 1000))}"
+    if kind == "without":
+        return "without:" + ",".join(str(d) for d in sorted(s.get("distill_omit", [3])))
+    return "full"
+
+
+def transfer_size(y: torch.Tensor, choice: str) -> int:
+    kind, _, arg = choice.partition(":")
+    if kind == "subset":
+        return min(int(arg), len(y))
+    if kind == "without":
+        digits = [int(d) for d in arg.split(",") if d]
+        return int((~torch.isin(y, torch.tensor(digits, dtype=y.dtype))).sum()) if digits else len(y)
+    return len(y)
+
+
+def kd_inputs() -> None:
+    c1, c2 = st.columns(2)
+    c1.slider("Temperature T", 0.5, 50.0, 4.0, step=0.5, key="distill_T", persist_state=forms.KEEP,
+              help="Softens both softmaxes; the KD term is multiplied by T² so its gradients keep their size.")
+    c2.slider("alpha", 0.0, 1.0, 0.9, step=0.05, key="distill_alpha", persist_state=forms.KEEP)
+    st.caption("total = alpha·KD + (1−alpha)·CE: **alpha weights the distillation term**. Some libraries "
+               "(e.g. the Keras knowledge-distillation example) use the opposite convention, alpha on the "
+               "label loss. alpha = 0 trains on labels only; alpha = 1 on the teacher only.")
+    info = METHOD_INFO["kd"]
+    with st.expander(f"{info.label} — {info.paper}"):
+        st.latex(info.formula)
+        st.markdown(f"**Transfers:** {info.transfers}.")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _layer_names(key: str, _cfg: ModelConfig, maps_only: bool) -> list[str]:
+    shapes = feature_shapes(build_model(_cfg))
+    return [k for k, shape in shapes.items() if not maps_only or len(shape) == 3]
+
+
+def layer_names(cfg: ModelConfig, maps_only: bool) -> list[str]:
+    """Feature names of a network (``[B,C,H,W]`` maps only when ``maps_only``), cached per architecture."""
+    return _layer_names(repr(cfg), cfg, maps_only)
+
+
+def method_inputs(student: ModelConfig | None, teacher: ModelConfig | None) -> None:
+    """The method-selector hook: extra terms with weights and layer pairing (sent as spec["terms"])."""
+    chosen = st.multiselect("Extra distillation terms", EXTRA_METHODS, key="distill_methods", persist_state=forms.KEEP,
+                            format_func=lambda m: METHOD_INFO[m].label,
+                            help="Added to the KD objective with the weight you give; feature terms pair a student layer with a teacher layer.")
+    for m in chosen:
+        info = METHOD_INFO[m]
+        with st.expander(f"{info.label} — {info.paper}", expanded=True):
+            st.latex(info.formula)
+            st.markdown(f"**Transfers:** {info.transfers}.")
+            cols = st.columns(3)
+            cols[0].number_input("weight", min_value=0.0, value=float(info.default_weight), key=f"distill_w_{m}", persist_state=forms.KEEP)
+            if info.needs != "logits" and student is not None and teacher is not None:
+                maps = info.needs == "maps"
+                cols[1].selectbox("student layer", layer_names(student, maps) or ["(none)"], key=f"distill_sl_{m}", persist_state=forms.KEEP)
+                cols[2].selectbox("teacher layer", layer_names(teacher, maps) or ["(none)"], key=f"distill_tl_{m}", persist_state=forms.KEEP)
+
+
+def terms_from_state() -> list[dict]:
+    s = st.session_state
+    out = []
+    for m in s.get("distill_methods", []):
+        sl, tl = s.get(f"distill_sl_{m}", ""), s.get(f"distill_tl_{m}", "")
+        out.append({"method": m, "weight": float(s.get(f"distill_w_{m}", METHOD_INFO[m].default_weight)),
+                    "student_layer": "" if sl == "(none)" else sl, "teacher_layer": "" if tl == "(none)" else tl})
+    return out
+
+
+# ----------------------------------------------------------------------------- start
+def start() -> None:
+    st.session_state.pop("distill_error", None)
+    path, summary = teachers.current_teacher()
+    try:
+        if not path:
+            raise ValueError("there is no teacher yet: train one on the Teacher page or use the shipped default")
+        student, notes_m = clamp_model_config(forms.model_from_state(JOB), limits())
+        choice = transfer_choice()
+        n = transfer_size(get_bundle(data_source()).train.y, choice)
+        train, notes_t = clamp_train_config(forms.train_from_state(JOB), limits(), n_train=n)
+        s = st.session_state
+        spec = {"fn": "kdviz.jobs:distill_job", "teacher": path, "student": forms.spec_dict(student),
+                "train": forms.spec_dict(train), "distill": {"T": float(s.get("distill_T", 4.0)), "alpha": float(s.get("distill_alpha", 0.9))},
+                "terms": terms_from_state(), "transfer": choice, "data": data_source(), "device": current_device(),
+                "ui": {"total_steps": total_steps(max(1, n), train), "teacher_acc": (summary or {}).get("test_acc")}}
+        start_job(JOB, spec)
+    except ValueError as err:
+        st.session_state["distill_error"] = str(err)
+        return
+    st.session_state["distill_notes"] = notes_m + notes_t
+
+
+# ----------------------------------------------------------------------------- live view
+def draw(handle) -> None:
+    if handle is None:
+        st.caption("Press **Start**: the distilled student (learning from the teacher) and the scratch student "
+                   "(same network, same initial weights and data order, labels only) train side by side here.")
+        return
+    live.status_line(handle)
+    ui = handle.spec.get("ui", {})
+    live.progress(handle, ui.get("total_steps"))
+    students = ("distilled", "scratch")
+    c1, c2 = st.columns(2)
+    with c1:
+        raw = st.toggle("Show raw unscaled losses (compare across T)", key="distill_raw_kl")
+        st.plotly_chart(charts.loss_breakdown(handle.records("distilled"), raw=raw,
+                                              title="Distilled student: raw loss terms" if raw else None),
+                        key="distill_breakdown_chart")
+    teacher_acc = (handle.result or {}).get("test_acc", {}).get("teacher", ui.get("teacher_acc"))
+    c2.plotly_chart(charts.accuracy_curves({n: handle.evals(n) for n in students}, teacher_acc,
+                                           title="Test accuracy (live: ≤2,000-image sample)"), key="distill_acc_chart")
+    c3, c4 = st.columns(2)
+    c3.plotly_chart(charts.loss_curves({n: handle.records(n) for n in students}, key="raw.ce",
+                                       title="Cross-entropy with the true labels"), key="distill_ce_chart")
+    c4.plotly_chart(charts.loss_curves({n: handle.records(n) for n in students}, key="train_acc",
+                                       title="Training-batch accuracy"), key="distill_train_acc_chart")
+    if handle.result:
+        results(handle.result)
+        live.save_controls(JOB, "distill")
+
+
+def results(r: dict) -> None:
+    st.subheader("Results on the full test set")
+    acc, agree = r["test_acc"], r["agreement"]
+    c = st.columns(5)
+    c[0].metric("Teacher", f"{100 * acc['teacher']:.2f}%")
+    c[1].metric("Distilled student", f"{100 * acc['distilled']:.2f}%", f"{100 * (acc['distilled'] - acc['scratch']):+.2f} pts vs scratch")
+    c[2].metric("Scratch student", f"{100 * acc['scratch']:.2f}%")
+    c[3].metric("Agreement with teacher (distilled)", f"{100 * agree['distilled']:.1f}%")
+    c[4].metric("Agreement with teacher (scratch)", f"{100 * agree['scratch']:.1f}%")
+    if r.get("teacher_data_source") and r["teacher_data_source"] != r.get("data_source"):
+        st.warning(f"The teacher was trained on {r['teacher_data_source']} data, the students on {r['data_source']}.")
+    st.dataframe(size_speed_table(r), hide_index=True)
+    tabs = st.tabs(["Confusion: distilled", "Confusion: scratch", "Confusion: teacher", "Per digit"])
+    for tab, name in zip(tabs, ("distilled", "scratch", "teacher")):
+        tab.plotly_chart(charts.confusion_heatmap(r["confusion"][name], f"{name}: true vs predicted digit"), key=f"distill_conf_{name}")
+    tabs[3].plotly_chart(charts.per_class_bars(r["per_class"]), key="distill_per_class_chart")
+
+
+def size_speed_table(r: dict) -> pd.DataFrame:
+    t, s = r["teacher"], r["student"]
+    rows = [("Teacher", t, r["test_acc"]["teacher"]), ("Student (distilled)", s, r["test_acc"]["distilled"]),
+            ("Student (scratch)", s, r["test_acc"]["scratch"])]
+    return pd.DataFrame([{"network": name, "architecture": m["label"], "parameters": m["params"], "size (MB)": round(m["size_mb"], 3),
+                          "ms per 256-image batch": round(m["ms_per_batch"], 2), "test accuracy (%)": round(100 * a, 2)}
+                         for name, m, a in rows])
+
+
+# ----------------------------------------------------------------------------- page
+st.title("Distill")
+st.markdown("A small student learns from the teacher's softened outputs (**distilled**) while an identical "
+            "student with the same initial weights and data order learns from the labels alone (**scratch**).")
+teacher_path = teachers.teacher_box(JOB)
+_, summary = teachers.current_teacher()
+bundle = get_bundle(data_source())
+
+with st.expander("Student, distillation and training settings", expanded=get_job(JOB) is None):
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Student network**")
+        forms.model_inputs(JOB, DEFAULT_STUDENT)
+        st.markdown("**Soft targets**")
+        kd_inputs()
+    with right:
+        st.markdown("**Transfer set and training**")
+        transfer_inputs(len(bundle.train))
+        forms.train_inputs(JOB, DEFAULT_TRAIN, max_epochs=cap("max_epochs", 50.0))
+    try:
+        student_cfg = forms.model_from_state(JOB)
+    except ValueError:
+        student_cfg = None  # the error shows when Start is pressed
+    teacher_cfg = ModelConfig(**summary["model"]) if summary and summary.get("model") else None
+    method_inputs(student_cfg, teacher_cfg)
+
+if not teacher_path:
+    st.warning("Distillation needs a teacher: train one on the Teacher page, or use the shipped default above.")
+live.controls(JOB, on_start=start)
+if st.session_state.get("distill_error"):
+    st.error(st.session_state["distill_error"])
+show_clamp_notes(st.session_state.get("distill_notes", []))
+live.live_panel(JOB, draw)

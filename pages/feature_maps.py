@@ -1,0 +1,215 @@
+"""Feature maps: where a CNN teacher and student "look" (attention maps per stage), and attention transfer live.
+
+Attention map a(f) = normalize(vec(mean_c f_c²)) (Zagoruyko & Komodakis 2017), from ``kdviz.attention``.
+Runs inside the app or alone: ``streamlit run pages/feature_maps.py``.
+"""
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run pages/x.py` alone: find kdviz
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kdviz.attention import (  # noqa: E402
+    QuickPairConfig,
+    attention_2d,
+    attention_transfer_setup,
+    compare_stages,
+    snapshot_steps,
+    spatial_features,
+    train_quick_pair,
+    watch_attention_transfer,
+)
+from kdviz.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
+from kdviz.engine import evaluate, make_model  # noqa: E402
+from kdviz.images import enlarge, to_pixels  # noqa: E402
+from kdviz.plots import attention_comparison, heatmap_row, series_lines  # noqa: E402
+from kdviz.ui.frame import current_device, data_source, get_bundle  # noqa: E402
+from kdviz.ui.hosted import cap  # noqa: E402
+from kdviz.ui.teachers import current_teacher  # noqa: E402
+
+BUILTIN, YOURS = "Quick built-in CNN pair (trained here)", "Your teacher and a distilled student"
+PROBE_SIZE = 128  # images over which the AT distance is averaged
+N_SNAPSHOTS = 7
+
+
+# ----------------------------------------------------------------------------- models
+@st.cache_resource(show_spinner="Loading checkpoint…", max_entries=16)
+def _load(path: str, mtime: float):
+    model, cfg, _ = load_checkpoint(path)
+    return model.eval(), cfg
+
+
+@st.cache_resource(show_spinner=False)
+def _pair_store() -> dict:
+    """Server-wide store of trained quick pairs. Not ``cache_resource`` on the trainer itself: its
+    progress bar lives outside the function, which cached-element replay does not allow."""
+    return {}
+
+
+def _quick_pair(source: str, steps: int, device: str):
+    """Teacher and AT student, trained once per (data, steps, device) for the whole server."""
+    store, key = _pair_store(), (source, steps, device)
+    if key not in store:
+        bundle = get_bundle(source)
+        cfg = QuickPairConfig(teacher_steps=steps, student_steps=steps)
+        bar = st.progress(0.0, text="Training the quick pair…")
+        pair = train_quick_pair(cfg, bundle.train, bundle.test.x[:PROBE_SIZE], device,
+                                on_progress=lambda f, text: bar.progress(min(1.0, f), text=f"Training the quick pair: {text}"))
+        bar.empty()
+        accs = evaluate(pair.teacher, bundle.test).accuracy, evaluate(pair.student, bundle.test).accuracy
+        while len(store) >= 4:
+            store.pop(next(iter(store)))  # oldest first: bounded memory
+        store[key] = (pair, cfg, accs)
+    return store[key]
+
+
+def your_models():
+    """``(teacher, student, t_cfg, s_cfg, label)`` from the session's checkpoints, or None after explaining why not."""
+    t_path, _ = current_teacher()
+    students = {k: v for k, v in (st.session_state.get("student_ckpts") or {}).items() if v and Path(v).is_file()}
+    name = st.selectbox("Student", list(students), key="fm_student")
+    try:
+        teacher, t_cfg = _load(t_path, Path(t_path).stat().st_mtime)
+        student, s_cfg = _load(students[name], Path(students[name]).stat().st_mtime)
+    except (CheckpointError, OSError, KeyError) as err:
+        st.error(f"Could not load the checkpoints: {err}")
+        return None
+    return teacher, student, t_cfg, s_cfg, f"teacher {t_cfg.label()} · student '{name}' {s_cfg.label()}"
+
+
+def builtin_models():
+    """The quick pair, trained when the user asks (it takes ~15 s on a CPU)."""
+    steps = st.number_input("Training steps (teacher, then student)", 20, cap("max_steps", 1000), 300, 20, key="fm_steps")
+    trained = st.session_state.get("fm_pair_steps")
+    if st.button(f"Train the quick pair ({int(steps)} + {int(steps)} steps)", key="fm_train", type="primary"):
+        trained = st.session_state["fm_pair_steps"] = int(steps)
+    if trained is None:
+        st.info("Press the button to train a small CNN teacher (16-32-64 channels) and a CNN student (8-16-32) "
+                "distilled from it with attention transfer on stage 2 — about 15 s on a CPU, once per server.")
+        return None
+    pair, cfg, (t_acc, s_acc) = _quick_pair(data_source(), trained, current_device())
+    if pair.setup.note:
+        st.warning(pair.setup.note)
+    label = (f"teacher {cfg.teacher.label()} ({t_acc:.1%}) · student {cfg.student.label()} ({s_acc:.1%}), "
+             f"{trained} steps each" + (", student trained with KD + AT on stage 2" if pair.setup.uses_at else ""))
+    return pair.teacher, pair.student, cfg.teacher, cfg.student, label
+
+
+# ----------------------------------------------------------------------------- views
+def _random_index(n: int) -> None:
+    st.session_state["fm_index"] = random.randrange(n)
+
+
+def pick_digit(test) -> torch.Tensor:
+    c1, c2 = st.columns([3, 1])
+    idx = c1.number_input("Test image #", 0, len(test) - 1, key="fm_index")
+    c2.button("🎲 random", key="fm_random", on_click=_random_index, args=(len(test),))
+    return test.x[int(idx) : int(idx) + 1], int(test.y[int(idx)])
+
+
+def explain_mlp(err: ValueError) -> None:
+    st.warning(f"**No attention maps for this pair.** {err}")
+    st.markdown("Attention transfer compares *where* two networks respond: it needs feature maps with a spatial "
+                "layout `[C, H, W]`. An MLP flattens the image at its input, so its hidden layers are plain vectors "
+                "`[D]` with no H×W grid to look at. Choose the built-in CNN pair above, or train CNNs on the "
+                "Teacher and Distill pages.")
+
+
+def stage_maps(teacher, student, x) -> list[str]:
+    """Teacher | student | difference for every stage both CNNs have; returns those stage names."""
+    comparisons = compare_stages(teacher, student, x)
+    for c in comparisons:
+        h, w = c.teacher_map.shape
+        fig = attention_comparison(c.teacher_map, c.student_map, c.difference, teacher_label=f"teacher {c.teacher_layer}",
+                                   student_label=f"student {c.student_layer}",
+                                   title=f"{c.student_layer} ({h}×{w}) — AT distance {c.distance:.2e}")
+        st.plotly_chart(fig, key=f"fm_chart_{c.student_layer}")
+    st.caption("Maps are unit-L2 normalised, so teacher and student share one colour scale even with different "
+               "channel counts. Difference = student − teacher (red: the student attends more). AT distance = "
+               "mean squared difference, the unweighted `kdviz.losses.at_loss` for this image.")
+    return [c.student_layer for c in comparisons]
+
+
+# ----------------------------------------------------------------------------- watch AT training
+def run_watch(teacher, s_cfg, data, probe, layer: str, steps: int) -> dict:
+    """Train a fresh student like the current one with AT on ``layer``; snapshots of its map on ``probe[0]``."""
+    student = make_model(s_cfg, seed=1)
+    setup = attention_transfer_setup(student, teacher, layer, layer)
+    qp = QuickPairConfig(student=s_cfg) if s_cfg.arch == "cnn" else QuickPairConfig()
+    every = max(1, steps // 60)
+    wanted = snapshot_steps(steps, N_SNAPSHOTS, every)
+    bar = st.progress(0.0, text="Training…")
+    snaps = []
+    for snap in watch_attention_transfer(teacher, student, data, probe, qp.train_config(steps, every), setup,
+                                         layer, layer, current_device(), wanted):
+        snaps.append(snap)
+        bar.progress(snap.step / steps, text=f"step {snap.step} of {steps}")
+    bar.empty()
+    t_map = attention_2d(spatial_features(teacher, probe[:1])[layer])
+    return {"snaps": snaps, "teacher_map": t_map, "note": setup.note, "layer": layer, "steps": steps}
+
+
+def show_watch(result: dict) -> None:
+    snaps = result["snaps"]
+    maps = {f"step {s.step}<br>AT {s.distance:.1e}": s.student_map for s in snaps}
+    maps["teacher"] = result["teacher_map"]
+    st.plotly_chart(heatmap_row(maps, shared_scale=True, height=230,
+                                title=f"Student attention on {result['layer']}, moving toward the teacher's (right)"),
+                    key="fm_watch_maps")
+    st.plotly_chart(series_lines([s.step for s in snaps], {"AT distance to the teacher": [s.distance for s in snaps]},
+                                 y_title="mean at_loss (probe images)", log_y=True, height=260), key="fm_watch_curve")
+    if result["note"]:
+        st.warning(result["note"])
+
+
+def watch_section(teacher, s_cfg, test, x, layers: list[str], labels: str) -> None:
+    st.subheader("Watch attention transfer happen")
+    st.caption("A fresh student with the same architecture as the one above is trained against the teacher "
+               "(KD + β·AT, β = 1000). Snapshots are spaced geometrically because early training changes fastest.")
+    c1, c2 = st.columns(2)
+    default = layers.index("stage2") if "stage2" in layers else len(layers) - 1
+    layer = c1.selectbox("Stage to transfer", layers, index=default, key="fm_layer")
+    steps = c2.number_input("Steps", 10, cap("max_steps", 1000), 200, 10, key="fm_watch_steps")
+    if st.button("Run a short AT training", key="fm_watch"):
+        probe = torch.cat([x, test.x[:PROBE_SIZE - 1]])  # the chosen digit first: its map is shown
+        st.session_state["fm_watch_result"] = {**run_watch(teacher, s_cfg, get_bundle(data_source()).train, probe, layer,
+                                                           int(steps)), "labels": labels}
+    result = st.session_state.get("fm_watch_result")
+    if result and result.get("labels") == labels:
+        show_watch(result)
+
+
+# ----------------------------------------------------------------------------- page
+def main() -> None:
+    st.title("🔍 Feature maps & attention transfer")
+    st.caption("Attention map of a CNN stage: a(f) = normalize(vec(mean over channels of f²)) — where the stage "
+               "responds strongly (Zagoruyko & Komodakis 2017). Attention transfer trains the student's maps to "
+               "match the teacher's.")
+    bundle = get_bundle(data_source())
+    has_yours = bool(current_teacher()[0]) and bool(st.session_state.get("student_ckpts"))
+    source = st.radio("Models", [YOURS, BUILTIN] if has_yours else [BUILTIN], key="fm_source", horizontal=True)
+    models = your_models() if source == YOURS else builtin_models()
+    if models is None:
+        return
+    teacher, student, _, s_cfg, labels = models
+    st.caption(labels)
+    x, label = pick_digit(bundle.test)
+    left, right = st.columns([1, 4])
+    left.image(enlarge(to_pixels(x), 4), caption=f"label {label}")
+    try:
+        with right:
+            layers = stage_maps(teacher, student, x)
+    except ValueError as err:
+        explain_mlp(err)
+        return
+    st.divider()
+    watch_section(teacher, s_cfg, bundle.test, x, layers, labels)
+
+
+main()

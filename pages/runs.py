@@ -1,0 +1,207 @@
+"""Saved runs: list and filter the runs on disk, overlay their curves, compare them in a table,
+rename, delete, and download their metrics, config, weights and reproduce command.
+
+Filters, the selected runs and the metric live in the URL, so a link opens the same comparison.
+"""
+from __future__ import annotations
+
+import sys
+from functools import partial
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:  # `streamlit run pages/runs.py` puts only pages/ on the path
+    sys.path.insert(0, _ROOT)
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from kdviz.runs import (  # noqa: E402
+    ID_RE,
+    RUN_KINDS,
+    STUDENT_CHECKPOINTS,
+    Run,
+    RunError,
+    RunStore,
+    accuracy_summary,
+    comparison_rows,
+    filter_runs,
+    metric_names,
+)
+from kdviz.ui.run_charts import overlay_figure  # noqa: E402
+from kdviz.ui.urlstate import sync_url, url_state  # noqa: E402
+from kdviz.urlparams import Param  # noqa: E402
+
+P = "runs_"  # session-state prefix of this page's settings
+MAX_SELECTED = 8
+SCHEMA = {
+    "kind": (str, "all", ["all", *RUN_KINDS]),
+    "q": (str, "", r"[^\x00-\x1f\x7f]{0,60}"),
+    "sel": Param(list, (), pattern=ID_RE.pattern, max_items=MAX_SELECTED),
+    "metric": (str, "", r"[A-Za-z0-9_.]{0,60}"),
+}
+
+
+# ----------------------------------------------------------------------------- actions (button callbacks)
+def _flash(kind: str, text: str) -> None:
+    st.session_state[P + "flash"] = (kind, text)
+
+
+def _rename(root: str, run_id: str) -> None:
+    try:
+        run = RunStore(root).rename(run_id, st.session_state.get(f"{P}name_{run_id}", ""))
+        _flash("success", f"Renamed to “{run.name}”.")
+    except (RunError, OSError) as err:
+        _flash("error", f"Could not rename: {err}")
+
+
+def _delete(root: str, run_id: str) -> None:
+    st.session_state.pop(P + "confirm", None)
+    try:
+        RunStore(root).delete(run_id)
+        st.session_state[P + "sel"] = [i for i in st.session_state.get(P + "sel", []) if i != run_id]
+        _flash("success", f"Deleted run {run_id}.")
+    except (RunError, OSError) as err:
+        _flash("error", f"Could not delete: {err}")
+
+
+def _ask_delete(run_id: str | None) -> None:
+    st.session_state[P + "confirm"] = run_id
+
+
+# ----------------------------------------------------------------------------- sections
+def show_flash() -> None:
+    kind, text = st.session_state.pop(P + "flash", (None, None))
+    if kind == "success":
+        st.success(text)
+    elif kind == "error":
+        st.error(text)
+
+
+def filters() -> tuple[str | None, str]:
+    left, right = st.columns([1, 2])
+    kind = left.selectbox("Kind", ["all", *RUN_KINDS], key=P + "kind")
+    query = right.text_input("Name contains", key=P + "q", max_chars=60)
+    return (None if kind == "all" else kind), query
+
+
+def runs_table(runs: list[Run]) -> None:
+    rows = [{"name": r.name, "kind": r.kind, "created (UTC)": r.created[:19].replace("T", " "),
+             "test accuracy": accuracy_summary(r.final), "records": r.n_records, "id": r.id} for r in runs]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def select_runs(all_runs: list[Run], shown: list[Run]) -> list[str]:
+    """Multiselect of runs; selected runs stay selectable when a filter hides them."""
+    known = {r.id: r for r in all_runs}
+    chosen = list(st.session_state.get(P + "sel", []))
+    gone = [i for i in chosen if i not in known]
+    if gone:
+        st.warning(f"{len(gone)} selected run(s) are not in this runs folder (deleted or corrupt): {', '.join(gone)}")
+        st.session_state[P + "sel"] = [i for i in chosen if i in known]
+    options = list(dict.fromkeys([r.id for r in shown] + st.session_state[P + "sel"]))
+    label = {i: f"{known[i].name} — {known[i].kind}, {known[i].created[:16].replace('T', ' ')}" for i in options}
+    return st.multiselect("Runs to compare", options, format_func=label.get, key=P + "sel",
+                          max_selections=MAX_SELECTED, placeholder="choose one or more runs")
+
+
+def load_selected(store: RunStore, ids: list[str]) -> list[Run]:
+    loaded = []
+    for run_id in ids:
+        try:
+            loaded.append(store.load(run_id))
+        except (RunError, OSError) as err:
+            st.warning(f"Run {run_id} cannot be shown: {err}")
+    return loaded
+
+
+def curves(runs: list[Run]) -> None:
+    names = list(dict.fromkeys(m for r in runs for m in metric_names(r.records)))
+    if not names:
+        st.info("The selected runs have no per-step metrics to plot.")
+        return
+    wanted = st.session_state.get(P + "metric")
+    if wanted not in names:
+        if wanted:
+            st.warning(f"Metric '{wanted}' is not recorded by the selected runs; showing another one.")
+        st.session_state[P + "metric"] = next((m for m in ("test_acc", "total") if m in names), names[0])
+    left, right = st.columns([3, 1])
+    metric = left.selectbox("Metric", names, key=P + "metric")
+    log_y = right.checkbox("Log scale", key=P + "log", help="for losses")
+    st.plotly_chart(overlay_figure(runs, metric, log_y=log_y), width="stretch")
+
+
+def comparison(runs: list[Run]) -> None:
+    only = st.checkbox("Only settings that differ", value=True, key=P + "differ", disabled=len(runs) < 2)
+    rows = comparison_rows(runs, only_differing=only)
+    st.dataframe(pd.DataFrame(rows).astype(str), hide_index=True, width="stretch")
+
+
+def checkpoint_order(run: Run) -> list[str]:
+    return sorted(run.checkpoints, key=lambda n: (STUDENT_CHECKPOINTS.index(n) if n in STUDENT_CHECKPOINTS else 99, n))
+
+
+def downloads(store: RunStore, run: Run) -> None:
+    st.caption("Downloads")
+    names = checkpoint_order(run)
+    cols = st.columns(max(4, 2 + len(names)))
+    cols[0].download_button("Metrics CSV", store.export_csv(run.id), f"{run.id}-metrics.csv", "text/csv",
+                            key=f"{P}csv_{run.id}", on_click="ignore", width="stretch")
+    cols[1].download_button("Config JSON", store.export_config_json(run.id), f"{run.id}-config.json",
+                            "application/json", key=f"{P}json_{run.id}", on_click="ignore", width="stretch")
+    for col, name in zip(cols[2:], names):
+        # the state_dict bytes are made only when clicked: loading a checkpoint needs torch
+        col.download_button(f"{name} .pt", partial(store.weights_bytes, run.id, name), f"{run.id}-{name}.pt",
+                            "application/octet-stream", key=f"{P}w_{run.id}_{name}", on_click="ignore", width="stretch",
+                            help=f"{name} weights: torch.save(model.state_dict()); load with "
+                                 "build_model(cfg).load_state_dict(torch.load(f, weights_only=True))")
+
+
+def manage(store: RunStore, run: Run) -> None:
+    with st.expander(f"{run.name}  ·  {run.kind}  ·  {run.id}", expanded=False):
+        st.caption("Command line that reproduces this run:")
+        st.code(run.reproduce, language="bash", wrap_lines=True)
+        downloads(store, run)
+        left, right = st.columns([3, 1])
+        left.text_input("New name", value=run.name, key=f"{P}name_{run.id}", max_chars=120)
+        right.button("Rename", key=f"{P}rename_{run.id}", on_click=_rename, args=(str(store.root), run.id))
+        if st.session_state.get(P + "confirm") != run.id:
+            st.button("Delete run…", key=f"{P}del_{run.id}", on_click=_ask_delete, args=(run.id,))
+            return
+        st.warning(f"Delete “{run.name}” for good? Its metrics and checkpoints are removed from disk.")
+        yes, no = st.columns(2)
+        yes.button("Yes, delete", key=f"{P}yes_{run.id}", type="primary", on_click=_delete, args=(str(store.root), run.id))
+        no.button("Cancel", key=f"{P}no_{run.id}", on_click=_ask_delete, args=(None,))
+
+
+# ----------------------------------------------------------------------------- page
+def main() -> None:
+    st.title("Saved runs")
+    store = RunStore()
+    st.caption(f"Runs folder: `{store.root}` (set `KDVIZ_RUNS_DIR` to use another). Copy the address bar to share this view.")
+    show_flash()
+    url_state(SCHEMA, P)
+    kind, query = filters()
+    listing = store.list()
+    for warning in listing.warnings:
+        st.warning(warning)
+    shown = filter_runs(listing.runs, kind, query)
+    if not listing.runs:
+        st.info("No saved runs yet. Use “Save run” on the Teacher, Distill or Experiments pages.")
+    elif shown:
+        runs_table(shown)
+    else:
+        st.info("No run matches the filters.")
+    selected = load_selected(store, select_runs(listing.runs, shown)) if listing.runs else []
+    if selected:
+        st.subheader("Curves")
+        curves(selected)
+        st.subheader("Comparison")
+        comparison(selected)
+        st.subheader("Manage and export")
+        for run in selected:
+            manage(store, run)
+    sync_url(SCHEMA, P)
+
+
+main()

@@ -1,0 +1,319 @@
+"""Temperature lab: what softmax(z / T) does to a teacher's output, and a step-by-step KD loss calculator.
+
+Runs inside the app (``app.py`` navigation) or alone: ``streamlit run pages/temperature.py``.
+Every number shown comes from ``kdviz.losses`` at run time; none is hard-coded.
+"""
+from __future__ import annotations
+
+import math
+import random
+import sys
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import torch
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run pages/x.py` alone: find kdviz
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kdviz import losses  # noqa: E402
+from kdviz.checkpoints import CheckpointError, load_checkpoint
+from kdviz.engine import TrainConfig, evaluate, make_model, run_to_end, train
+from kdviz.images import ImageError, ImageLimits, enlarge, prepare_digit, to_pixels
+from kdviz.models import ModelConfig
+from kdviz.plots import probability_bars
+from kdviz.ui.frame import data_source, get_bundle
+from kdviz.ui.hosted import cap
+from kdviz.ui.teachers import DEFAULT_TEACHER, current_teacher
+
+CALC_DEFAULTS = {"calc_teacher": "2, 1, 0", "calc_student": "1.5, 0.5, 0", "calc_label": 0, "calc_T": 2.0, "calc_alpha": 0.5}
+QUICK_STEPS = 300
+DT = torch.float64  # the calculator works in double precision, so its 4-decimal display is exact
+# What a widely copied tutorial wrote for the default example (see the expander below).
+TUTORIAL_LOGPROB0, TUTORIAL_KD, TUTORIAL_TOTAL = -0.7315, 0.0153, 0.2399
+
+
+# ----------------------------------------------------------------------------- teacher
+@st.cache_resource(show_spinner="Loading the teacher…", max_entries=8)
+def _load_teacher(path: str, mtime: float) -> tuple[torch.nn.Module, str]:
+    """``mtime`` is part of the cache key, so a rewritten checkpoint is re-read."""
+    model, cfg, meta = load_checkpoint(path)
+    acc = meta.get("test_acc")
+    return model.eval(), cfg.label() + (f", {acc:.2%} test accuracy" if isinstance(acc, float) else "")
+
+
+@st.cache_resource(show_spinner="No teacher yet: training a quick MLP teacher for a few seconds…")
+def _quick_teacher(source: str) -> tuple[torch.nn.Module, str]:
+    bundle = get_bundle(source)
+    cfg = ModelConfig("mlp", hidden=(256,))
+    model = make_model(cfg, seed=0)
+    train_cfg = TrainConfig(epochs=1000, max_steps=QUICK_STEPS, lr=2e-3, log_every=100)
+    run_to_end(train(model, bundle.train, train_cfg, device="cpu"))
+    acc = evaluate(model, bundle.test).accuracy
+    return model.eval(), f"a quick {cfg.label()} trained here for {QUICK_STEPS} steps ({acc:.1%} test accuracy)"
+
+
+def get_teacher() -> tuple[torch.nn.Module, str]:
+    """The session's teacher, else the shipped default, else a quick one trained now; and a note saying which."""
+    session_path, _ = current_teacher()
+    for path, who in ((session_path, "this session's teacher"), (str(DEFAULT_TEACHER), "the shipped default teacher")):
+        if path and Path(path).is_file():
+            try:
+                model, label = _load_teacher(path, Path(path).stat().st_mtime)
+                return model, f"Teacher: {who}, {label}."
+            except CheckpointError as err:
+                st.warning(f"Could not load {who} ({err}); falling back.")
+    model, label = _quick_teacher(data_source())
+    return model, f"No trained teacher found, so the teacher is {label}. Train a better one on the Teacher page."
+
+
+# ----------------------------------------------------------------------------- digit picker
+def _gallery(y: torch.Tensor) -> list[int]:
+    """Index of the first test image of each class present: one clickable example per digit."""
+    return [int((y == c).nonzero()[0]) for c in range(10) if bool((y == c).any())]
+
+
+def _choose(choice) -> None:
+    st.session_state["temp_choice"] = choice
+
+
+def _pick_random(n: int) -> None:
+    st.session_state["temp_choice"] = random.randrange(n)
+
+
+def digit_picker(test) -> tuple[torch.Tensor, str, int | None]:
+    """Gallery buttons, a random button and an upload. Returns ``(x [1,1,28,28], caption, label or None)``."""
+    gallery = _gallery(test.y)
+    st.session_state.setdefault("temp_choice", gallery[0] if gallery else 0)
+    cols = st.columns(len(gallery) + 1)
+    for col, idx in zip(cols, gallery):
+        col.image(enlarge(to_pixels(test.x[idx]), 2), width="stretch")
+        col.button(str(int(test.y[idx])), key=f"temp_pick_{idx}", on_click=_choose, args=(idx,), width="stretch")
+    cols[-1].button("🎲 random", key="temp_random", on_click=_pick_random, args=(len(test),), width="stretch")
+    max_bytes = cap("max_upload_bytes", 1_000_000)
+    upload = st.file_uploader("…or upload a PNG/JPEG of a digit (any size or colours; it is centred like MNIST)",
+                              type=["png", "jpg", "jpeg"], key="temp_upload", on_change=_choose, args=("upload",),
+                              max_upload_size=max(1, math.ceil(max_bytes / 1e6)))
+    choice = st.session_state["temp_choice"]
+    if choice == "upload" and upload is not None:
+        try:
+            digit = prepare_digit(upload, ImageLimits(max_bytes=max_bytes))
+            note = ", inverted to white-on-black" if digit.inverted else ""
+            return digit.x, f"your upload ({digit.source_size[0]}×{digit.source_size[1]} {digit.source_format}{note})", None
+        except ImageError as err:
+            st.error(f"That upload cannot be used: {err}")
+    idx = choice if isinstance(choice, int) and 0 <= choice < len(test) else 0
+    return test.x[idx : idx + 1], f"test image #{idx}", int(test.y[idx])
+
+
+# ----------------------------------------------------------------------------- probabilities at T
+def temperature_view(teacher: torch.nn.Module, x: torch.Tensor, caption: str, label: int | None) -> None:
+    T = st.slider("Temperature T", 0.5, 50.0, 4.0, 0.5, key="temp_T",
+                  help="softmax(z / T): T > 1 flattens the distribution, T < 1 sharpens it.")
+    log = st.toggle("Log scale (makes the tiny probabilities — the dark knowledge — visible)", key="temp_log")
+    with torch.no_grad():
+        z = teacher(x.to(next(teacher.parameters()).device))[0][0].double().cpu()  # [C] raw logits
+    p1, pT = losses.soft_targets(z, 1.0), losses.soft_targets(z, T)
+    left, right = st.columns([1, 3])
+    left.image(enlarge(to_pixels(x), 5), caption=caption + (f", label {label}" if label is not None else ""))
+    left.metric("Entropy at T = 1", f"{float(losses.entropy(p1)):.3f} nats")
+    left.metric(f"Entropy at T = {T:g}", f"{float(losses.entropy(pT)):.3f} nats",
+                help=f"The maximum, log {len(z)} = {math.log(len(z)):.3f} nats, is a uniform distribution.")
+    right.plotly_chart(probability_bars({"T = 1": p1, f"T = {T:g}": pT}, log=log), key="temp_chart")
+    top = int(p1.argmax())
+    runner = sorted((c for c in range(len(z)) if c != top), key=lambda c: -float(p1[c]))[:3]
+    right.caption(
+        f"The teacher predicts **{top}** ({float(p1[top]):.2%} at T = 1). Runners-up (dark knowledge): "
+        + ", ".join(f"**{c}**: {float(p1[c]):.2e} → {float(pT[c]):.2%} at T = {T:g}" for c in runner)
+    )
+
+
+# ----------------------------------------------------------------------------- worked example
+def parse_logits(text: str, what: str) -> torch.Tensor:
+    """"2, 1, 0" (brackets allowed) → float64 tensor ``[C]``; ValueError naming the bad entry."""
+    parts = [p.strip() for p in str(text).strip().strip("[]()").split(",")]
+    values = []
+    for part in parts:
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise ValueError(f"{what}: could not read {part!r} as a number (write comma-separated numbers, e.g. 2, 1, 0)") from None
+    if len(values) < 2:
+        raise ValueError(f"{what} need at least 2 classes, got {len(values)} value(s)")
+    return torch.tensor(values, dtype=DT)
+
+
+def vec(t: torch.Tensor, digits: int = 4) -> str:
+    """LaTeX row vector with ``digits`` decimals."""
+    return r"\left[" + r",\ ".join(f"{float(v):.{digits}f}" for v in t) + r"\right]"
+
+
+def worked_example(z_t: torch.Tensor, z_s: torch.Tensor, label: int, T: float, alpha: float) -> dict:
+    """Every intermediate of the Hinton KD loss for one example, from ``kdviz.losses`` (ValueError on bad input)."""
+    parts = losses.distillation_loss(z_s[None], z_t[None], torch.tensor([label]), T, alpha)  # validates everything
+    p = losses.soft_targets(z_t, T)  # [C]
+    log_p = torch.log_softmax(z_t / T, dim=-1)
+    log_q = torch.log_softmax(z_s / T, dim=-1)
+    terms = p * (log_p - log_q)  # KL summands [C]
+    return {"p": p, "log_p": log_p, "log_q": log_q, "terms": terms, "kl": terms.sum(),
+            "kd": parts["kd"], "ce": parts["ce"], "total": parts["total"]}
+
+
+def show_steps(z_t, z_s, label: int, T: float, alpha: float, r: dict) -> None:
+    st.markdown("**1. Soft targets** — divide the teacher's logits by T, then softmax:")
+    st.latex(r"p = \mathrm{softmax}(z_t / T) = \mathrm{softmax}" + vec(z_t / T) + " = " + vec(r["p"]))
+    st.markdown("**2. Student log-probabilities at the same T** — `log_softmax`, never `log(softmax)`:")
+    st.latex(r"\log q = \mathrm{log\_softmax}(z_s / T) = \mathrm{log\_softmax}" + vec(z_s / T) + " = " + vec(r["log_q"]))
+    st.markdown("**3. KL divergence**, one term per class, with the teacher's own log-probabilities "
+                f"$\\log p = {vec(r['log_p'])}$:")
+    st.latex(r"p_i(\log p_i - \log q_i) = " + vec(r["terms"]) + r",\quad \mathrm{KL}(p\,\|\,q) = \sum_i = "
+             + f"{float(r['kl']):.6f}")
+    st.markdown("**4. Scale by T²** (keeps the soft term's gradients comparable across temperatures):")
+    st.latex(rf"\mathrm{{KD}} = T^2\,\mathrm{{KL}} = {T:g}^2 \times {float(r['kl']):.6f} = {float(r['kd']):.4f}")
+    st.markdown(f"**5. Cross-entropy with the label y = {label}** (at T = 1):")
+    st.latex(rf"\mathrm{{CE}} = -\log \mathrm{{softmax}}(z_s)_{{{label}}} = {float(r['ce']):.4f}")
+    st.markdown("**6. Total** — alpha weights the distillation term:")
+    st.latex(rf"\mathcal{{L}} = \alpha\,\mathrm{{KD}} + (1-\alpha)\,\mathrm{{CE}} = {alpha:g} \times {float(r['kd']):.4f}"
+             rf" + {1 - alpha:g} \times {float(r['ce']):.4f} = {float(r['total']):.4f}")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("KD = T²·KL", f"{float(r['kd']):.4f}")
+    c2.metric("CE", f"{float(r['ce']):.4f}")
+    c3.metric("total", f"{float(r['total']):.4f}")
+    st.caption("Computed in float64 by `kdviz.losses` (`soft_targets`, `kd_loss`, `ce_loss`, `distillation_loss`); "
+               "shown rounded, so a rounded sum may differ from the sum of rounded terms in the last digit.")
+
+
+def calculator() -> dict | None:
+    """Inputs + all steps; returns the example's intermediates, or None after showing the error."""
+    for key, value in CALC_DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+    c1, c2 = st.columns(2)
+    c1.text_input("Teacher logits z_t (comma-separated)", key="calc_teacher")
+    c2.text_input("Student logits z_s (same number of classes)", key="calc_student")
+    c3, c4, c5 = st.columns(3)
+    c3.number_input("Label y (class index)", step=1, key="calc_label")
+    c4.number_input("Temperature T", step=0.5, key="calc_T", format="%.4g")
+    c5.number_input("alpha (weight of the KD term)", step=0.05, key="calc_alpha", format="%.4g")
+    s = st.session_state
+    try:
+        z_t, z_s = parse_logits(s["calc_teacher"], "teacher logits"), parse_logits(s["calc_student"], "student logits")
+        label, T, alpha = int(s["calc_label"]), float(s["calc_T"]), float(s["calc_alpha"])
+        result = worked_example(z_t, z_s, label, T, alpha)
+    except ValueError as err:
+        st.error(f"Cannot compute the loss: {err}")
+        return None
+    show_steps(z_t, z_s, label, T, alpha, result)
+    return {"z_t": z_t, "z_s": z_s, "T": T, **result}
+
+
+# ----------------------------------------------------------------------------- notes
+def tutorial_note() -> None:
+    """Where a widely copied tutorial's hand-annotated 0.0153 / 0.2399 (for the default example) goes wrong."""
+    d = CALC_DEFAULTS
+    z_t, z_s = parse_logits(d["calc_teacher"], "teacher logits"), parse_logits(d["calc_student"], "student logits")
+    T, alpha, label = d["calc_T"], d["calc_alpha"], d["calc_label"]
+    r = worked_example(z_t, z_s, label, T, alpha)
+    only_first = r["log_q"].clone()
+    only_first[0] = TUTORIAL_LOGPROB0
+    shifted = r["log_q"] + (TUTORIAL_LOGPROB0 - r["log_q"][0])  # all three off by the same amount (a rounded log Σe^z)
+    rows = {"exact (kdviz.losses)": r["log_q"], "log q₀ → −0.7315 only": only_first, "all log q shifted by the same error": shifted}
+    table = []
+    for name, log_q in rows.items():
+        terms = r["p"] * (r["log_p"] - log_q)
+        kd = T * T * float(terms.sum())
+        table.append({"log q used": name, "log q": ", ".join(f"{float(v):.4f}" for v in log_q),
+                      "KL terms": ", ".join(f"{float(v):+.4f}" for v in terms), "KL = Σ": f"{float(terms.sum()):.6f}",
+                      "KD = T²·KL": f"{kd:.4f}", "total": f"{alpha * kd + (1 - alpha) * float(r['ce']):.4f}"})
+    implied_kl = TUTORIAL_KD / (T * T)
+    table.append({"log q used": "the tutorial's annotation", "log q": f"{TUTORIAL_LOGPROB0}, …", "KL terms": "(not derivable)",
+                  "KL = Σ": f"{implied_kl:.6f} (= {TUTORIAL_KD} / {T * T:g})", "KD = T²·KL": f"{TUTORIAL_KD}",
+                  "total": f"{TUTORIAL_TOTAL}"})
+    lowest = min(T * T * float((r["p"] * (r["log_p"] - q)).sum()) for q in rows.values())
+    ce4 = round(float(r["ce"]), 4)
+    with st.expander("Why a widely copied tutorial gets 0.0153 and 0.2399 for this example (and why they are wrong)"):
+        st.markdown(
+            f"For the default inputs the tutorial annotates the first student log-probability as **{TUTORIAL_LOGPROB0}** "
+            f"(exact: {float(r['log_q'][0]):.5f}), the KD term as **{TUTORIAL_KD}** and the total as **{TUTORIAL_TOTAL}**. "
+            f"The correct values are KD = {float(r['kd']):.4f} and total = {float(r['total']):.4f}. "
+            "Here is what the rounding can and cannot explain, recomputed live:")
+        st.dataframe(pd.DataFrame(table), hide_index=True)
+        st.markdown(
+            f"- **Rounding explains little.** Even with every log-probability off by the same "
+            f"{abs(float(shifted[0] - r['log_q'][0])):.4f}, KD only drops to {lowest:.4f}.\n"
+            f"- **The KL terms were mis-added.** KD = {TUTORIAL_KD} needs Σ = {implied_kl:.6f}, but the terms above "
+            f"sum to at least {lowest / (T * T):.6f} in every variant above, none of which comes near {TUTORIAL_KD}. The gap "
+            f"({lowest / (T * T) - implied_kl:.6f} in the KL sum, ×{T * T:g} = {lowest - TUTORIAL_KD:.4f} in KD) is an "
+            "arithmetic slip in adding the three terms, one of which is negative.\n"
+            f"- **The last line is consistent with the wrong KD:** {alpha:g} × {TUTORIAL_KD} + {1 - alpha:g} × {ce4} "
+            f"= {alpha * TUTORIAL_KD + (1 - alpha) * ce4:.5f} ≈ {TUTORIAL_TOTAL}, so the error is entirely in the KD term; "
+            f"the correct total is {float(r['total']):.4f}.\n"
+            "- Lesson: let the library compute the numbers (here `kdviz.losses`), and test hand annotations against it.")
+
+
+def why_log_softmax() -> None:
+    with st.expander("Why log_softmax and not log(softmax(z))?"):
+        st.markdown(
+            "`softmax` of a very confident logit vector underflows: in float32, e^(−1000) is exactly 0, so "
+            "`log(softmax(z))` gives −inf, and a KL term 0 · (−inf) is NaN. `log_softmax` computes "
+            "z − logsumexp(z) directly and stays finite. `kdviz.losses.kd_loss` uses `log_softmax` on both sides.")
+        if st.toggle("Show it live (float32)", key="temp_stability"):
+            text = st.text_input("Logits", "1000, -1000, 0", key="temp_stab_logits")
+            try:
+                z = parse_logits(text, "logits").float()
+            except ValueError as err:
+                st.error(str(err))
+                return
+            naive, stable = torch.log(torch.softmax(z, -1)), torch.log_softmax(z, -1)
+            p = torch.softmax(z, -1)
+            st.dataframe(pd.DataFrame({"class": range(len(z)), "logit": z.tolist(), "softmax": p.tolist(),
+                                       "log(softmax(z))": naive.tolist(), "log_softmax(z)": stable.tolist()}),
+                         hide_index=True)
+            c1, c2 = st.columns(2)
+            c1.metric("KL(p ‖ p) via log(softmax)", f"{float((p * (naive - naive)).sum()):.4g}", help="should be exactly 0")
+            c2.metric("KL(p ‖ p) via log_softmax", f"{float((p * (stable - stable)).sum()):.4g}")
+
+
+def why_t_squared(example: dict | None) -> None:
+    with st.expander("Why multiply by T²?"):
+        st.markdown(
+            "The gradient of KL(softmax(z_t/T) ‖ softmax(z_s/T)) with respect to the student's logits is "
+            "(q − p) / T, and for large T both p and q approach uniform with q − p ≈ (z_s − z_t) / (C·T), so the gradient "
+            "shrinks like 1/T² (Hinton et al. 2015, §2.1). Multiplying by T² keeps the soft term's pull comparable "
+            "when you change T, so alpha keeps its meaning. Live, for the calculator's logits:")
+        z_t = example["z_t"] if example else parse_logits(CALC_DEFAULTS["calc_teacher"], "teacher logits")
+        z_s = example["z_s"] if example else parse_logits(CALC_DEFAULTS["calc_student"], "student logits")
+        rows = []
+        for T in (1, 2, 4, 8, 16, 32):
+            s = z_s.clone().requires_grad_(True)
+            kd = losses.kd_loss(s[None], z_t[None], T)  # = T² · KL
+            (grad,) = torch.autograd.grad(kd, s)
+            rows.append({"T": T, "‖∇ KL‖ (shrinks ~1/T²)": float(grad.norm()) / T**2,
+                         "‖∇ T²·KL‖ (levels off)": float(grad.norm())})
+        frame = pd.DataFrame(rows)
+        st.dataframe(frame.style.format({c: "{:.3e}" for c in frame.columns[1:]}), hide_index=True)
+
+
+# ----------------------------------------------------------------------------- page
+def main() -> None:
+    st.title("🌡️ Temperature lab")
+    st.caption("Soft targets p = softmax(z / T) (Hinton, Vinyals & Dean 2015): a higher temperature reveals how "
+               "the teacher ranks the wrong classes — the 'dark knowledge' a student can learn from.")
+    bundle = get_bundle(data_source())
+    teacher, note = get_teacher()
+    st.caption(note)
+    st.subheader("1 · Pick a digit")
+    x, caption, label = digit_picker(bundle.test)
+    st.subheader("2 · The teacher's probabilities at T = 1 and at T")
+    temperature_view(teacher, x, caption, label)
+    st.divider()
+    st.subheader("3 · Worked example: the distillation loss, step by step")
+    st.caption("Edit any input; any number of classes ≥ 2 works. Defaults: teacher [2, 1, 0], student [1.5, 0.5, 0], "
+               "label 0, T = 2, alpha = 0.5.")
+    example = calculator()
+    tutorial_note()
+    why_log_softmax()
+    why_t_squared(example)
+
+
+main()

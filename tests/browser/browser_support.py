@@ -1,0 +1,213 @@
+"""Helpers for the real-browser tests: a Streamlit server in a subprocess, Chromium, page waits, RSS.
+
+Nothing here downloads a browser: Chromium is Debian's ``/usr/bin/chromium`` driven by Playwright.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+APP_IDLE = "[data-testid='stApp'][data-test-script-state='notRunning'][data-test-connection-state='CONNECTED']"
+EXCEPTION = "[data-testid='stException']"
+
+
+def chromium_unavailable_reason() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        return f"Chromium not found at {CHROMIUM} (install Debian's 'chromium' package; .ci/run does)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as err:
+        return f"playwright is not installed ({err}); pip install -r requirements-dev.txt"
+    return None
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class StreamlitServer:
+    """``streamlit run <script>`` in its own process group (workers included), logging to ``log_path``."""
+
+    script: Path
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 90.0) -> "StreamlitServer":
+        cmd = [sys.executable, "-m", "streamlit", "run", str(self.script), "--server.headless", "true",
+               "--server.port", str(self.port), "--server.address", "127.0.0.1",
+               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "w")
+        # a new session = a new process group: stop() ends the server and its spawned workers together
+        self.proc = subprocess.Popen(cmd, cwd=self.script.parent, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.wait_healthy(timeout_s)
+        return self
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with code {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as resp:
+                    if resp.status == 200 and resp.read().strip() == b"ok":
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"streamlit was not healthy after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """SIGTERM to the group, then SIGKILL after 5 s. Only this server's own group is signalled."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        pgid = os.getpgid(self.proc.pid)
+        os.killpg(pgid, signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def server_env(runs_dir: Path, **extra: str) -> dict[str, str]:
+    """The test server's environment: synthetic data, a private runs folder, no network, no telemetry."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KDVIZ_", "STREAMLIT_"))}
+    env.update(KDVIZ_DATA_SOURCE="synthetic", KDVIZ_RUNS_DIR=str(runs_dir), KDVIZ_OFFLINE="1",
+               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+# ----------------------------------------------------------------------------- pages
+def wait_idle(page, timeout_ms: float = 30_000) -> None:
+    """Wait until the script run has finished and the websocket is connected."""
+    page.wait_for_selector(APP_IDLE, timeout=timeout_ms, state="attached")
+
+
+def wait_rendered(page, timeout_ms: float = 30_000) -> None:
+    """The page has content: idle, with at least one element in the main block."""
+    wait_idle(page, timeout_ms)
+    page.wait_for_selector("[data-testid='stMainBlockContainer'] [data-testid='stElementContainer']",
+                           timeout=timeout_ms, state="visible")
+
+
+def exception_texts(page) -> list[str]:
+    return [t[:2000] for t in page.locator(EXCEPTION).all_inner_texts()]
+
+
+def assert_no_exception(page, where: str) -> None:
+    found = exception_texts(page)
+    assert not found, f"Streamlit exception on {where}:\n" + "\n---\n".join(found)
+
+
+def alert_texts(page, kind: str = "") -> list[str]:
+    """Texts of st.error / st.warning / st.info boxes (``kind`` "Error", "Warning", "Info", "" = all)."""
+    return page.locator(f"[data-testid='stAlertContent{kind}']").all_inner_texts() if kind else \
+        page.locator("[data-testid='stAlert']").all_inner_texts()
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def sidebar_links(page) -> list[tuple[str, str]]:
+    """``(label, href)`` of every page in the sidebar navigation."""
+    return page.eval_on_selector_all(
+        "[data-testid='stSidebarNav'] a", "els => els.map(e => [e.innerText.trim(), e.href])")
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")[:40] or "page"
+
+
+# ----------------------------------------------------------------------------- memory
+def tree_rss(pid: int) -> int:
+    """Resident memory (bytes) of a process and all its descendants (the spawned training workers)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def tree_size(pid: int) -> int:
+    """Number of descendants of ``pid`` (the worker processes running now, plus their helpers)."""
+    import psutil
+
+    try:
+        return len(psutil.Process(pid).children(recursive=True))
+    except psutil.NoSuchProcess:
+        return 0
+
+
+class RssSampler(threading.Thread):
+    """Samples :func:`tree_rss` every ``every_s`` seconds in the background; ``peak`` in bytes."""
+
+    def __init__(self, pid: int, every_s: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every_s = pid, every_s
+        self.peak, self.samples = 0, 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.peak = max(self.peak, tree_rss(self.pid))
+            self.samples += 1
+            self._halt.wait(self.every_s)
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join(5)
+        return self.peak
+
+
+def rm_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,134 @@
+"""Saved runs page (AppTest): listing, corrupt-folder warning, URL state, compare, rename, delete."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from kdviz.runs import RunStore
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "runs.py")
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def _records(scale: float) -> list[dict]:
+    return [{"run": run, "step": 10 * i, "total": scale / i, "losses": {"kd": scale / i}, "test_acc": 0.5 + 0.04 * i}
+            for i in range(1, 6) for run in ("distilled", "scratch")]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> RunStore:
+    from kdviz.checkpoints import save_checkpoint
+    from kdviz.engine import make_model
+    from kdviz.models import ModelConfig
+
+    monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "runs"))
+    store = RunStore()
+    cfg = ModelConfig("mlp", (8,))
+    ckpt = save_checkpoint(tmp_path / "distilled.pt", make_model(cfg), cfg)
+    store.save(name="Teacher CNN", kind="teacher", config={"model": {"arch": "cnn", "channels": [8]}},
+               records=[{"run": "teacher", "step": 10, "total": 0.5}], final={"test_acc": 0.98}, reproduce="python -m kdviz teacher", now=T0)
+    store.save(name="KD alpha 0.9", kind="distill", config={"T": 4.0, "alpha": 0.9}, records=_records(1.0),
+               final={"test_acc": {"distilled": 0.95, "scratch": 0.93}}, reproduce="python -m kdviz distill --alpha 0.9",
+               checkpoints={"distilled": ckpt}, now=T0 + timedelta(minutes=1))
+    store.save(name="KD alpha 0.5", kind="distill", config={"T": 4.0, "alpha": 0.5}, records=_records(2.0),
+               final={"test_acc": {"distilled": 0.94, "scratch": 0.93}}, reproduce="python -m kdviz distill --alpha 0.5", now=T0 + timedelta(minutes=2))
+    (store.root / "broken-run").mkdir()
+    (store.root / "broken-run" / "run.json").write_text("{ not json")
+    return store
+
+
+def run_page(query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def ids_by_name(store: RunStore) -> dict[str, str]:
+    return {r.name: r.id for r in store.list().runs}
+
+
+def warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning]
+
+
+def test_lists_runs_and_warns_about_the_corrupt_folder(store):
+    at = run_page()
+    assert not at.exception
+    assert any("broken-run" in w for w in warnings(at))
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["KD alpha 0.5", "KD alpha 0.9", "Teacher CNN"]  # newest first
+    assert list(table["test accuracy"])[2] == "98.00%"
+    assert at.multiselect(key="runs_sel").options == [store.list().runs[i].name + " — " + k + ", " + t
+                                                      for i, k, t in ((0, "distill", "2025-03-01 12:02"), (1, "distill", "2025-03-01 12:01"), (2, "teacher", "2025-03-01 12:00"))]
+
+
+def test_filters_come_from_the_url_and_go_back_to_it(store):
+    at = run_page({"kind": "teacher"})
+    assert list(at.dataframe[0].value["name"]) == ["Teacher CNN"]
+    at.selectbox(key="runs_kind").set_value("distill")
+    at.text_input(key="runs_q").set_value("0.9").run()
+    assert list(at.dataframe[0].value["name"]) == ["KD alpha 0.9"]
+    assert at.query_params["kind"] == "distill" and at.query_params["q"] == "0.9"
+
+
+def test_bad_url_values_are_refused_with_a_message(store):
+    at = run_page({"kind": "hacker", "sel": "../../etc/passwd", "metric": "x;y"})
+    assert not at.exception
+    texts = warnings(at)
+    for name in ("kind", "sel", "metric"):
+        assert any(t.startswith(f"URL parameter '{name}=") for t in texts), name
+    assert at.selectbox(key="runs_kind").value == "all" and at.multiselect(key="runs_sel").value == []
+    assert len(at.dataframe[0].value) == 3
+
+
+def test_selected_runs_are_overlaid_and_compared(store):
+    ids = ids_by_name(store)
+    at = run_page({"sel": f"{ids['KD alpha 0.9']},{ids['KD alpha 0.5']},gone-run-123"})
+    assert not at.exception
+    assert any("gone-run-123" in w for w in warnings(at))
+    assert at.selectbox(key="runs_metric").value == "test_acc"
+    assert len(at.get("plotly_chart")) == 1
+    comparison = at.dataframe[1].value
+    assert list(comparison["name"]) == ["KD alpha 0.9", "KD alpha 0.5"] and list(comparison["config.alpha"]) == ["0.9", "0.5"]
+    assert "config.T" not in comparison  # same in both: hidden while "only settings that differ" is on
+    assert [c.value for c in at.code] == ["python -m kdviz distill --alpha 0.9", "python -m kdviz distill --alpha 0.5"]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Metrics CSV", "Config JSON", "distilled .pt", "Metrics CSV", "Config JSON"]
+    assert at.query_params["sel"] == f"{ids['KD alpha 0.9']},{ids['KD alpha 0.5']}"
+
+
+def test_rename_then_delete_with_confirmation(store):
+    rid = ids_by_name(store)["KD alpha 0.9"]
+    at = run_page({"sel": rid})
+    at.text_input(key=f"runs_name_{rid}").set_value("renamed run")
+    at.button(key=f"runs_rename_{rid}").click().run()
+    assert [s.value for s in at.success] == ["Renamed to “renamed run”."]
+    assert RunStore(store.root).load(rid).name == "renamed run"
+    at.button(key=f"runs_del_{rid}").click().run()
+    assert any("for good" in w for w in warnings(at)) and (store.root / rid).exists()
+    at.button(key=f"runs_no_{rid}").click().run()  # cancel keeps it
+    assert (store.root / rid).exists() and not any("for good" in w for w in warnings(at))
+    at.button(key=f"runs_del_{rid}").click().run()
+    at.button(key=f"runs_yes_{rid}").click().run()
+    assert not at.exception and not (store.root / rid).exists()
+    assert [s.value for s in at.success] == [f"Deleted run {rid}."]
+    assert at.multiselect(key="runs_sel").value == [] and "renamed run" not in list(at.dataframe[0].value["name"])
+
+
+def test_rename_to_an_empty_name_is_refused(store):
+    rid = ids_by_name(store)["Teacher CNN"]
+    at = run_page({"sel": rid})
+    at.text_input(key=f"runs_name_{rid}").set_value("   ")
+    at.button(key=f"runs_rename_{rid}").click().run()
+    assert [e.value for e in at.error] == ["Could not rename: run name must not be empty"]
+    assert RunStore(store.root).load(rid).name == "Teacher CNN"
+
+
+def test_empty_folder_shows_a_hint(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "none"))
+    at = run_page()
+    assert not at.exception and "No saved runs yet" in at.info[0].value

@@ -1,0 +1,177 @@
+"""Method terms wired into the Objective and the engine: keys, weights, layers, adapters, errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kdviz import engine, losses
+from kdviz.data import synthetic_bundle
+from kdviz.engine import TrainConfig, make_model, run_to_end, train
+from kdviz.methods import (
+    DKD_ALPHA,
+    DKD_BETA,
+    METHOD_INFO,
+    DistillConfig,
+    Term,
+    build_objective,
+    default_layer,
+)
+from kdviz.models import ModelConfig
+
+torch.set_num_threads(1)
+
+CNN_S = ModelConfig("cnn", channels=(4, 8))
+CNN_T = ModelConfig("cnn", channels=(6, 12))
+MLP_S = ModelConfig("mlp", hidden=(24, 16))
+FEATURE_TERMS = tuple(Term(m, METHOD_INFO[m].default_weight) for m in ("fitnet", "at", "rkd_d", "rkd_a", "sp", "crd"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_bundle(n_train=128, n_test=64, seed=1)
+
+
+def forward_pair(student, teacher, n: int = 8, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+    s_logits, s_feats = student(x)
+    with torch.no_grad():
+        t_logits, t_feats = teacher(x)
+    return s_logits, s_feats, t_logits, t_feats, y
+
+
+def test_feature_terms_appear_weighted_and_wired_to_the_right_layers():
+    student, teacher = make_model(CNN_S, 0), make_model(CNN_T, 1).eval()
+    obj = build_objective(DistillConfig(T=3.0, alpha=0.7, terms=FEATURE_TERMS), student, teacher)
+    s_logits, s_feats, t_logits, t_feats, y = forward_pair(student, teacher)
+    weighted, raw = obj(s_logits, s_feats, t_logits, t_feats, y, 3.0, 0.7)
+    assert set(weighted) == {"kd", "ce", "fitnet", "at", "rkd_d", "rkd_a", "sp", "crd"}
+    for term in FEATURE_TERMS:
+        assert torch.allclose(weighted[term.method], term.weight * raw[term.method])
+    # independent recomputation from the named layers (defaults: last stage; pooled for embeddings)
+    assert torch.allclose(raw["at"], losses.at_loss(s_feats["stage2"], t_feats["stage2"]))
+    assert torch.allclose(raw["sp"], losses.sp_loss(s_feats["stage2"], t_feats["stage2"]))
+    assert torch.allclose(raw["rkd_d"], losses.rkd_distance_loss(s_feats["pooled"], t_feats["pooled"]))
+    assert torch.allclose(raw["fitnet"], losses.fitnet_loss(obj.adapters["fitnet"](s_feats["stage2"]), t_feats["stage2"]))
+    assert torch.allclose(weighted["kd"], 0.7 * losses.kd_loss(s_logits, t_logits, 3.0))
+    assert torch.allclose(weighted["ce"], 0.3 * losses.ce_loss(s_logits, y))
+
+
+def test_engine_records_sum_weighted_terms_to_total(data):
+    student, teacher = make_model(CNN_S, 0), make_model(CNN_T, 1)
+    recs = run_to_end(train(student, data.train, TrainConfig(batch_size=32, max_steps=3, log_every=1),
+                            teacher=teacher, distill=DistillConfig(terms=FEATURE_TERMS), device="cpu"))
+    assert len(recs) == 3
+    for rec in recs:
+        assert set(rec.losses) == {"kd", "ce", "fitnet", "at", "rkd_d", "rkd_a", "sp", "crd"}
+        assert rec.total == pytest.approx(sum(rec.losses.values()), rel=1e-5)
+
+
+def test_dkd_replaces_kd_and_keeps_ce_weight():
+    student, teacher = make_model(MLP_S, 0), make_model(MLP_S, 1).eval()
+    obj = build_objective(DistillConfig(T=4.0, alpha=0.6, terms=(Term("dkd", 2.0),)), student, teacher)
+    s_logits, s_feats, t_logits, t_feats, y = forward_pair(student, teacher)
+    weighted, raw = obj(s_logits, s_feats, t_logits, t_feats, y, 4.0, 0.6)
+    assert set(weighted) == {"ce", "dkd"}
+    assert torch.allclose(weighted["dkd"], 2.0 * losses.dkd_loss(s_logits, t_logits, y, DKD_ALPHA, DKD_BETA, 4.0))
+    assert torch.allclose(weighted["ce"], 0.4 * losses.ce_loss(s_logits, y))
+    # hidden labels: DKD's target class is the teacher's prediction there
+    hidden = y.clone()
+    hidden[:3] = -100
+    expected_targets = torch.cat([t_logits[:3].argmax(-1), y[3:]])
+    w2, _ = obj(s_logits, s_feats, t_logits, t_feats, hidden, 4.0, 0.6)
+    assert torch.allclose(w2["dkd"], 2.0 * losses.dkd_loss(s_logits, t_logits, expected_targets, DKD_ALPHA, DKD_BETA, 4.0))
+
+
+def test_kd_term_replaces_default_kd_with_its_weight():
+    student, teacher = make_model(MLP_S, 0), make_model(MLP_S, 1).eval()
+    obj = build_objective(DistillConfig(T=2.0, alpha=0.5, terms=(Term("kd", 3.0),)), student, teacher)
+    s_logits, s_feats, t_logits, t_feats, y = forward_pair(student, teacher)
+    weighted, _ = obj(s_logits, s_feats, t_logits, t_feats, y, 2.0, 0.5)
+    assert set(weighted) == {"kd", "ce"}
+    assert torch.allclose(weighted["kd"], 3.0 * losses.kd_loss(s_logits, t_logits, 2.0))
+
+
+def test_regressor_params_are_optimised_and_teacher_gets_no_gradient(data, monkeypatch):
+    built = []
+
+    def spy(distill, student, teacher):
+        obj = engine_build(distill, student, teacher)
+        built.append((obj, {k: v.detach().clone() for k, v in obj.state_dict().items()}))
+        return obj
+
+    engine_build = engine.build_objective
+    monkeypatch.setattr(engine, "build_objective", spy)
+    student, teacher = make_model(CNN_S, 0), make_model(CNN_T, 1)
+    t_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    distill = DistillConfig(terms=(Term("fitnet", 1.0), Term("crd", 0.8)))
+    run_to_end(train(student, data.train, TrainConfig(batch_size=32, max_steps=2), teacher=teacher, distill=distill, device="cpu"))
+    obj, initial = built[0]
+    assert isinstance(obj.adapters["fitnet"], torch.nn.Conv2d)  # 8 → 12 channels, same 7x7 maps
+    assert initial and all(not torch.equal(initial[k], v) for k, v in obj.state_dict().items())
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(torch.equal(t_before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_teacher_runs_every_batch_for_feature_terms(data):
+    student, teacher = make_model(CNN_S, 0), make_model(CNN_T, 1)
+    batches = []
+    teacher.register_forward_hook(lambda m, inp, out: batches.append(inp[0].shape[0]))
+    run_to_end(train(student, data.train, TrainConfig(batch_size=32, max_steps=4), teacher=teacher,
+                     distill=DistillConfig(terms=(Term("at", 1000.0),)), device="cpu"))
+    assert batches.count(32) == 4  # one teacher pass per training batch (plus a shape probe)
+
+
+def test_default_layers_pair_mlp_with_cnn():
+    student, teacher = make_model(MLP_S, 0), make_model(CNN_T, 1)
+    obj = build_objective(DistillConfig(terms=(Term("fitnet"), Term("rkd_d"), Term("sp"))), student, teacher)
+    layers = {b.method: (b.student_layer, b.teacher_layer) for b in obj.bound}
+    assert layers == {"fitnet": ("hidden2", "pooled"), "rkd_d": ("hidden2", "pooled"), "sp": ("hidden2", "stage2")}
+    assert isinstance(obj.adapters["fitnet"], torch.nn.Linear)
+    assert (obj.adapters["fitnet"].in_features, obj.adapters["fitnet"].out_features) == (16, 12)
+    assert default_layer("crd", {"stage1": (4, 14, 14), "pooled": (4,)}, {}) == "pooled"
+
+
+def test_repeated_method_gets_one_key_per_layer_pair():
+    student, teacher = make_model(CNN_S, 0), make_model(CNN_T, 1).eval()
+    terms = (Term("at", 1000.0, "stage1", "stage1"), Term("at", 1000.0, "stage2", "stage2"))
+    obj = build_objective(DistillConfig(terms=terms), student, teacher)
+    weighted, _ = obj(*forward_pair(student, teacher)[:4], torch.zeros(8, dtype=torch.long), 4.0, 0.9)
+    assert {"at:stage1:stage1", "at:stage2:stage2"} <= set(weighted)
+    with pytest.raises(ValueError, match="listed twice"):
+        build_objective(DistillConfig(terms=terms + terms[:1]), student, teacher)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_at_on_mlp_names_layers_and_shapes():
+    with pytest.raises(ValueError) as err:
+        build_objective(DistillConfig(terms=(Term("at", 1000.0),)), make_model(MLP_S, 0), make_model(CNN_T, 1))
+    msg = str(err.value)
+    assert "'hidden2'" in msg and "[B, 16]" in msg and "'stage2'" in msg and "[B, 12, 7, 7]" in msg
+
+
+def test_unknown_layer_lists_available_layers():
+    with pytest.raises(ValueError) as err:
+        build_objective(DistillConfig(terms=(Term("sp", 1.0, "", "stage9"),)), make_model(CNN_S, 0), make_model(CNN_T, 1))
+    msg = str(err.value)
+    assert "'stage9'" in msg and "teacher" in msg
+    assert all(name in msg for name in ("stage1", "stage2", "pooled"))
+
+
+def test_fitnet_map_against_vector_names_both_layers():
+    with pytest.raises(ValueError) as err:
+        build_objective(DistillConfig(terms=(Term("fitnet", 1.0, "stage1", "hidden1"),)), make_model(CNN_S, 0), make_model(MLP_S, 1))
+    msg = str(err.value)
+    assert "'stage1'" in msg and "[B, 4, 14, 14]" in msg and "'hidden1'" in msg and "[B, 24]" in msg
+
+
+def test_unknown_method_and_layers_on_logit_methods_are_rejected():
+    with pytest.raises(ValueError) as err:
+        Term("fitnets")
+    assert all(name in str(err.value) for name in METHOD_INFO)
+    with pytest.raises(ValueError, match="takes no layers"):
+        build_objective(DistillConfig(terms=(Term("dkd", 1.0, "hidden1"),)), make_model(MLP_S, 0), make_model(MLP_S, 1))
+
+
+def test_rkd_angle_cap_is_stated():
+    assert str(losses.RKD_ANGLE_MAX_BATCH) in METHOD_INFO["rkd_a"].note

@@ -1,0 +1,87 @@
+"""Born-again networks and deep mutual learning, end to end on small synthetic data."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kdviz.data import synthetic_bundle
+from kdviz.engine import TrainConfig
+from kdviz.methods import DistillConfig
+from kdviz.models import ModelConfig
+from kdviz.selfdistill import born_again, mutual_learning
+
+torch.set_num_threads(1)
+
+MLP = ModelConfig("mlp", hidden=(16,))
+CFG = TrainConfig(epochs=2, batch_size=32, log_every=4)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_bundle(n_train=256, n_test=128, seed=3, noise=1.5)
+
+
+def drain(gen):
+    """All events of a self-distillation generator plus its return value."""
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            return events, stop.value
+
+
+def test_born_again_runs_n_generations_and_reports_n_accuracies(data):
+    events, models = drain(born_again(MLP, data.train, CFG, DistillConfig(T=4.0, alpha=0.7), 3, data.test, "cpu", seed=5))
+    assert len(models) == 3
+    records = [e for e in events if e["type"] == "record"]
+    assert {e["generation"] for e in records} == {0, 1, 2}
+    assert all(e["run"] == f"gen{e['generation']}" for e in records)
+    # generation 0 learns from labels only; later generations are distilled from their predecessor
+    assert all(set(e["losses"]) == {"ce"} for e in records if e["generation"] == 0)
+    assert all(set(e["losses"]) == {"kd", "ce"} for e in records if e["generation"] > 0)
+    result = events[-1]
+    assert result["type"] == "result" and result["generations"] == 3
+    assert len(result["test_acc"]) == 3 and all(acc > 0.3 for acc in result["test_acc"])  # chance = 0.1
+    per_gen = [e for e in events if e["type"] == "generation"]
+    assert [g["generation"] for g in per_gen] == [0, 1, 2]
+    assert per_gen[0]["agreement_with_teacher"] is None and all(0 <= g["agreement_with_teacher"] <= 1 for g in per_gen[1:])
+    assert 0.3 < result["ensemble_acc"] <= 1.0
+    # each generation starts from fresh weights, not a copy of its teacher
+    assert not torch.equal(models[0].head.weight, models[1].head.weight)
+
+
+def test_born_again_is_deterministic_and_checks_generations(data):
+    small = TrainConfig(epochs=1, batch_size=32, log_every=4)
+    runs = [drain(born_again(MLP, data.train, small, DistillConfig(), 2, data.test, "cpu", seed=1))[0][-1] for _ in range(2)]
+    assert runs[0]["test_acc"] == runs[1]["test_acc"]
+    with pytest.raises(ValueError, match="generations"):
+        next(born_again(MLP, data.train, small, DistillConfig(), 0, data.test, "cpu"))
+
+
+def test_mutual_learning_trains_both_students(data):
+    events, (model_a, model_b) = drain(mutual_learning(MLP, ModelConfig("mlp", hidden=(12,)), data.train, CFG,
+                                                       T=1.0, alpha=0.5, test=data.test, device="cpu"))
+    records = [e for e in events if e["type"] == "record"]
+    assert {e["run"] for e in records} == {"dml_a", "dml_b"}
+    for run in ("dml_a", "dml_b"):
+        mine = [e for e in records if e["run"] == run]
+        assert mine[-1]["done"] and mine[-1]["step"] == 16  # 2 epochs × 8 batches, in lockstep
+        assert all(set(e["losses"]) == {"kd", "ce"} and e["total"] == pytest.approx(sum(e["losses"].values()), rel=1e-5) for e in mine)
+    result = events[-1]
+    assert result["type"] == "result"
+    assert all(result["test_acc"][run] > 0.3 for run in ("dml_a", "dml_b"))  # chance = 0.1
+    assert 0 <= result["agreement"] <= 1
+
+
+def _final_head(data, cfg_b: ModelConfig, alpha: float) -> torch.Tensor:
+    small = TrainConfig(epochs=1, batch_size=32, log_every=8)
+    _, (model_a, _) = drain(mutual_learning(MLP, cfg_b, data.train, small, T=2.0, alpha=alpha, device="cpu"))
+    return model_a.head.weight.detach()
+
+
+def test_mutual_learning_couples_the_students_and_is_deterministic(data):
+    b1, b2 = ModelConfig("mlp", hidden=(12,)), ModelConfig("mlp", hidden=(20,))
+    assert torch.equal(_final_head(data, b1, 0.5), _final_head(data, b1, 0.5))  # same seed, same result
+    assert not torch.equal(_final_head(data, b1, 0.5), _final_head(data, b2, 0.5))  # A learns from B
+    assert torch.equal(_final_head(data, b1, 0.0), _final_head(data, b2, 0.0))  # alpha = 0: no coupling
