@@ -32,8 +32,8 @@ def available_pages() -> list[st.Page]:
     if not found:
         return []
     default = "home.py" if any(name == "home.py" for name, _, _ in found) else found[0][0]
-    return [st.Page(str(ROOT / "pages" / name), title=title, icon=icon, default=name == default,
-                    url_path=None if name == default else Path(name).stem)
+    # url paths default to the file stem ("teacher", "distill", ...)
+    return [st.Page(str(ROOT / "pages" / name), title=title, icon=icon, default=name == default)
             for name, title, icon in found]
 
 

@@ -236,6 +236,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--alpha", type=float, default=0.9)
     p.add_argument("--plus-kd", action="store_true", help="add alpha·KD to every feature method")
     p.add_argument("--device", help="cpu | cuda (default: CUDA when available)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.set_defaults(func=run_cli)
 
@@ -261,6 +262,10 @@ def _teacher_for(args, bundle: DataBundle, device: torch.device) -> nn.Module:
 def run_cli(args) -> int:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     student_cfg = parse_model_spec(args.student)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

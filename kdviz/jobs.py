@@ -25,6 +25,7 @@ Invalid values never escape as exceptions: the job yields one error event instea
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -97,29 +98,50 @@ def parse_terms(terms: list | None) -> tuple[Term, ...]:
     return tuple(out)
 
 
-def load_bundle(source: str = "auto") -> kdata.DataBundle:
+def check_source(source: str) -> str:
     if source not in DATA_SOURCES:
         raise ValueError(f"data source must be one of {DATA_SOURCES}, got {source!r}")
-    return kdata.synthetic_bundle() if source == "synthetic" else kdata.load_data()
+    return source
+
+
+@functools.lru_cache(maxsize=2)
+def load_bundle(source: str = "auto") -> kdata.DataBundle:
+    """The data set, loaded once per process (a warm worker preloads it; jobs never modify it)."""
+    return kdata.synthetic_bundle() if check_source(source) == "synthetic" else kdata.load_data()
+
+
+TRANSFER_HELP = "use full, subset:N, without:D[,D] or labelled:N"
+
+
+def parse_transfer(choice: str) -> tuple[str, int | tuple[int, ...] | None]:
+    """``"subset:100"`` → ``("subset", 100)``, ``"without:3,5"`` → ``("without", (3, 5))``, ``"full"`` → ``("full", None)``."""
+    kind, _, arg = str(choice).partition(":")
+    try:
+        if kind == "full" and not arg:
+            return kind, None
+        if kind in ("subset", "labelled"):
+            return kind, int(arg)
+        if kind == "without":
+            return kind, tuple(int(d) for d in arg.split(",") if d.strip())
+    except ValueError as err:
+        raise ValueError(f"transfer set {choice!r} is invalid ({err}); {TRANSFER_HELP}") from err
+    raise ValueError(f"transfer set {choice!r} is invalid; {TRANSFER_HELP}")
 
 
 def transfer_set(train_data: kdata.TensorData, choice: str, seed: int = 0) -> kdata.TensorData:
     """The images the student learns from: "full", "subset:N", "without:3[,5]", "labelled:N"."""
-    kind, _, arg = str(choice).partition(":")
+    kind, arg = parse_transfer(choice)
     try:
-        if kind == "full" and not arg:
-            out = train_data
-        elif kind == "subset":
-            out = kdata.random_subset(train_data, int(arg), seed)
+        if kind == "subset":
+            out = kdata.random_subset(train_data, arg, seed)
         elif kind == "without":
-            out = kdata.without_digits(train_data, [int(d) for d in arg.split(",") if d.strip()])
+            out = kdata.without_digits(train_data, arg)
         elif kind == "labelled":
-            out = kdata.labelled_plus_unlabelled(train_data, int(arg), seed)
+            out = kdata.labelled_plus_unlabelled(train_data, arg, seed)
         else:
-            raise ValueError("unknown kind")
+            out = train_data
     except ValueError as err:
-        hint = "" if str(err) == "unknown kind" else f" ({err})"
-        raise ValueError(f"transfer set {choice!r} is invalid{hint}; use full, subset:N, without:D[,D] or labelled:N") from err
+        raise ValueError(f"transfer set {choice!r} is invalid ({err}); {TRANSFER_HELP}") from err
     if len(out) == 0:
         raise ValueError(f"transfer set {choice!r} is empty")
     return out
@@ -201,9 +223,9 @@ def guarded(job: Callable[[dict], Iterator[dict]]) -> Callable[[dict], Iterator[
 def teacher_job(spec: dict) -> Iterator[dict]:
     """Train a teacher, evaluate it, save its checkpoint to ``out_dir/teacher.pt``."""
     cfg, tcfg, folder = model_config(spec.get("model")), train_config(spec.get("train")), out_dir(spec)
-    device = resolve_device(spec.get("device"))
+    device, source = resolve_device(spec.get("device")), check_source(spec.get("data", "auto"))
     yield {"type": "status", "text": "loading data"}
-    bundle = load_bundle(spec.get("data", "auto")).to(device)
+    bundle = load_bundle(source).to(device)
     tcfg = _with_eval_points(tcfg, len(bundle.train), spec)
     model = make_model(cfg, tcfg.seed, device)
     yield {"type": "status", "text": f"training teacher {cfg.label()} on {bundle.name}"}
@@ -252,10 +274,11 @@ def distill_job(spec: dict) -> Iterator[dict]:
     """Train a distilled and a scratch student side by side (same init, seed and data order)."""
     s_cfg, tcfg, folder = model_config(spec.get("student"), "student"), train_config(spec.get("train")), out_dir(spec)
     dcfg = distill_config(spec.get("distill"), spec.get("terms"))
-    device = resolve_device(spec.get("device"))
+    device, source = resolve_device(spec.get("device")), check_source(spec.get("data", "auto"))
+    parse_transfer(spec.get("transfer", "full"))  # a typo fails before any work
     teacher, t_cfg, t_meta = _load_teacher(spec, device)
     yield {"type": "status", "text": "loading data"}
-    bundle = load_bundle(spec.get("data", "auto")).to(device)
+    bundle = load_bundle(source).to(device)
     transfer = transfer_set(bundle.train, spec.get("transfer", "full"), tcfg.seed)
     tcfg = _with_eval_points(tcfg, len(transfer), spec)
     live_test = _live_test(bundle.test, spec)

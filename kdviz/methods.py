@@ -28,6 +28,8 @@ from .schedules import check_schedule, schedule_value
 # so no warm-up is applied (lower the term's weight if early steps are unstable).
 DKD_ALPHA = 1.0
 DKD_BETA = 8.0
+# Attention transfer's default layer is the last feature map at least this many pixels on a side.
+AT_MIN_MAP = 7
 # CRD (Tian et al. 2020) temperature of the contrastive softmax (their nce_t = 0.07).
 CRD_TAU = 0.07
 
@@ -119,9 +121,11 @@ def default_layer(method: str, shapes: dict[str, tuple[int, ...]], other: dict[s
     """The layer a feature term uses when none is named.
 
     Embedding methods (RKD, CRD): the last vector feature ("pooled" for the CNN, the last hidden
-    layer for the MLP). AT, SP: the last block (last stage map, or last hidden layer). FitNets:
-    the last block when both networks have maps, else the last vector on each side so the
-    regressor can pair them.
+    layer for the MLP). SP: the last block (last stage map, or last hidden layer). AT: the last
+    map of at least ``AT_MIN_MAP``×``AT_MIN_MAP`` — a 3×3 map says little about where a network
+    looks, and the paper's β = 1000 was set for maps of 8×8 and larger (the loss is a mean over
+    H·W, so small maps weigh far more). FitNets: the last block when both networks have maps,
+    else the last vector on each side so the regressor can pair them.
     """
     maps = [k for k, s in shapes.items() if len(s) == 3]  # [C, H, W] per sample
     vectors = [k for k, s in shapes.items() if len(s) == 1]  # [D] per sample
@@ -129,6 +133,9 @@ def default_layer(method: str, shapes: dict[str, tuple[int, ...]], other: dict[s
     last_block = maps[-1] if maps else embedding
     if method in EMBEDDING_METHODS:
         return embedding
+    if method == "at":
+        large = [k for k in maps if min(shapes[k][1:]) >= AT_MIN_MAP]
+        return large[-1] if large else last_block
     if method == "fitnet":
         both_maps = bool(maps) and any(len(s) == 3 for s in other.values())
         return last_block if both_maps else embedding
@@ -306,7 +313,8 @@ METHOD_INFO: dict[str, MethodInfo] = {
                    "The regressor r (1×1 conv or linear) is trained jointly with the student, not in a separate stage."),
         MethodInfo("at", "Attention transfer", r"\tfrac{\beta}{2}\,\mathrm{mean}\big(a(f_s) - a(f_t)\big)^2,\ a(f)=\frac{\mathrm{vec}(\sum_c f_c^2)}{\lVert\cdot\rVert_2}",
                    "Zagoruyko & Komodakis 2017", "where the network looks (spatial attention maps)", "maps", 1000.0,
-                   "Needs CNN feature maps on both networks; maps of different sizes are pooled to the smaller one."),
+                   f"Needs CNN feature maps on both networks; by default the last map of at least {AT_MIN_MAP}×{AT_MIN_MAP} "
+                   "(stage2 of the MNIST CNN); maps of different sizes are pooled to the smaller one."),
         MethodInfo("rkd_d", "RKD distance", r"\sum_{i,j} \ell_\delta\big(\tfrac{\lVert s_i-s_j\rVert}{\mu_s}, \tfrac{\lVert t_i-t_j\rVert}{\mu_t}\big)",
                    "Park et al. 2019", "the geometry of the batch: pairwise distances", "features", 25.0),
         MethodInfo("rkd_a", "RKD angle", r"\sum_{i,j,k} \ell_\delta\big(\cos\angle s_i s_j s_k, \cos\angle t_i t_j t_k\big)",

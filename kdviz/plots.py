@@ -295,7 +295,11 @@ def heatmap_row(
         fig.add_trace(trace, row=1, col=col)
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{col if col > 1 else ''}", showticklabels=False, row=1, col=col)
         fig.update_xaxes(showticklabels=False, constrain="domain", row=1, col=col)
-    return _layout(fig, title, height)
+    fig.update_annotations(font_size=12)  # the subplot titles
+    two_line = any("<br>" in name for name in arrays)
+    _layout(fig, title, height)
+    fig.update_layout(margin=dict(t=(50 if two_line else 30) + (30 if title else 0)))  # room for both title rows
+    return fig
 
 
 def attention_comparison(

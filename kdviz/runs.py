@@ -19,6 +19,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -127,6 +128,17 @@ def to_plain(obj: Any, where: str = "value") -> Any:
     raise RunError(f"{where} is a {type(obj).__name__}, which cannot be stored in a run (plain data only)")
 
 
+def finite_only(obj: Any) -> Any:
+    """NaN/inf → None, for strict JSON (the store itself keeps them: Python's json reads them back)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_only(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite_only(v) for v in obj]
+    return obj
+
+
 # ----------------------------------------------------------------------------- atomic file helpers
 def _fsync_dir(path: Path) -> None:
     """Make a rename durable; not every platform can open a folder, which is fine."""
@@ -232,7 +244,8 @@ def config_flags(config: dict) -> list[tuple[str, str | None]]:
     """``[(flag, text)]`` from a config; ``text`` None means a bare flag (a True boolean).
 
     ``snake_case`` keys become ``--kebab-case`` (``T`` stays ``--T``); groups in ``_LIFTED``
-    (``train``, ``distill``) are flattened one level; False/None/empty values are left out.
+    (``train``, ``distill``) are flattened one level; False/None/empty values are left out; a model
+    config becomes ``--student mlp:128`` plus ``--student-dropout 0.2`` when it has dropout.
     """
     items = []
     for key, value in config.items():
@@ -245,6 +258,8 @@ def config_flags(config: dict) -> list[tuple[str, str | None]]:
         text = None if value is True else _flag_value(value)
         if value is True or text is not None:
             items.append((flag, text))
+        if isinstance(value, dict) and value.get("dropout"):  # the arch:widths spec has no room for it
+            items.append((f"{flag}-dropout", str(value["dropout"])))
     return items
 
 
@@ -321,6 +336,7 @@ def _check_manifest(obj: Any) -> dict:
 
 def read_run(folder: Path) -> Run:
     """The manifest of one run folder, checked; missing files are reported, never ignored."""
+    check_id(folder.name)  # a copied-in folder named "My Run" could never be loaded, shown or deleted by id
     try:
         obj = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError as err:
@@ -465,7 +481,7 @@ class RunStore:
     def export_config_json(self, run_id: str) -> str:
         run = self.load(run_id)
         doc = {"name": run.name, "kind": run.kind, "created": run.created, "config": run.config, "final": run.final, "reproduce": run.reproduce}
-        return json.dumps(doc, indent=2, ensure_ascii=False)
+        return json.dumps(finite_only(doc), indent=2, ensure_ascii=False, allow_nan=False)
 
     def weights_bytes(self, run_id: str, which: str | None = None, fmt: str = "state_dict") -> bytes:
         """A checkpoint of the run: ``fmt="state_dict"`` → ``torch.save(model.state_dict())`` bytes

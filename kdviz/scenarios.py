@@ -147,10 +147,10 @@ class PresetInfo:
 PRESETS: dict[str, ScenarioConfig] = {
     # Tuned on real MNIST (bench/kd_effect.py): ~95% of the unseen 3s before any bias correction.
     "omitted-digit": ScenarioConfig("omitted-digit", student=Recipe(STUDENT_800, epochs=3.0), T=20.0, alpha=0.9),
-    "few-labels": ScenarioConfig("few-labels", student=Recipe(STUDENT_800, epochs=40.0, batch_size=64), T=8.0, alpha=0.9,
+    "few-labels": ScenarioConfig("few-labels", student=Recipe(STUDENT_800, epochs=20.0, batch_size=64), T=8.0, alpha=0.9,
                                  n_labelled=1000),
     "unlabelled": ScenarioConfig("unlabelled", student=Recipe(STUDENT_800, epochs=2.0), T=8.0, alpha=0.9, n_labelled=1000,
-                                 scratch=Recipe(STUDENT_800, epochs=40.0, batch_size=64)),
+                                 scratch=Recipe(STUDENT_800, epochs=20.0, batch_size=64)),
     "hinton": ScenarioConfig(
         "hinton",
         teacher=Recipe(ModelConfig(hidden=(1200, 1200), dropout=0.5), epochs=60, batch_size=128, lr=0.05, optimizer="sgd",
@@ -388,12 +388,17 @@ def _train_resumable(model, recipe: Recipe, data, seed, device, run, teacher, di
             save_checkpoint(path, model, recipe.model, {"epoch": epoch + 1, "recipe": asdict(recipe)})
 
 
+def _plain(obj):
+    """JSON round trip: tuples become lists, so a saved recipe compares equal to the live one."""
+    return json.loads(json.dumps(obj))
+
+
 def _resume_epoch(model: nn.Module, path: Path | None, recipe: Recipe, device) -> int:
     """Epochs already done according to the checkpoint at ``path`` (0 when none or another recipe)."""
     if path is None or not path.is_file():
         return 0
     saved, _, meta = load_checkpoint(path)
-    if meta.get("recipe") != json.loads(json.dumps(asdict(recipe))):
+    if _plain(meta.get("recipe")) != _plain(asdict(recipe)):
         return 0  # another recipe: start over rather than continue a different run
     model.load_state_dict(saved.state_dict())
     model.to(device)
@@ -448,6 +453,7 @@ def scenario_events(cfg: ScenarioConfig, bundle: kdata.DataBundle, *, device: st
                     cache_dir: str = "", run_dir: str = "", keep_logits: bool = True) -> Iterator[dict]:
     """Run a scenario; yields status/record events and finally one result event."""
     device = resolve_device(device)
+    build_transfer(cfg, bundle.train, cfg.seeds[0])  # bad settings fail now, before a teacher is trained
     bundle = bundle.to(device)
     t0 = time.perf_counter()
     if teacher is None:

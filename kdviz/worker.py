@@ -22,6 +22,7 @@ import multiprocessing.spawn as mp_spawn
 import queue
 import sys
 import threading
+import time
 import traceback
 from typing import Callable, Iterator
 
@@ -100,10 +101,10 @@ def _parent_gone() -> bool:
     return parent is not None and not parent.is_alive()
 
 
-def run_events(spec: dict, events, control) -> None:
-    """The loop: pull events from the job and forward them, obeying ``control``."""
+def run_events(fn: Callable[[dict], Iterator[dict]], spec: dict, events, control) -> None:
+    """The loop: pull events from ``fn(spec)`` and forward them, obeying ``control``."""
     ctl = Control(control)
-    gen = resolve_job(spec.get("fn", "") if isinstance(spec, dict) else "")(spec)
+    gen = fn(spec)
     try:
         while ctl.may_continue():
             try:
@@ -121,12 +122,15 @@ def run_events(spec: dict, events, control) -> None:
 
 
 def worker_main(spec: dict, events, control) -> None:
-    """Process entry point: set threads, run the job, always finish with ``END``."""
+    """Process entry point: run the job (torch limited to ``spec["threads"]``, default 1), always end with ``END``."""
     try:
-        import torch
-
-        torch.set_num_threads(max(1, int(spec.get("threads", 1))))
-        run_events(spec, events, control)
+        if not isinstance(spec, dict):
+            raise ValueError(f"a job spec must be a dict, got {type(spec).__name__}")
+        threads = max(1, int(spec.get("threads", 1)))
+        fn = resolve_job(spec.get("fn", ""))
+        if "torch" in sys.modules:  # the job module uses torch (a torch-free job skips its 2 s import)
+            sys.modules["torch"].set_num_threads(threads)
+        run_events(fn, spec, events, control)
     except ValueError as err:
         events.put({"type": "error", "text": str(err), "kind": type(err).__name__})
     except Exception as err:  # a bug or OOM must still reach the user as a message
@@ -134,6 +138,50 @@ def worker_main(spec: dict, events, control) -> None:
         events.put({"type": "error", "text": f"the job failed: {type(err).__name__}: {err}", "kind": type(err).__name__})
     finally:
         events.put(dict(END))
+
+
+def spare_main(events, control, preload: tuple[str, ...] = (), data_source: str | None = None) -> None:
+    """A warm worker: import the job modules (and load the data set) *now*, then wait for a spec.
+
+    Saves a user the interpreter start, the torch import and the data loading (seconds) when
+    they press Start. The spec arrives as a dict on ``control``; ``"stop"`` ends the spare.
+    Preloading is best effort: a failure here is reported by the job itself when it retries.
+    """
+    try:
+        for module in preload:
+            importlib.import_module(module)
+        if data_source:
+            importlib.import_module("kdviz.jobs").load_bundle(data_source)
+    except Exception:  # noqa: BLE001 - the job will hit (and report) the same problem
+        traceback.print_exc(file=sys.stderr)
+    while True:
+        try:
+            message = control.get(timeout=_WAKE_S)
+        except queue.Empty:
+            if _parent_gone():
+                return
+            continue
+        if isinstance(message, dict):
+            worker_main(message, events, control)
+            return
+        if message == "stop":
+            return
+
+
+def count_job(spec: dict) -> Iterator[dict]:
+    """A trivial, torch-free job for the job machinery: ``n`` records (``run="count"``, ``step``
+    1..n) ``delay_s`` apart, then a result with their sum. Used in tests and as an example."""
+    try:
+        n, delay = int(spec.get("n", 10)), float(spec.get("delay_s", 0.0))
+    except (TypeError, ValueError) as err:
+        yield {"type": "error", "text": f"count_job needs numbers n and delay_s: {err}"}
+        return
+    yield {"type": "status", "text": f"counting to {n}"}
+    for step in range(1, n + 1):
+        if delay > 0:
+            time.sleep(delay)
+        yield {"type": "record", "run": "count", "step": step, "total": float(step)}
+    yield {"type": "result", "sum": n * (n + 1) // 2}
 
 
 def start_without_main(process: mp.process.BaseProcess) -> None:

@@ -109,7 +109,7 @@ def _random_index(n: int) -> None:
 def pick_digit(test) -> torch.Tensor:
     c1, c2 = st.columns([3, 1])
     idx = c1.number_input("Test image #", 0, len(test) - 1, key="fm_index")
-    c2.button("🎲 random", key="fm_random", on_click=_random_index, args=(len(test),))
+    c2.button("Random", key="fm_random", icon=":material/casino:", on_click=_random_index, args=(len(test),))
     return test.x[int(idx) : int(idx) + 1], int(test.y[int(idx)])
 
 
@@ -126,9 +126,9 @@ def stage_maps(teacher, student, x) -> list[str]:
     comparisons = compare_stages(teacher, student, x)
     for c in comparisons:
         h, w = c.teacher_map.shape
-        fig = attention_comparison(c.teacher_map, c.student_map, c.difference, teacher_label=f"teacher {c.teacher_layer}",
-                                   student_label=f"student {c.student_layer}",
-                                   title=f"{c.student_layer} ({h}×{w}) — AT distance {c.distance:.2e}")
+        stage = c.student_layer if c.student_layer == c.teacher_layer else f"{c.student_layer} vs {c.teacher_layer}"
+        fig = attention_comparison(c.teacher_map, c.student_map, c.difference,
+                                   title=f"{stage} ({h}×{w}) — AT distance {c.distance:.2e}")
         st.plotly_chart(fig, key=f"fm_chart_{c.student_layer}")
     st.caption("Maps are unit-L2 normalised, so teacher and student share one colour scale even with different "
                "channel counts. Difference = student − teacher (red: the student attends more). AT distance = "
@@ -159,7 +159,7 @@ def show_watch(result: dict) -> None:
     snaps = result["snaps"]
     maps = {f"step {s.step}<br>AT {s.distance:.1e}": s.student_map for s in snaps}
     maps["teacher"] = result["teacher_map"]
-    st.plotly_chart(heatmap_row(maps, shared_scale=True, height=230,
+    st.plotly_chart(heatmap_row(maps, shared_scale=True, height=260,
                                 title=f"Student attention on {result['layer']}, moving toward the teacher's (right)"),
                     key="fm_watch_maps")
     st.plotly_chart(series_lines([s.step for s in snaps], {"AT distance to the teacher": [s.distance for s in snaps]},
@@ -187,7 +187,7 @@ def watch_section(teacher, s_cfg, test, x, layers: list[str], labels: str) -> No
 
 # ----------------------------------------------------------------------------- page
 def main() -> None:
-    st.title("🔍 Feature maps & attention transfer")
+    st.title(":material/grid_view: Feature maps & attention transfer")
     st.caption("Attention map of a CNN stage: a(f) = normalize(vec(mean over channels of f²)) — where the stage "
                "responds strongly (Zagoruyko & Komodakis 2017). Attention transfer trains the student's maps to "
                "match the teacher's.")

@@ -133,7 +133,7 @@ def curves(runs: list[Run]) -> None:
 
 def comparison(runs: list[Run]) -> None:
     only = st.checkbox("Only settings that differ", value=True, key=P + "differ", disabled=len(runs) < 2)
-    rows = comparison_rows(runs, only_differing=only)
+    rows = [{**row, "created": row["created"][:19].replace("T", " ")} for row in comparison_rows(runs, only_differing=only)]
     st.dataframe(pd.DataFrame(rows).astype(str), hide_index=True, width="stretch")
 
 

@@ -49,10 +49,11 @@ def draw(handle) -> None:
     live.status_line(handle)
     live.progress(handle, handle.spec.get("ui", {}).get("total_steps"))
     c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.loss_curves({"teacher": handle.records("teacher")}), key="teacher_loss_chart")
-    c2.plotly_chart(charts.accuracy_curves({"teacher": handle.evals("teacher")},
-                                           title="Test accuracy (live: a fixed sample of ≤2,000 test images)"),
-                    key="teacher_acc_chart")
+    c1.plotly_chart(live.figure("teacher_loss", handle, lambda: charts.loss_curves({"teacher": handle.records("teacher")})),
+                    key="teacher_loss_chart", theme=None)
+    c2.plotly_chart(live.figure("teacher_acc", handle, lambda: charts.accuracy_curves(
+        {"teacher": handle.evals("teacher")}, title="Test accuracy (live: a fixed sample of ≤2,000 test images)")),
+        key="teacher_acc_chart", theme=None)
     if handle.result:
         adopt(handle)
         result_summary(handle.result)

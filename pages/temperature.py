@@ -86,13 +86,15 @@ def digit_picker(test) -> tuple[torch.Tensor, str, int | None]:
     """Gallery buttons, a random button and an upload. Returns ``(x [1,1,28,28], caption, label or None)``."""
     gallery = _gallery(test.y)
     st.session_state.setdefault("temp_choice", gallery[0] if gallery else 0)
-    cols = st.columns(len(gallery) + 1)
+    cols = st.columns(max(len(gallery), 1))
     for col, idx in zip(cols, gallery):
         col.image(enlarge(to_pixels(test.x[idx]), 2), width="stretch")
         col.button(str(int(test.y[idx])), key=f"temp_pick_{idx}", on_click=_choose, args=(idx,), width="stretch")
-    cols[-1].button("🎲 random", key="temp_random", on_click=_pick_random, args=(len(test),), width="stretch")
+    left, right = st.columns([1, 3], vertical_alignment="center")
+    left.button("Random", key="temp_random", icon=":material/casino:", on_click=_pick_random,
+                args=(len(test),), width="stretch")
     max_bytes = cap("max_upload_bytes", 1_000_000)
-    upload = st.file_uploader("…or upload a PNG/JPEG of a digit (any size or colours; it is centred like MNIST)",
+    upload = right.file_uploader("…or upload a PNG/JPEG of a digit (any size or colours; it is centred like MNIST)",
                               type=["png", "jpg", "jpeg"], key="temp_upload", on_change=_choose, args=("upload",),
                               max_upload_size=max(1, math.ceil(max_bytes / 1e6)))
     choice = st.session_state["temp_choice"]
@@ -162,13 +164,15 @@ def worked_example(z_t: torch.Tensor, z_s: torch.Tensor, label: int, T: float, a
 
 def show_steps(z_t, z_s, label: int, T: float, alpha: float, r: dict) -> None:
     st.markdown("**1. Soft targets** — divide the teacher's logits by T, then softmax:")
-    st.latex(r"p = \mathrm{softmax}(z_t / T) = \mathrm{softmax}" + vec(z_t / T) + " = " + vec(r["p"]))
+    st.latex(r"\begin{aligned} z_t / T &= " + vec(z_t / T) + r" \\ p = \mathrm{softmax}(z_t / T) &= " + vec(r["p"])
+             + r" \end{aligned}")
     st.markdown("**2. Student log-probabilities at the same T** — `log_softmax`, never `log(softmax)`:")
-    st.latex(r"\log q = \mathrm{log\_softmax}(z_s / T) = \mathrm{log\_softmax}" + vec(z_s / T) + " = " + vec(r["log_q"]))
+    st.latex(r"\begin{aligned} z_s / T &= " + vec(z_s / T) + r" \\ \log q = \mathrm{log\_softmax}(z_s / T) &= "
+             + vec(r["log_q"]) + r" \end{aligned}")
     st.markdown("**3. KL divergence**, one term per class, with the teacher's own log-probabilities "
                 f"$\\log p = {vec(r['log_p'])}$:")
-    st.latex(r"p_i(\log p_i - \log q_i) = " + vec(r["terms"]) + r",\quad \mathrm{KL}(p\,\|\,q) = \sum_i = "
-             + f"{float(r['kl']):.6f}")
+    st.latex(r"\begin{aligned} p_i(\log p_i - \log q_i) &= " + vec(r["terms"]) + r" \\ \mathrm{KL}(p\,\|\,q) = "
+             r"\textstyle\sum_i p_i(\log p_i - \log q_i) &= " + f"{float(r['kl']):.6f}" + r" \end{aligned}")
     st.markdown("**4. Scale by T²** (keeps the soft term's gradients comparable across temperatures):")
     st.latex(rf"\mathrm{{KD}} = T^2\,\mathrm{{KL}} = {T:g}^2 \times {float(r['kl']):.6f} = {float(r['kd']):.4f}")
     st.markdown(f"**5. Cross-entropy with the label y = {label}** (at T = 1):")
@@ -217,18 +221,18 @@ def tutorial_note() -> None:
     only_first = r["log_q"].clone()
     only_first[0] = TUTORIAL_LOGPROB0
     shifted = r["log_q"] + (TUTORIAL_LOGPROB0 - r["log_q"][0])  # all three off by the same amount (a rounded log Σe^z)
-    rows = {"exact (kdviz.losses)": r["log_q"], "log q₀ → −0.7315 only": only_first, "all log q shifted by the same error": shifted}
+    rows = {"exact (kdviz.losses)": r["log_q"], "log q₀ = −0.7315, rest exact": only_first,
+            "all log q off by the same amount": shifted}
     table = []
     for name, log_q in rows.items():
         terms = r["p"] * (r["log_p"] - log_q)
         kd = T * T * float(terms.sum())
-        table.append({"log q used": name, "log q": ", ".join(f"{float(v):.4f}" for v in log_q),
-                      "KL terms": ", ".join(f"{float(v):+.4f}" for v in terms), "KL = Σ": f"{float(terms.sum()):.6f}",
-                      "KD = T²·KL": f"{kd:.4f}", "total": f"{alpha * kd + (1 - alpha) * float(r['ce']):.4f}"})
+        table.append({"student log q": name, "KL terms": ", ".join(f"{float(v):+.4f}" for v in terms),
+                      "KL = Σ": f"{float(terms.sum()):.6f}", "KD = T²·KL": f"{kd:.4f}",
+                      "total": f"{alpha * kd + (1 - alpha) * float(r['ce']):.4f}"})
     implied_kl = TUTORIAL_KD / (T * T)
-    table.append({"log q used": "the tutorial's annotation", "log q": f"{TUTORIAL_LOGPROB0}, …", "KL terms": "(not derivable)",
-                  "KL = Σ": f"{implied_kl:.6f} (= {TUTORIAL_KD} / {T * T:g})", "KD = T²·KL": f"{TUTORIAL_KD}",
-                  "total": f"{TUTORIAL_TOTAL}"})
+    table.append({"student log q": "the tutorial's annotation", "KL terms": "(not shown)", "KL = Σ": f"{implied_kl:.6f}",
+                  "KD = T²·KL": f"{TUTORIAL_KD}", "total": f"{TUTORIAL_TOTAL}"})
     lowest = min(T * T * float((r["p"] * (r["log_p"] - q)).sum()) for q in rows.values())
     ce4 = round(float(r["ce"]), 4)
     with st.expander("Why a widely copied tutorial gets 0.0153 and 0.2399 for this example (and why they are wrong)"):
@@ -238,6 +242,10 @@ def tutorial_note() -> None:
             f"The correct values are KD = {float(r['kd']):.4f} and total = {float(r['total']):.4f}. "
             "Here is what the rounding can and cannot explain, recomputed live:")
         st.dataframe(pd.DataFrame(table), hide_index=True)
+        st.caption(f"Log-probabilities used: exact {', '.join(f'{float(v):.4f}' for v in r['log_q'])}; "
+                   f"first only {', '.join(f'{float(v):.4f}' for v in only_first)}; "
+                   f"all shifted {', '.join(f'{float(v):.4f}' for v in shifted)}. The tutorial's KL sum is implied: "
+                   f"{TUTORIAL_KD} / T² = {implied_kl:.6f}.")
         st.markdown(
             f"- **Rounding explains little.** Even with every log-probability off by the same "
             f"{abs(float(shifted[0] - r['log_q'][0])):.4f}, KD only drops to {lowest:.4f}.\n"
@@ -279,7 +287,7 @@ def why_t_squared(example: dict | None) -> None:
         st.markdown(
             "The gradient of KL(softmax(z_t/T) ‖ softmax(z_s/T)) with respect to the student's logits is "
             "(q − p) / T, and for large T both p and q approach uniform with q − p ≈ (z_s − z_t) / (C·T), so the gradient "
-            "shrinks like 1/T² (Hinton et al. 2015, §2.1). Multiplying by T² keeps the soft term's pull comparable "
+            "shrinks like 1/T² (Hinton et al. 2015, §2 and §2.1). Multiplying by T² keeps the soft term's pull comparable "
             "when you change T, so alpha keeps its meaning. Live, for the calculator's logits:")
         z_t = example["z_t"] if example else parse_logits(CALC_DEFAULTS["calc_teacher"], "teacher logits")
         z_s = example["z_s"] if example else parse_logits(CALC_DEFAULTS["calc_student"], "student logits")
@@ -296,7 +304,7 @@ def why_t_squared(example: dict | None) -> None:
 
 # ----------------------------------------------------------------------------- page
 def main() -> None:
-    st.title("🌡️ Temperature lab")
+    st.title(":material/thermostat: Temperature lab")
     st.caption("Soft targets p = softmax(z / T) (Hinton, Vinyals & Dean 2015): a higher temperature reveals how "
                "the teacher ranks the wrong classes — the 'dark knowledge' a student can learn from.")
     bundle = get_bundle(data_source())

@@ -27,3 +27,57 @@ def _stop_app_jobs() -> None:
     for handle in manager.jobs():
         handle.stop()
         handle.wait_ended(5.0)
+
+
+class _IdleProcess:
+    """Stands in for a worker process that never sends anything (no spawn cost)."""
+
+    exitcode = None
+
+    def is_alive(self):
+        return True
+
+    def join(self, timeout=None):
+        pass
+
+    terminate = kill = join
+
+
+@pytest.fixture
+def no_spawn(app_env):
+    """Jobs the app starts are accepted (specs can be inspected) but no worker process starts."""
+    import queue
+
+    from kdviz.ui.jobs import Worker, get_manager
+
+    manager = get_manager()
+    real, manager.launcher = manager.launcher, lambda spec: Worker(_IdleProcess(), queue.Queue(), queue.Queue())
+    yield manager
+    manager.stop_all()
+    manager.launcher = real
+
+
+def step_of(at) -> int:
+    """The live step counter ("Step" metric, e.g. "12 / 32") as an int; -1 when not shown."""
+    values = [m.value for m in at.metric if m.label == "Step"]
+    return int(values[0].split("/")[0].replace(",", "")) if values else -1
+
+
+@pytest.fixture
+def tick():
+    """``tick(at, cond, timeout)``: rerun the AppTest every 0.25 s (as the live fragment would)
+    until ``cond(at)`` holds; fails with the page's errors when it never does."""
+    import time
+
+    def run(at, cond, timeout: float = 60.0):
+        end = time.monotonic() + timeout
+        while True:
+            at.run()
+            assert not at.exception, [e.value for e in at.exception]
+            if cond(at):
+                return at
+            if time.monotonic() > end:
+                raise AssertionError(f"condition not met; step={step_of(at)}, errors={[e.value for e in at.error]}")
+            time.sleep(0.25)
+
+    return run

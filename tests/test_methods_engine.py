@@ -130,6 +130,9 @@ def test_default_layers_pair_mlp_with_cnn():
     assert isinstance(obj.adapters["fitnet"], torch.nn.Linear)
     assert (obj.adapters["fitnet"].in_features, obj.adapters["fitnet"].out_features) == (16, 12)
     assert default_layer("crd", {"stage1": (4, 14, 14), "pooled": (4,)}, {}) == "pooled"
+    three_stages = {"stage1": (4, 14, 14), "stage2": (8, 7, 7), "stage3": (16, 3, 3), "pooled": (16,)}
+    assert default_layer("at", three_stages, three_stages) == "stage2"  # 3x3 is too coarse for attention
+    assert default_layer("sp", three_stages, three_stages) == "stage3"
 
 
 def test_repeated_method_gets_one_key_per_layer_pair():

@@ -93,7 +93,8 @@ def test_list_newest_first_and_filters(store):
 
 def test_exports_match_the_records(store):
     recs = records(3)
-    run = save(store, config={"T": 2.0, "student": {"arch": "mlp", "hidden": [30]}}, records=recs, final={"test_acc": 0.5})
+    run = save(store, config={"T": 2.0, "student": {"arch": "mlp", "hidden": [30]}}, records=recs,
+               final={"test_acc": 0.5, "per_class": [1.0, float("nan")]})
     rows = list(csv.DictReader(io.StringIO(store.export_csv(run.id))))
     assert len(rows) == len(recs)
     assert rows[0].keys() >= {"run", "step", "total", "losses.kd", "losses.ce", "raw.kl", "test_acc"}
@@ -102,7 +103,9 @@ def test_exports_match_the_records(store):
         assert float(row["losses.kd"]) == pytest.approx(rec["losses"]["kd"], rel=1e-15)
         assert row["test_acc"] == ("" if rec["test_acc"] is None else str(rec["test_acc"]))
     doc = json.loads(store.export_config_json(run.id))
-    assert doc["config"] == {"T": 2.0, "student": {"arch": "mlp", "hidden": [30]}} and doc["final"] == {"test_acc": 0.5}
+    assert doc["config"] == {"T": 2.0, "student": {"arch": "mlp", "hidden": [30]}}
+    assert doc["final"] == {"test_acc": 0.5, "per_class": [1.0, None]}  # strict JSON: NaN → null
+    assert store.load(run.id).final["per_class"][1] != store.load(run.id).final["per_class"][1]  # the store keeps NaN
     assert doc["name"] == run.name and doc["reproduce"] == run.reproduce
 
 
@@ -202,9 +205,10 @@ def test_foreign_entries_in_the_root(store):
     (store.root / "app" / "distill-1234").mkdir(parents=True)  # the jobs' scratch area: not a run, no warning
     (store.root / "notes.txt").write_text("hi")
     (store.root / "stray").mkdir()
+    shutil.copytree(run.path, store.root / "My Copy")  # a valid run under a name that is not an id
     listing = store.list()
     assert [r.id for r in listing.runs] == [run.id]
-    assert len(listing.warnings) == 1 and "stray" in listing.warnings[0]
+    assert sorted(w.split("'")[1] for w in listing.warnings) == ["My Copy", "stray"]
 
 
 def test_missing_root_lists_nothing(tmp_path):
@@ -287,8 +291,11 @@ def test_reproduce_command_from_a_job_spec():
         "--data", "--student", "--epochs", "--batch-size", "--lr", "--seed", "--T", "--alpha", "--transfer"})
     assert cmd == ("python -m kdviz distill --data auto --student mlp:128 --epochs 2.0 --batch-size 64 "
                    "--lr 0.001 --seed 0 --T 4.0 --alpha 0.9 --transfer without:3")
-    partial = R.reproduce_command("teacher", {"model": {"arch": "cnn", "channels": [8, 16]}, "live_test_n": 500}, known={"--model"})
-    assert partial == "python -m kdviz teacher --model cnn:8,16  # not settable from the command line: live-test-n=500"
+    partial = R.reproduce_command("teacher", {"model": {"arch": "cnn", "channels": [8, 16], "dropout": 0.2}, "live_test_n": 500},
+                                  known={"--model", "--model-dropout"})
+    assert partial == "python -m kdviz teacher --model cnn:8,16 --model-dropout 0.2  # not settable from the command line: live-test-n=500"
+    assert R.reproduce_command("teacher", {"model": {"arch": "mlp", "hidden": [1200, 1200]}}, known={"--model"}) == (
+        "python -m kdviz teacher --model mlp:1200,1200")
     assert R.reproduce_command("sweep", {"name": "a b; rm -rf /", "fast": True}, known={"--name", "--fast"}) == \
         "python -m kdviz sweep --name 'a b; rm -rf /' --fast"
 

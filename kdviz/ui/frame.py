@@ -50,9 +50,9 @@ def data_status(bundle: kdata.DataBundle) -> None:
     """Sidebar line plus, when not on MNIST, a banner at the top of the page."""
     st.sidebar.markdown(f"**Data:** {bundle.name}  \n{len(bundle.train):,} train · {len(bundle.test):,} test images")
     if bundle.source == "fallback":
-        st.warning(f"**Not MNIST — offline fallback in use.** {bundle.message}", icon="⚠️")
+        st.warning(f"**Not MNIST — offline fallback in use.** {bundle.message}", icon=":material/warning:")
     elif bundle.source == "synthetic":
-        st.info("Synthetic test digits in use (KDVIZ_DATA_SOURCE=synthetic): accuracies mean nothing here.", icon="🧪")
+        st.info("Synthetic test digits in use (KDVIZ_DATA_SOURCE=synthetic): accuracies mean nothing here.", icon=":material/science:")
 
 
 def device_selector() -> str:

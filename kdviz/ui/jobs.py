@@ -51,7 +51,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from kdviz.hosted import job_limit, threads_per_job
-from kdviz.worker import check_job_path, start_without_main, worker_main
+from kdviz.worker import check_job_path, spare_main, start_without_main, worker_main
 
 DEFAULT_CAP = 1500  # points kept per run and series
 EVENT_QUEUE_MAX = 20000  # a worker blocks (training pauses) when this many events wait undrained
@@ -135,13 +135,60 @@ def _try(fn: Callable, *args) -> None:
         pass  # the queue or process is already closed: nothing left to clean
 
 
-def spawn_worker(spec: dict) -> Worker:
-    """Start ``worker_main`` in a fresh interpreter ("spawn": never fork a threaded server)."""
-    ctx = mp.get_context("spawn")
+def _start(name: str, target: Callable, make_args: Callable[[Any, Any], tuple]) -> Worker:
+    """A daemon process running ``target(*make_args(events, control))``."""
+    ctx = mp.get_context("spawn")  # never fork a threaded server
     events, control = ctx.Queue(maxsize=EVENT_QUEUE_MAX), ctx.Queue()
-    proc = ctx.Process(target=worker_main, args=(spec, events, control), daemon=True, name=f"kdviz-{spec.get('fn', 'job')}")
+    proc = ctx.Process(target=target, args=make_args(events, control), daemon=True, name=name)
     start_without_main(proc)  # Streamlit's __main__ is the app script: the child must not re-run it
     return Worker(proc, events, control)
+
+
+def spawn_worker(spec: dict) -> Worker:
+    """Start ``worker_main(spec)`` in a fresh interpreter (a cold start: seconds for torch and data)."""
+    return _start(f"kdviz-{spec.get('fn', 'job')}", worker_main, lambda events, control: (spec, events, control))
+
+
+class SparePool:
+    """A launcher that keeps one warm worker ready (torch imported, data set loaded).
+
+    ``pool(spec)`` hands the spec to the spare (so training starts within a poll or two) and
+    starts the next spare; without a live spare it falls back to a cold start.
+    """
+
+    def __init__(self, preload: tuple[str, ...] = ("kdviz.jobs",), data_source: str | None = None) -> None:
+        self.preload, self.data_source = preload, data_source
+        self._spare: Worker | None = None
+        self._lock = threading.Lock()
+        self.warm_starts = self.cold_starts = 0
+
+    def _new_spare(self) -> Worker:
+        return _start("kdviz-spare", spare_main, lambda events, control: (events, control, self.preload, self.data_source))
+
+    def __call__(self, spec: dict) -> Worker:
+        with self._lock:
+            spare, self._spare = self._spare, None
+            if spare is not None and spare.process.is_alive():
+                spare.control.put(dict(spec))
+                self.warm_starts += 1
+                worker = spare
+            else:
+                worker = spawn_worker(spec)
+                self.cold_starts += 1
+            self._spare = self._new_spare()
+            return worker
+
+    def warm_up(self) -> None:
+        """Start the first spare now (e.g. when the server starts), not at the first job."""
+        with self._lock:
+            if self._spare is None or not self._spare.process.is_alive():
+                self._spare = self._new_spare()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._spare is not None:
+                self._spare.end(grace_s=1.0)
+                self._spare = None
 
 
 # ----------------------------------------------------------------------------- handles
@@ -273,6 +320,8 @@ class JobHandle:
             if not self.active:
                 return
             self.state, self.status, self.finished_at = state, status, time.time()
+            if state == "error" and self.error is None:
+                self.error = status
             if self.worker is not None:
                 # terminate/join off the script thread (no Streamlit calls there): stop never blocks
                 self._ender = threading.Thread(target=self.worker.end, daemon=True, name=f"kdviz-end-{self.id}")
@@ -399,10 +448,19 @@ def purge_old_job_dirs(root: Path, max_age_s: float = JOB_DIR_TTL_S) -> int:
 
 
 # ----------------------------------------------------------------------------- thin Streamlit layer
+def spare_enabled() -> bool:
+    """``KDVIZ_SPARE_WORKER=0`` turns the warm spare worker off (default on)."""
+    return os.environ.get("KDVIZ_SPARE_WORKER", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 @st.cache_resource(show_spinner=False)
 def get_manager() -> JobManager:
-    """The one JobManager of this server process."""
-    return JobManager()
+    """The one JobManager of this server process (with a warm spare worker unless disabled)."""
+    if not spare_enabled():
+        return JobManager()
+    pool = SparePool(data_source=os.environ.get("KDVIZ_DATA_SOURCE", "auto").strip().lower() or "auto")
+    pool.warm_up()
+    return JobManager(launcher=pool)
 
 
 def _release_session(jobs: SessionJobs) -> None:

@@ -21,5 +21,5 @@ def overlay_figure(runs: list[Run], metric: str, x: str = "step", log_y: bool = 
     fig = accuracy_curves(named, metric=metric, x=x, height=420)
     if log_y and not metric.endswith("acc"):
         fig.update_yaxes(type="log")
-    fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02}, hovermode="x unified")
+    fig.update_layout(showlegend=True, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02}, hovermode="x unified")
     return fig

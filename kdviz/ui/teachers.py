@@ -68,9 +68,9 @@ def teacher_box(prefix: str, allow_default: bool = True) -> str | None:
     """
     path, summary = current_teacher()
     if path:
-        st.success(f"Current teacher: {describe(summary or {})}", icon="🎓")
+        st.success(f"Current teacher: {describe(summary or {})}", icon=":material/school:")
     else:
-        st.info("No teacher yet in this session.", icon="🎓")
+        st.info("No teacher yet in this session.", icon=":material/school:")
     if allow_default and (not summary or summary.get("source") != "shipped default"):
         if DEFAULT_TEACHER.is_file():
             if st.button("Use the shipped default teacher", key=f"{prefix}_use_default"):

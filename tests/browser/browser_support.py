@@ -24,6 +24,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync"]
 APP_IDLE = "[data-testid='stApp'][data-test-script-state='notRunning'][data-test-connection-state='CONNECTED']"
 EXCEPTION = "[data-testid='stException']"
+HEADING = "[data-testid='stMain'] h1"
+SKELETON = "[data-testid='stMain'] [data-testid='stSkeleton']"
 
 
 def chromium_unavailable_reason() -> str | None:
@@ -120,11 +122,26 @@ def wait_idle(page, timeout_ms: float = 30_000) -> None:
     page.wait_for_selector(APP_IDLE, timeout=timeout_ms, state="attached")
 
 
-def wait_rendered(page, timeout_ms: float = 30_000) -> None:
-    """The page has content: idle, with at least one element in the main block."""
+def wait_rendered(page, timeout_ms: float = 60_000) -> None:
+    """The script has drawn the page: a heading in the main area (so the first run has started;
+    before it the app reads as idle with an empty page) and then no script run in progress."""
+    page.wait_for_selector(HEADING, timeout=timeout_ms, state="visible")
     wait_idle(page, timeout_ms)
-    page.wait_for_selector("[data-testid='stMainBlockContainer'] [data-testid='stElementContainer']",
-                           timeout=timeout_ms, state="visible")
+    wait_no_skeletons(page)
+
+
+def wait_no_skeletons(page, timeout_ms: float = 15_000) -> None:
+    """Widgets whose code loads lazily show a placeholder (``stSkeleton``) first; wait for the real ones.
+
+    Not an error when one stays (a page may show a placeholder on purpose): the caller's own
+    waits then report what is missing.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(f"() => !document.querySelector(\"{SKELETON}\")", timeout=timeout_ms)
+    except PlaywrightTimeout:
+        pass
 
 
 def exception_texts(page) -> list[str]:
@@ -152,11 +169,12 @@ def screenshot(page, name: str) -> Path:
 def sidebar_links(page) -> list[tuple[str, str]]:
     """``(label, href)`` of every page in the sidebar navigation."""
     return page.eval_on_selector_all(
-        "[data-testid='stSidebarNav'] a", "els => els.map(e => [e.innerText.trim(), e.href])")
+        # innerText also holds the material-icon ligature name ("school\n\nTeacher"): keep the last line
+        "[data-testid='stSidebarNav'] a", "els => els.map(e => [e.innerText.trim().split('\\n').pop().trim(), e.href])")
 
 
 def slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")[:40] or "page"
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")[:60] or "page"
 
 
 # ----------------------------------------------------------------------------- memory
@@ -178,28 +196,43 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def tree_size(pid: int) -> int:
-    """Number of descendants of ``pid`` (the worker processes running now, plus their helpers)."""
+def worker_pids(pid: int) -> set[int]:
+    """PIDs of the training workers under ``pid``: multiprocessing "spawn" children (not its resource tracker)."""
     import psutil
 
+    found = set()
     try:
-        return len(psutil.Process(pid).children(recursive=True))
+        children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        return 0
+        return found
+    for child in children:
+        try:
+            if any("spawn_main" in part for part in child.cmdline()):
+                found.add(child.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
 
 
 class RssSampler(threading.Thread):
-    """Samples :func:`tree_rss` every ``every_s`` seconds in the background; ``peak`` in bytes."""
+    """Samples :func:`tree_rss` and the worker count every ``every_s`` seconds in the background.
+
+    ``peak`` is the largest RSS sum (bytes), ``max_workers`` the most training workers seen at once.
+    """
 
     def __init__(self, pid: int, every_s: float = 0.25) -> None:
         super().__init__(daemon=True)
         self.pid, self.every_s = pid, every_s
-        self.peak, self.samples = 0, 0
+        self.peak, self.samples, self.max_workers = 0, 0, 0
         self._halt = threading.Event()
+
+    def worker_pids(self) -> set[int]:
+        return worker_pids(self.pid)
 
     def run(self) -> None:
         while not self._halt.is_set():
             self.peak = max(self.peak, tree_rss(self.pid))
+            self.max_workers = max(self.max_workers, len(self.worker_pids()))
             self.samples += 1
             self._halt.wait(self.every_s)
 

@@ -21,7 +21,11 @@ from browser_support import (  # noqa: E402
     ROOT,
     StreamlitServer,
     chromium_unavailable_reason,
+    screenshot,
     server_env,
+    sidebar_links,
+    slug,
+    wait_rendered,
 )
 
 APP = ROOT / "app.py"
@@ -55,8 +59,34 @@ def app_server(browser_available, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def app_url(app_server) -> str:
+def app_url(app_server, nav) -> str:
+    """The app's URL, after one visit to its root page (see :func:`nav` for why)."""
     return app_server.url
+
+
+@pytest.fixture(scope="session")
+def nav(app_server, browser) -> dict[str, str]:
+    """Sidebar label → path (e.g. ``{"Teacher": "teacher", "Temperature lab": ""}``), read from the root page.
+
+    Tests look pages up by label because the default page lives at "/" and the others at their
+    url_path. The visit also primes the server: with a ``pages/`` folder beside app.py,
+    Streamlit 1.67 treats the app as an old-style multipage app until some session has run
+    ``st.navigation``; until then a deep link such as ``/teacher`` runs ``pages/teacher.py``
+    alone, without app.py's frame (see ``test_first_deep_link_after_start_gets_the_frame``).
+    """
+    return prime(browser, app_server.url)
+
+
+def prime(browser, url: str) -> dict[str, str]:
+    """Open ``url`` once in a throwaway session; return the sidebar's label → path map."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        wait_rendered(page, 120_000)
+        return {label: href.removeprefix(url).lstrip("/") for label, href in sidebar_links(page)}
+    finally:
+        context.close()
 
 
 @pytest.fixture(scope="session")
@@ -70,11 +100,25 @@ def browser(browser_available):
         chromium.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so the ``page`` fixture can tell that its test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def page(browser):
-    """A fresh browser context (= a fresh Streamlit session) per test."""
+def page(browser, request):
+    """A fresh browser context (= a fresh Streamlit session) per test; a screenshot when the test fails."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(30_000)
     pg = context.new_page()
     yield pg
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        try:
+            screenshot(pg, f"FAILED_{slug(request.node.name)}")
+        except Exception as err:  # a crashed page must not hide the test's own failure
+            print(f"(no failure screenshot: {err})")
     context.close()

@@ -1,0 +1,267 @@
+"""Experiments-lab UI: figures and result panels shared by the Home and Experiments pages.
+
+Figures are plain Plotly builders (plain data in); the ``show_*`` helpers draw a scenario or
+sweep result with Streamlit. Every comparison is shown as mean ± std over seeds, with the
+2·SE within-noise verdict of ``kdviz.stats`` beside it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from kdviz import scenarios as sc
+from kdviz.hosted import clamp_count
+from kdviz.plots import PALETTE
+from kdviz.stats import format_mean_std
+from kdviz.ui.hosted import limits
+
+ROLE_COLOURS = {"teacher": "#7f7f7f", "distilled": PALETTE[0], "scratch": PALETTE[1]}
+
+
+# ----------------------------------------------------------------------------- figures
+def _box(fig: go.Figure, x0, x1, y0, y1, text: str, colour: str) -> None:
+    fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line=dict(color=colour, width=2), fillcolor=colour, opacity=0.15)
+    fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=text, showarrow=False, font=dict(size=13))
+
+
+def _arrow(fig: go.Figure, x0, y0, x1, y1, text: str = "") -> None:
+    fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
+                       showarrow=True, arrowhead=3, arrowwidth=2, arrowcolor="#444")
+    if text:
+        fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2 + 0.35, text=text, showarrow=False, font=dict(size=12))
+
+
+def kd_diagram() -> go.Figure:
+    """Teacher → soft targets softmax(z/T) → student, with the hard labels as the second signal."""
+    fig = go.Figure()
+    _box(fig, 0.0, 2.2, 2.2, 3.8, "<b>Teacher</b><br>big, already trained", "#7f7f7f")
+    _box(fig, 3.4, 6.2, 2.2, 3.8, "<b>Soft targets</b><br>softmax(z<sub>t</sub> / T)<br>'a 3 that looks a bit like an 8'", "#2ca02c")
+    _box(fig, 7.4, 9.8, 2.2, 3.8, "<b>Student</b><br>small, learns both", PALETTE[0])
+    _box(fig, 3.4, 6.2, 0.0, 1.2, "<b>Labels</b> (hard targets)<br>'this is a 3'", PALETTE[1])
+    _arrow(fig, 2.2, 3.0, 3.4, 3.0, "logits z<sub>t</sub>")
+    _arrow(fig, 6.2, 3.0, 7.4, 3.0, "α · T² · KL")
+    _arrow(fig, 6.2, 0.6, 7.4, 2.4, "(1 − α) · CE")
+    fig.update_xaxes(visible=False, range=[-0.1, 9.9])
+    fig.update_yaxes(visible=False, range=[-0.2, 4.2])
+    fig.update_layout(height=230, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white", showlegend=False)
+    return fig
+
+
+def per_class_bars(per_class: dict[str, list[dict]], highlight: int | None = None, title: str = "") -> go.Figure:
+    """Grouped bars of per-class accuracy (mean, with ±std error bars); ``highlight`` marks a digit."""
+    fig = go.Figure()
+    for name, cells in per_class.items():
+        means = [None if not math.isfinite(c["mean"]) else c["mean"] for c in cells]
+        stds = [0.0 if not math.isfinite(c["std"]) else c["std"] for c in cells]
+        fig.add_bar(x=[str(i) for i in range(len(cells))], y=means, name=name, marker_color=ROLE_COLOURS.get(name),
+                    error_y=dict(type="data", array=stds, visible=any(s > 0 for s in stds)))
+    if highlight is not None:
+        fig.add_vrect(x0=highlight - 0.5, x1=highlight + 0.5, fillcolor="#d62728", opacity=0.08, line_width=0,
+                      annotation_text=f"never seen by the students", annotation_position="top")
+    fig.update_layout(barmode="group", title=title or None, height=330, legend=dict(orientation="h", y=-0.2),
+                      margin=dict(l=40, r=10, t=40 if title else 20, b=40))
+    fig.update_xaxes(title="digit", type="category")
+    fig.update_yaxes(title="test accuracy", tickformat=".0%", range=[0, 1.05])
+    return fig
+
+
+def bias_chart(curves: dict[str, dict], digit: int, bias: float) -> go.Figure:
+    """Accuracy on ``digit`` (solid) and overall (dotted) against the bias, per student; a line at ``bias``."""
+    fig = go.Figure()
+    for name, curve in curves.items():
+        colour = ROLE_COLOURS.get(name)
+        fig.add_scatter(x=curve["bias"], y=curve["digit"], name=f"{name}: digit {digit}", line=dict(color=colour))
+        fig.add_scatter(x=curve["bias"], y=curve["overall"], name=f"{name}: all digits", line=dict(color=colour, dash="dot"))
+    fig.add_vline(x=bias, line=dict(color="#444", dash="dash"))
+    fig.update_layout(height=300, margin=dict(l=40, r=10, t=20, b=40), legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(title=f"bias added to the logit of {digit}")
+    fig.update_yaxes(title="test accuracy", tickformat=".0%", range=[0, 1.02])
+    return fig
+
+
+def sweep_chart(result: dict, rows_key: str = "rows", metric: str = "test accuracy") -> go.Figure:
+    """Distilled mean ± std (error bars) over the grid; scratch as a band (shared) or bars (per value)."""
+    rows, param = result[rows_key], result["param"]
+    numeric = param in ("T", "alpha", "width")
+    xs = [r["value"] if numeric else r["label"] for r in rows]
+    fig = go.Figure()
+    scratch = [r["scratch"] for r in rows]
+    if all(s is not None for s in scratch):
+        fig.add_scatter(x=xs, y=[s["mean"] for s in scratch], name="scratch (mean ± std)", mode="lines+markers",
+                        line=dict(color=ROLE_COLOURS["scratch"], dash="dot"),
+                        error_y=dict(type="data", array=[s["std"] for s in scratch]))
+    fig.add_scatter(x=xs, y=[r["distilled"]["mean"] for r in rows], name="distilled (mean ± std)", mode="lines+markers",
+                    line=dict(color=ROLE_COLOURS["distilled"]), error_y=dict(type="data", array=[r["distilled"]["std"] for r in rows]),
+                    text=[("best" if r["best"] else "≈ best (within noise)" if r["vs_best"] else "") for r in rows])
+    fig.update_layout(height=360, margin=dict(l=40, r=10, t=30, b=40), legend=dict(orientation="h", y=-0.2),
+                      title=f"{metric} vs {param} — {len(result['seeds'])} seeds")
+    fig.update_xaxes(title=param, type="log" if param in ("T", "width") else ("linear" if numeric else "category"))
+    fig.update_yaxes(title=metric, tickformat=".1%")
+    return fig
+
+
+# ----------------------------------------------------------------------------- tables
+def _pct(d: dict | None, digits: int = 2) -> str:
+    if d is None or not math.isfinite(d["mean"]):
+        return "n/a"
+    return format_mean_std(100 * d["mean"], 100 * d["std"], digits)
+
+
+def scenario_table(result: dict) -> pd.DataFrame:
+    """One row per network: test accuracy (mean ± std over seeds), errors and, for the omitted digit, its accuracy."""
+    s, t = result["summary"], result["teacher"]
+    omit = result["config"]["omit"] if result["scenario"] == "omitted-digit" else None
+    rows = [{"network": f"teacher ({t.get('label', '?')}, {t.get('source', '?')})", "test accuracy (%)": f"{100 * t['accuracy']:.2f}",
+             "test errors": str(t["errors"])}]
+    for role in sc.ROLES:
+        row = {"network": f"{role} student", "test accuracy (%)": _pct(s[role]["accuracy"]),
+               "test errors": format_mean_std(s[role]["errors"]["mean"], s[role]["errors"]["std"], 0)}
+        rows.append(row)
+    if omit is not None:
+        rows[0][f"digit {omit} (%)"] = f"{100 * t['per_class'][omit]:.1f}"
+        rows[0]["after bias (%)"] = "—"
+        for row, role in zip(rows[1:], sc.ROLES):
+            row[f"digit {omit} (%)"] = _pct(s[role]["digit_acc"], 1)
+            row["after bias (%)"] = _pct(s[role]["digit_acc_after"], 1)
+    return pd.DataFrame(rows)
+
+
+def comparison_lines(result: dict) -> list[str]:
+    names = {"accuracy": "test accuracy", "digit_acc": "accuracy on the unseen digit", "digit_acc_after": "… after the bias"}
+    out = []
+    for key, c in result["comparison"].items():
+        verdict = "**within noise**" if c["within_noise"] else "beyond noise"
+        out.append(f"Distilled − scratch, {names.get(key, key)}: **{c['diff'] * 100:+.2f} pts** "
+                   f"(2·SE = {200 * c['stderr']:.2f} pts over {len(result['seeds'])} seed(s)) — {verdict}")
+    if len(result["seeds"]) < 2:
+        out.append("One seed gives no estimate of noise: run 3 or more seeds before trusting a difference.")
+    return out
+
+
+def sweep_table(result: dict, rows_key: str = "rows") -> pd.DataFrame:
+    return pd.DataFrame([{"point": r["label"], "distilled (%)": _pct(r["distilled"]), "scratch (%)": _pct(r["scratch"]),
+                          "gain (pts)": f"{100 * r['gain']['diff']:+.2f}" if r["gain"] else "n/a",
+                          "gain vs noise": ("within noise" if r["gain"]["within_noise"] else "beyond noise") if r["gain"] else "n/a",
+                          "vs best": "best" if r["best"] else ("≈ best (within noise)" if r["vs_best"] else "worse")}
+                         for r in result[rows_key]])
+
+
+# ----------------------------------------------------------------------------- specs
+def teacher_cache_dir() -> str:
+    """Trained fast teachers are cached here, so a second click does not train one again."""
+    root = os.environ.get("KDVIZ_JOBS_DIR") or str(Path(tempfile.gettempdir()) / "kdviz-jobs")
+    return str(Path(root) / "scenario-teachers")
+
+
+def hosted_overrides(kind: str, overrides: dict) -> tuple[dict, list[str]]:
+    """In hosted mode: cap seeds, widths and epochs; the Hinton preset is refused (ValueError)."""
+    lim = limits()
+    if lim is None:
+        return overrides, []
+    if kind == "hinton":
+        raise ValueError("Hinton's MNIST setting trains for an hour or more; it is switched off on this shared server")
+    out, notes = dict(overrides), []
+    out["seeds"], notes = clamp_count("seeds", int(out.get("seeds", 1)), lim.max_seeds)
+    base = sc.preset(kind)
+    if max(base.student.model.hidden) > lim.max_width:
+        out["student_hidden"] = [min(h, lim.max_width) for h in base.student.model.hidden]
+        notes.append(f"student width capped at {lim.max_width} on this shared server")
+    if float(out.get("epochs", base.student.epochs)) > lim.max_epochs:
+        out["epochs"] = lim.max_epochs
+        notes.append(f"student epochs capped at {lim.max_epochs:g} on this shared server")
+    return out, notes
+
+
+def scenario_spec(kind: str, overrides: dict, data: str, device: str, teacher_ckpt: str | None) -> dict:
+    return {"fn": sc.JOB_FNS[kind], "preset": kind, "overrides": overrides, "data": data, "device": device,
+            "teacher_ckpt": teacher_ckpt or "", "cache_dir": teacher_cache_dir()}
+
+
+# ----------------------------------------------------------------------------- result panels
+def _logits(result: dict, role: str) -> torch.Tensor:
+    """Test logits ``[N, 10]`` of the first seed, converted once per result (the slider re-reads them)."""
+    cache = st.session_state.setdefault("_exp_logits", {})
+    key = (id(result), role)
+    if key not in cache:
+        cache.clear() if len(cache) > 8 else None
+        cache[key] = torch.tensor(result["logits"][role], dtype=torch.float32)
+    return cache[key]
+
+
+def _set_bias(key: str, value: float) -> None:
+    st.session_state[key] = value
+
+
+def bias_panel(result: dict, prefix: str) -> None:
+    """The paper's correction: add b to the omitted digit's logit; accuracy recomputed from stored logits."""
+    digit = result["config"]["omit"]
+    if "logits" not in result:
+        st.caption("This result kept no test logits, so the bias cannot be moved here.")
+        return
+    labels = result["labels"]
+    key = f"{prefix}_bias"
+    best = result["runs"]["distilled"][0]["best_bias"]
+    bias = st.slider(f"Bias b added to the logit of digit {digit}", 0.0, 8.0, value=0.0, step=0.25, key=key,
+                     help="Hinton et al. raised the bias of the 3 by 3.5, the value that maximised overall test accuracy.")
+    st.button(f"Use b = {best:g} (maximises overall test accuracy, as in the paper)", key=f"{prefix}_best_bias",
+              on_click=_set_bias, args=(key, float(best)))
+    cols = st.columns(4)
+    for i, role in enumerate(sc.ROLES):
+        overall, on_digit = sc.bias_accuracy(_logits(result, role), labels, digit, bias)
+        base_overall, base_digit = sc.bias_accuracy(_logits(result, role), labels, digit, 0.0)
+        cols[2 * i].metric(f"{role.capitalize()}: digit {digit}", f"{100 * on_digit:.1f}%", f"{100 * (on_digit - base_digit):+.1f} pts vs b = 0")
+        cols[2 * i + 1].metric(f"{role.capitalize()}: all digits", f"{100 * overall:.2f}%", f"{100 * (overall - base_overall):+.2f} pts")
+    curves = {role: result["runs"][role][0]["bias_curve"] for role in sc.ROLES}
+    st.plotly_chart(bias_chart(curves, digit, bias), key=f"{prefix}_bias_chart", theme=None)
+    p = result.get("paper", sc.PAPER_OMITTED)
+    st.caption(f"The paper (Hinton, Vinyals & Dean 2015, §3): {p['errors']} test errors, {p['errors_on_digit']} of them on the "
+               f"{p['digit_count']:,} threes; after a bias of {p['bias']:g}, {100 * p['digit_acc_after']:.1f}% of threes right.")
+
+
+def show_scenario_result(result: dict, prefix: str, bias: bool = True) -> None:
+    """Metrics table, per-class bars, comparisons (and the bias slider for the omitted digit)."""
+    n = len(result["seeds"])
+    omit = result["config"]["omit"] if result["scenario"] == "omitted-digit" else None
+    st.markdown(f"**Transfer set:** {result['transfer']['description']}. **Data:** {result['data']['name']} · "
+                f"**device:** {result['device']} · {n} seed(s) · {result['elapsed_s']:.0f} s")
+    st.dataframe(scenario_table(result), hide_index=True, key=f"{prefix}_table")
+    for line in comparison_lines(result):
+        st.markdown("- " + line)
+    per_class = {"teacher": [{"mean": v, "std": 0.0} for v in result["teacher"]["per_class"]],
+                 **{role: result["summary"][role]["per_class"] for role in sc.ROLES}}
+    title = "Test accuracy per digit" + (f" (mean ± std over {n} seeds)" if n > 1 else "")
+    st.plotly_chart(per_class_bars(per_class, omit, title), key=f"{prefix}_per_class", theme=None)
+    if "paper_errors" in result:
+        p, s = result["paper_errors"], result["summary"]
+        st.dataframe(pd.DataFrame([{"network": "teacher", "paper (errors)": p["teacher"], "here (errors)": str(result["teacher"]["errors"])},
+                                   *({"network": role, "paper (errors)": p[role],
+                                      "here (errors)": format_mean_std(s[role]["errors"]["mean"], s[role]["errors"]["std"], 0)}
+                                     for role in sc.ROLES)]), hide_index=True, key=f"{prefix}_paper")
+    if omit is not None and bias:
+        bias_panel(result, prefix)
+
+
+def show_sweep_result(result: dict, prefix: str) -> None:
+    st.plotly_chart(sweep_chart(result), key=f"{prefix}_chart", theme=None)
+    st.dataframe(sweep_table(result), hide_index=True, key=f"{prefix}_table")
+    if result.get("rows_digit"):
+        st.plotly_chart(sweep_chart(result, "rows_digit", "accuracy on the unseen digit"), key=f"{prefix}_digit_chart", theme=None)
+    if len(result["seeds"]) < 3:
+        st.warning("Fewer than 3 seeds: the ± std and the noise verdicts are rough.")
+    st.caption("A gain or a point marked *within noise* differs from its reference by less than twice the standard error "
+               "of the difference, √(s₁²/n₁ + s₂²/n₂): it is not evidence of an effect.")
+
+
+def live_accuracy_figure(handle) -> go.Figure:
+    """Test accuracy (on a fixed 1,000-image sample) of every run seen so far, against the step."""
+    from kdviz.plots import accuracy_curves
+
+    runs = {name: handle.evals(name) for name in handle.runs if handle.evals(name)}
+    return accuracy_curves(runs, title="Test accuracy during training (1,000-image sample)", height=300)

@@ -1,0 +1,193 @@
+"""Experiments lab: one-click scenarios from the literature, sweeps over seeds, and the exercises.
+
+Every number here is a mean ± std over seeds, and a difference smaller than twice its standard
+error is marked *within noise*.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from kdviz import scenarios as sc
+from kdviz import sweeps as sw
+from kdviz.ui import exp_charts, live, teachers
+from kdviz.ui.frame import current_device, data_source, get_bundle
+from kdviz.ui.hosted import limits, show_clamp_notes
+from kdviz.ui.jobs import get_job, jobs_root, start_job
+
+SCENARIO_JOB, SWEEP_JOB = "exp_scenario", "exp_sweep"
+
+
+def _teacher_ckpt() -> str | None:
+    """The session's teacher when it was trained on this data; else the job picks (shipped default / cached / trained)."""
+    path, summary = teachers.current_teacher()
+    if path and (summary or {}).get("data_source") in (None, get_bundle(data_source()).source):
+        return path
+    return None
+
+
+# ----------------------------------------------------------------------------- scenarios
+def scenario_overrides(kind: str) -> dict:
+    s = st.session_state
+    out = {"seeds": int(s.get("exp_seeds", 1)), "T": float(s.get("exp_T", sc.preset(kind).T)),
+           "alpha": float(s.get("exp_alpha", sc.preset(kind).alpha)), "epochs": float(s.get("exp_epochs", sc.preset(kind).student.epochs))}
+    if kind == "omitted-digit":
+        out["omit"] = int(s.get("exp_omit", 3))
+    if kind in ("few-labels", "unlabelled"):
+        out["n_labelled"] = int(s.get("exp_n_labelled", 1000))
+    return out
+
+
+def start_scenario() -> None:
+    st.session_state.pop("exp_error", None)
+    kind = st.session_state.get("exp_kind", "omitted-digit")
+    try:
+        overrides, notes = exp_charts.hosted_overrides(kind, scenario_overrides(kind))
+        spec = exp_charts.scenario_spec(kind, overrides, data_source(), current_device(), _teacher_ckpt())
+        if kind == "hinton":  # a fixed folder: running it again resumes where it stopped
+            spec["run_dir"] = str(jobs_root() / f"hinton-{data_source()}-T{overrides['T']:g}-a{overrides['alpha']:g}")
+        start_job(SCENARIO_JOB, spec)
+    except ValueError as err:
+        st.session_state["exp_error"] = str(err)
+        return
+    st.session_state["exp_notes"] = notes
+    st.session_state.pop("exp_res_bias", None)
+
+
+def scenario_inputs(kind: str, n_train: int) -> None:
+    base = sc.preset(kind)
+    for key in ("exp_T", "exp_alpha", "exp_epochs"):  # a new scenario starts from its own preset values
+        if st.session_state.get("_exp_kind_seen") != kind:
+            st.session_state.pop(key, None)
+    st.session_state["_exp_kind_seen"] = kind
+    c = st.columns(4)
+    c[0].number_input("Seeds", 1, sc.MAX_SEEDS, 1, key="exp_seeds", help="Repeats with different seeds; 3+ for honest error bars.")
+    c[1].number_input("Temperature T", 0.5, 100.0, float(base.T), step=0.5, key="exp_T")
+    c[2].slider("alpha (weight of the distillation term)", 0.0, 1.0, float(base.alpha), step=0.05, key="exp_alpha")
+    c[3].number_input("Student epochs", 0.1, 200.0, float(base.student.epochs), step=1.0, key="exp_epochs")
+    if kind == "omitted-digit":
+        st.selectbox("Digit to hide from the students", list(range(10)), index=3, key="exp_omit")
+    elif kind in ("few-labels", "unlabelled"):
+        st.number_input("N labelled images", 1, n_train, min(1000, n_train), step=100, key="exp_n_labelled")
+
+
+def draw_scenario(handle) -> None:
+    if handle is None:
+        st.caption("Pick a scenario and press **Run scenario**.")
+        return
+    live.status_line(handle)
+    if handle.runs:
+        st.plotly_chart(live.figure("exp_sc_acc", handle, lambda: exp_charts.live_accuracy_figure(handle)),
+                        key="exp_scenario_live_chart", theme=None)
+
+
+def scenarios_tab(n_train: int) -> None:
+    kind = st.selectbox("Scenario", list(sc.PRESETS), key="exp_kind", format_func=lambda k: sc.PRESET_INFO[k].title)
+    info = sc.PRESET_INFO[kind]
+    st.markdown(f"{info.summary} *({info.paper}.)*")
+    if kind == "hinton":
+        st.warning("Long on a CPU (an hour or more): this is the preset to run on a GPU. It is resumable — "
+                   "stop it, and pressing Run again with the same T and alpha continues from the last finished epoch.")
+    scenario_inputs(kind, n_train)
+    st.button("Run scenario", key="exp_run", type="primary", on_click=start_scenario)
+    if st.session_state.get("exp_error"):
+        st.error(st.session_state["exp_error"])
+    show_clamp_notes(st.session_state.get("exp_notes", []))
+    live.live_panel(SCENARIO_JOB, draw_scenario)
+    handle = get_job(SCENARIO_JOB)
+    if handle is not None and handle.result:
+        st.subheader(sc.PRESET_INFO[handle.result["scenario"]].title + " — result")
+        exp_charts.show_scenario_result(handle.result, "exp_res")
+
+
+# ----------------------------------------------------------------------------- sweeps and exercises
+def parse_values(param: str, text: str) -> tuple:
+    parts = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+    if param == "methods":
+        return tuple(parts)
+    try:
+        return tuple(float(p) if param in ("T", "alpha") else int(p) for p in parts)
+    except ValueError as err:
+        raise ValueError(f"values for {param} must be comma-separated numbers, got {text!r}") from err
+
+
+def _start_sweep(spec: dict) -> None:
+    st.session_state.pop("exp_sweep_error", None)
+    try:
+        lim = limits()
+        if lim is not None:
+            raise ValueError("sweeps train dozens of networks; they are switched off on this shared server")
+        sw.config_from_spec(spec)  # validate here, so a bad grid is an error on the page at once
+        start_job(SWEEP_JOB, {"fn": "kdviz.sweeps:sweep_job", "data": data_source(), "device": current_device(),
+                              "teacher_ckpt": _teacher_ckpt() or "", "cache_dir": exp_charts.teacher_cache_dir(), **spec})
+    except ValueError as err:
+        st.session_state["exp_sweep_error"] = str(err)
+
+
+def start_sweep() -> None:
+    s = st.session_state
+    param = s.get("exp_sweep_param", "T")
+    try:
+        values = parse_values(param, s.get("exp_sweep_values", ""))
+    except ValueError as err:
+        s["exp_sweep_error"] = str(err)
+        return
+    _start_sweep({"sweep": {"param": param, "values": values, "seeds": int(s.get("exp_sweep_seeds", 3)),
+                            "scenario": s.get("exp_sweep_scenario", "few-labels")}})
+
+
+def start_exercise(name: str) -> None:
+    _start_sweep({"exercise": name})
+
+
+def _grid_text(param: str) -> str:
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in sw.DEFAULT_GRIDS[param])
+
+
+def _param_changed() -> None:
+    st.session_state["exp_sweep_values"] = _grid_text(st.session_state["exp_sweep_param"])
+
+
+def draw_sweep(handle) -> None:
+    if handle is None:
+        st.caption("Run a sweep or an exercise: each point trains over several seeds; the chart shows mean ± std.")
+        return
+    live.status_line(handle)
+    if handle.result:
+        exp_charts.show_sweep_result(handle.result, "exp_sweep_res")
+
+
+def sweeps_tab() -> None:
+    st.markdown("**Exercises** — one click each (3 seeds per point, on the Few-labels scenario):")
+    cols = st.columns(len(sw.EXERCISES))
+    for col, (name, (title, _)) in zip(cols, sw.EXERCISES.items()):
+        col.button(title, key=f"exp_ex_{name}", on_click=start_exercise, args=(name,), width="stretch")
+    with st.expander("Custom sweep", expanded=False):
+        c = st.columns(4)
+        c[0].selectbox("Vary", sw.SWEEP_PARAMS, key="exp_sweep_param", on_change=_param_changed)
+        if "exp_sweep_values" not in st.session_state:
+            st.session_state["exp_sweep_values"] = _grid_text(st.session_state.get("exp_sweep_param", "T"))
+        c[1].text_input("Values (comma-separated)", key="exp_sweep_values")
+        c[2].number_input("Seeds per point", 1, 10, 3, key="exp_sweep_seeds")
+        c[3].selectbox("Scenario", sw.SWEEP_SCENARIOS, key="exp_sweep_scenario", format_func=lambda k: sc.PRESET_INFO[k].title)
+        st.button("Run sweep", key="exp_sweep_run", type="primary", on_click=start_sweep)
+    if st.session_state.get("exp_sweep_error"):
+        st.error(st.session_state["exp_sweep_error"])
+    live.live_panel(SWEEP_JOB, draw_sweep)
+
+
+# ----------------------------------------------------------------------------- page
+st.title("Experiments lab")
+st.markdown("Famous distillation experiments in one click, and sweeps over temperature, alpha, width and born-again "
+            "generations. Every comparison is a **mean ± std over seeds**, and differences smaller than twice their "
+            "standard error are marked **within noise**.")
+try:
+    bundle = get_bundle(data_source())
+except ValueError as err:
+    st.error(f"Data set unavailable: {err}")
+    st.stop()
+st.caption(f"Data: {bundle.name} ({len(bundle.train):,} training images) · device: {current_device()}")
+tab_sc, tab_sw = st.tabs(["Scenarios", "Sweeps & exercises"])
+with tab_sc:
+    scenarios_tab(len(bundle.train))
+with tab_sw:
+    sweeps_tab()

@@ -1,0 +1,101 @@
+"""Home: what knowledge distillation is, one picture, and the one-click classroom demo.
+
+The demo is Hinton, Vinyals & Dean's (2015, §3) "digit the student never saw": every 3 is removed
+from the student's training images; the distilled student recognises 3s anyway from the teacher's
+soft targets, the scratch student cannot. A slider adds a bias to the 3's logit (the paper's
+correction) and recomputes accuracy live from the stored test logits — no model needed.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from kdviz import scenarios as sc
+from kdviz.ui import exp_charts, live, teachers
+from kdviz.ui.frame import current_device, data_source, get_bundle
+from kdviz.ui.hosted import show_clamp_notes
+from kdviz.ui.jobs import get_job, start_job
+
+JOB = "home_demo"
+KIND = "omitted-digit"
+
+
+def teacher_plan(bundle) -> tuple[str | None, str]:
+    """Which teacher the demo uses: the session's, else the shipped default (MNIST), else a fast one trained first."""
+    path, summary = teachers.current_teacher()
+    if path and (summary or {}).get("data_source") in (None, bundle.source):
+        return path, f"the session's teacher — {teachers.describe(summary or {})}"
+    if bundle.is_mnist and sc.DEFAULT_TEACHER.is_file():
+        return str(sc.DEFAULT_TEACHER), "the shipped default teacher"
+    label = sc.preset(KIND).teacher.model.label()
+    return None, f"a fast {label} teacher, trained first (about a minute on a CPU; cached for the next run)"
+
+
+def start() -> None:
+    st.session_state.pop("home_error", None)
+    try:
+        bundle = get_bundle(data_source())
+        path, _ = teacher_plan(bundle)
+        overrides = {"omit": int(st.session_state.get("home_omit", 3)), "seeds": int(st.session_state.get("home_seeds", 1))}
+        overrides, notes = exp_charts.hosted_overrides(KIND, overrides)
+        start_job(JOB, exp_charts.scenario_spec(KIND, overrides, data_source(), current_device(), path))
+    except ValueError as err:
+        st.session_state["home_error"] = str(err)
+        return
+    st.session_state["home_notes"] = notes
+    st.session_state.pop("home_bias", None)  # a new run starts uncorrected
+
+
+def draw(handle) -> None:
+    if handle is None:
+        st.caption("Press **Run the classroom demo**: the teacher, then a distilled and a scratch student train here, live.")
+        return
+    live.status_line(handle)
+    if handle.runs:
+        st.plotly_chart(live.figure("home_acc", handle, lambda: exp_charts.live_accuracy_figure(handle)),
+                        key="home_live_chart", theme=None)
+
+
+# ----------------------------------------------------------------------------- page
+st.title("Knowledge distillation, live")
+st.markdown(
+    "A big **teacher** network is trained first. A small **student** then learns from the teacher's "
+    "*softened* outputs — `softmax(z / T)` at a temperature T > 1 — as well as from the labels. Those soft "
+    "targets say not just *this is a 3* but *this 3 looks a little like an 8 and nothing like a 1*: "
+    "the teacher's **dark knowledge**. With it a small student learns more from fewer examples "
+    "(Hinton, Vinyals & Dean 2015)."
+)
+st.plotly_chart(exp_charts.kd_diagram(), key="home_diagram", theme=None)
+st.caption("total loss = α · T² · KL(teacher ‖ student at temperature T) + (1 − α) · CE(student, label) — "
+           "α weights the distillation term.")
+
+try:
+    bundle = get_bundle(data_source())
+except ValueError as err:
+    st.error(f"Data set unavailable: {err}")
+    st.stop()
+st.info(f"**Data:** {bundle.name} — {len(bundle.train):,} training / {len(bundle.test):,} test images · "
+        f"**device:** {current_device()}", icon="💾")
+if bundle.source == "fallback":
+    st.warning(f"Not MNIST: {bundle.message}")
+
+st.header("Classroom demo: the digit the student never saw")
+info = sc.PRESET_INFO[KIND]
+st.markdown(f"{info.summary} *({info.paper}.)*")
+_, plan = teacher_plan(bundle)
+st.caption(f"Teacher: {plan}. Student: {sc.preset(KIND).student.model.label()}, trained for "
+           f"{sc.preset(KIND).student.epochs:g} epochs at T = {sc.preset(KIND).T:g}.")
+with st.expander("Demo settings"):
+    c1, c2 = st.columns(2)
+    c1.selectbox("Digit to hide from the students", list(range(10)), index=3, key="home_omit")
+    c2.number_input("Seeds (repeats, for mean ± std)", 1, 5, 1, key="home_seeds",
+                    help="One seed takes about 30 s of student training on a CPU; 3 or more give honest error bars.")
+st.button("Run the classroom demo", key="home_demo_start", type="primary", on_click=start)
+if st.session_state.get("home_error"):
+    st.error(st.session_state["home_error"])
+show_clamp_notes(st.session_state.get("home_notes", []))
+live.live_panel(JOB, draw)
+
+handle = get_job(JOB)
+if handle is not None and handle.result:
+    st.subheader("Result")
+    exp_charts.show_scenario_result(handle.result, "home")

@@ -1,0 +1,121 @@
+"""Distill page under AppTest with synthetic data: teacher handling, settings, method hook, live run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import step_of
+from streamlit.testing.v1 import AppTest
+
+from kdviz.jobs import teacher_job
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "distill.py")
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> dict:
+    """A tiny teacher trained in-process on the synthetic digits: its result event."""
+    out = tmp_path_factory.mktemp("teacher")
+    events = list(teacher_job({"data": "synthetic", "out_dir": str(out), "model": {"hidden": [32]}, "train": {"epochs": 2}}))
+    return events[-1]
+
+
+def _page(teacher: dict | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    if teacher is not None:
+        at.session_state["teacher_ckpt"] = teacher["checkpoint"]
+        at.session_state["teacher_summary"] = {**{k: teacher[k] for k in ("label", "test_acc", "params", "size_mb", "data_source", "model")},
+                                               "source": "trained here"}
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _spec(at: AppTest) -> dict:
+    return at.session_state["_kdviz_session_jobs"].handles["distill"].spec
+
+
+def test_without_a_teacher_it_says_so(app_env):
+    at = _page()
+    assert any("needs a teacher" in w.value for w in at.warning)
+    at.button(key="distill_start").click().run()
+    assert "no teacher yet" in at.error[0].value and step_of(at) == -1
+
+
+def test_settings_and_alpha_convention(no_spawn, teacher):
+    at = _page(teacher)
+    assert "MLP 784-32-10" in at.success[0].value
+    t, alpha = at.slider(key="distill_T"), at.slider(key="distill_alpha")
+    assert (t.min, t.max, t.value) == (0.5, 50.0, 4.0) and (alpha.min, alpha.max, alpha.value) == (0.0, 1.0, 0.9)
+    assert any("alpha weights the distillation term" in c.value and "opposite convention" in c.value for c in at.caption)
+    assert any(r"\alpha\,T^2" in latex.value for latex in at.latex)  # the KD formula
+    at.selectbox(key="distill_transfer").set_value("subset").run()
+    at.number_input(key="distill_transfer_n").set_value(200).run()
+    at.number_input(key="distill_epochs").set_value(0.5).run()
+    at.button(key="distill_start").click().run()
+    spec = _spec(at)
+    assert spec["transfer"] == "subset:200" and spec["distill"] == {"T": 4.0, "alpha": 0.9}
+    assert spec["ui"]["total_steps"] == 1 and spec["teacher"] == teacher["checkpoint"]  # 0.5 × (200 // 128)
+    at.selectbox(key="distill_transfer").set_value("without").run()
+    assert at.multiselect(key="distill_omit").value == [3]
+
+
+def test_method_hook_sends_terms_with_layer_pairing(no_spawn, teacher):
+    at = _page(teacher)
+    at.multiselect(key="distill_methods").select("fitnet").select("dkd").run()
+    assert not at.exception
+    assert at.selectbox(key="distill_sl_fitnet").options == ["hidden1"]  # the student's MLP layers
+    assert at.selectbox(key="distill_tl_fitnet").options == ["hidden1"]
+    assert sum("Romero" in e.label or "Zhao" in e.label for e in at.expander) == 2
+    at.number_input(key="distill_w_fitnet").set_value(2.5).run()
+    at.button(key="distill_start").click().run()
+    assert _spec(at)["terms"] == [
+        {"method": "fitnet", "weight": 2.5, "student_layer": "hidden1", "teacher_layer": "hidden1"},
+        {"method": "dkd", "weight": 1.0, "student_layer": "", "teacher_layer": ""},
+    ]
+
+
+def test_distilled_and_scratch_train_side_by_side_live(app_env, teacher, tick):
+    at = _page(teacher)
+    at.text_input(key="distill_hidden").input("16").run()
+    at.selectbox(key="distill_batch").set_value(64).run()  # 512 // 64 = 8 steps per epoch
+    at.number_input(key="distill_epochs").set_value(3.0).run()
+    at.button(key="distill_start").click().run()
+    tick(at, lambda a: any(m.label == "Distilled student" for m in a.metric))
+    assert step_of(at) == 24
+    handle = at.session_state["_kdviz_session_jobs"].handles["distill"]
+    assert [r["step"] for r in handle.records("distilled")] == [r["step"] for r in handle.records("scratch")]
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    acc = charts["distill_acc_chart"]
+    assert {d["name"] for d in acc["data"]} == {"distilled", "scratch"}
+    assert any("teacher" in a.get("text", "") for a in acc["layout"].get("annotations", []))  # the teacher's line
+    breakdown = [d["name"] for d in charts["distill_breakdown_chart"]["data"]]
+    assert breakdown == ["α·KD  (α·T²·KL)", "(1−α)·CE", "total"]
+    assert {"distill_conf_distilled", "distill_conf_scratch", "distill_conf_teacher", "distill_per_class_chart"} <= set(charts)
+    table = at.dataframe[0].value
+    assert list(table["network"]) == ["Teacher", "Student (distilled)", "Student (scratch)"]
+    assert table["parameters"].tolist() == [teacher["params"], 784 * 16 + 16 + 170, 784 * 16 + 16 + 170]
+    assert (table["ms per 256-image batch"] > 0).all()
+    at.toggle(key="distill_raw_kl").set_value(True).run()
+    raw = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key == "distill_breakdown_chart")
+    assert [d["name"] for d in raw["data"]] == ["KL(teacher‖student) at T, no T²", "CE with true labels"]
+
+
+def test_chart_builders_pass_plotly_validation():
+    """Every chart builder yields a figure that survives Plotly's validation round trip."""
+    from kdviz.ui import charts
+
+    recs = [{"step": s, "total": 1.0 / s, "train_acc": 0.5, "test_acc": 0.9 if s % 2 else None,
+             "losses": {"kd": 0.6 / s, "ce": 0.4 / s}, "raw": {"kd": 2.0, "kl": 0.1, "ce": 0.4}} for s in range(1, 6)]
+    figs = [charts.loss_curves({"distilled": recs, "scratch": recs}, key="raw.ce"),
+            charts.accuracy_curves({"distilled": recs}, teacher_acc=0.95),
+            charts.loss_breakdown(recs), charts.loss_breakdown(recs, raw=True),
+            charts.confusion_heatmap([[5, 1], [0, 4]], "c"), charts.per_class_bars({"teacher": [1.0, float("nan")]})]
+    for fig in figs:
+        charts.validate(fig)
+    stacked = charts.loss_breakdown(recs)
+    kd, ce, total = (stacked.data[i].y for i in range(3))
+    assert all(abs(a + b - t) < 1e-12 for a, b, t in zip(kd, ce, total))  # the stacked terms reach the total line

@@ -1,0 +1,79 @@
+"""Teacher page under AppTest with synthetic data: widgets, validation, live training, adoption."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import step_of
+from streamlit.testing.v1 import AppTest
+
+from kdviz.ui.teachers import DEFAULT_TEACHER
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "teacher.py")
+TIMEOUT = 60
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    return at
+
+
+def _chart(at: AppTest, key: str) -> dict:
+    """The Plotly figure (as JSON) of the chart with this key."""
+    chart = next(c for c in at.get("plotly_chart") if c.key == key)
+    return json.loads(chart.proto.spec)
+
+
+def test_widgets_have_stable_keys(app_env):
+    at = _page()
+    assert at.radio(key="teacher_arch").value == "mlp"
+    assert at.text_input(key="teacher_hidden").value == "1200, 1200"
+    for key in ("teacher_optimizer", "teacher_schedule", "teacher_batch"):
+        assert at.selectbox(key=key) is not None
+    assert at.select_slider(key="teacher_lr").value == 1e-3
+    assert {s.key for s in at.slider} >= {"teacher_dropout", "teacher_jitter"}
+    assert {n.key for n in at.number_input} >= {"teacher_epochs", "teacher_seed"}
+    buttons = {b.key: b for b in at.button}
+    assert not buttons["teacher_start"].disabled
+    assert all(buttons[f"teacher_{k}"].disabled for k in ("pause", "resume", "step", "stop", "reset"))
+    if DEFAULT_TEACHER.is_file():
+        assert "teacher_use_default" in buttons
+    else:
+        assert any("not in this installation" in c.value for c in at.caption)
+    at.radio(key="teacher_arch").set_value("cnn").run()
+    assert at.text_input(key="teacher_channels").value == "16, 32"
+
+
+def test_bad_widths_show_an_error_and_start_nothing(app_env):
+    at = _page()
+    at.text_input(key="teacher_hidden").input("800, lots").run()
+    at.button(key="teacher_start").click().run()
+    assert not at.exception
+    assert "whole numbers" in at.error[0].value and "800, lots" in at.error[0].value
+    assert step_of(at) == -1 and not at.get("plotly_chart")
+
+
+def test_start_pause_step_resume_trains_live_and_adopts_the_teacher(app_env, tick):
+    at = _page()
+    at.text_input(key="teacher_hidden").input("32").run()
+    at.selectbox(key="teacher_batch").set_value(32).run()  # 512 // 32 = 16 steps per epoch
+    at.number_input(key="teacher_epochs").set_value(2.0).run()
+    at.button(key="teacher_start").click().run()
+    at.button(key="teacher_pause").click().run()  # reaches the worker before its first event
+    assert not at.button(key="teacher_resume").disabled
+    at.button(key="teacher_step").click().run()
+    tick(at, lambda a: step_of(a) > 0)
+    first = step_of(at)
+    assert 0 < first < 32  # one record (log_every = 10, or an earlier evaluation), then paused again
+    at.button(key="teacher_resume").click().run()
+    tick(at, lambda a: any(m.label == "Test accuracy" for m in a.metric))
+    assert step_of(at) == 32 > first
+    loss = _chart(at, "teacher_loss_chart")["data"][0]
+    assert loss["name"] == "teacher" and loss["x"][-1] == 32 and len(loss["x"]) >= 3  # a live curve, not one point
+    acc = _chart(at, "teacher_acc_chart")["data"][0]
+    assert len(acc["x"]) >= 2
+    ckpt = at.session_state["teacher_ckpt"]
+    assert Path(ckpt).is_file() and at.session_state["teacher_summary"]["label"] == "MLP 784-32-10"
+    assert any("Current teacher" in s.value for s in at.success)  # the page redrew after the run ended

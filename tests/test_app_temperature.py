@@ -1,0 +1,141 @@
+"""Temperature lab page (pages/temperature.py) run alone through Streamlit's AppTest on synthetic data."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "pages" / "temperature.py"
+
+
+@pytest.fixture
+def page(monkeypatch):
+    monkeypatch.setenv("KDVIZ_DATA_SOURCE", "synthetic")
+    monkeypatch.setenv("KDVIZ_DEVICE", "cpu")
+    monkeypatch.delenv("KDVIZ_HOSTED", raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine's cores are shared; the quick teacher is tiny anyway
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    assert not at.exception, at.exception
+    yield at
+    torch.set_num_threads(threads)
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def latex(at) -> str:
+    return "\n".join(e.value for e in at.latex)
+
+
+def errors(at) -> str:
+    return "\n".join(e.value for e in at.error)
+
+
+def test_renders_with_key_widgets(page):
+    for kind, key in [("slider", "temp_T"), ("toggle", "temp_log"), ("button", "temp_random"),
+                      ("text_input", "calc_teacher"), ("text_input", "calc_student"), ("number_input", "calc_label"),
+                      ("number_input", "calc_T"), ("number_input", "calc_alpha")]:
+        assert getattr(page, kind)(key=key) is not None
+    assert page.slider(key="temp_T").min == 0.5 and page.slider(key="temp_T").max == 50.0
+    assert len(page.get("file_uploader")) == 1 and len(page.get("plotly_chart")) == 1
+    assert not page.error
+
+
+def test_calculator_defaults_show_the_reference_numbers(page):
+    m = metrics(page)
+    assert (m["KD = T²·KL"], m["CE"], m["total"]) == ("0.0199", "0.4644", "0.2422")
+    text = latex(page)
+    assert r"0.5065,\ 0.3072,\ 0.1863" in text
+    assert r"-0.7318,\ -1.2318,\ -1.4818" in text
+    assert "= 0.2422" in text
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("calc_student", "1.5, 0.5", "does not match"),
+        ("calc_student", "1.5, abc, 0", "could not read 'abc'"),
+        ("calc_teacher", "3", "at least 2 classes"),
+        ("calc_T", 0.0, "temperature T must be"),
+        ("calc_alpha", 1.5, "alpha must lie in"),
+        ("calc_label", 3, "labels out of range"),
+    ],
+)
+def test_bad_calculator_input_shows_error_and_page_keeps_working(page, key, value, message):
+    widget = page.text_input(key=key) if key in ("calc_teacher", "calc_student") else page.number_input(key=key)
+    widget.set_value(value).run()
+    assert not page.exception
+    assert message in errors(page)
+    assert "total" not in metrics(page)  # no stale result
+    assert len(page.get("plotly_chart")) == 1  # the rest of the page still renders
+
+
+def test_calculator_other_inputs_recompute(page):
+    page.text_input(key="calc_teacher").set_value("0, 0, 0, 0")
+    page.text_input(key="calc_student").set_value("0, 0, 0, 0")
+    page.number_input(key="calc_label").set_value(2).run()
+    m = metrics(page)
+    assert m["KD = T²·KL"] == "0.0000" and m["CE"] == "1.3863"  # log 4 for a uniform 4-class student
+
+
+def test_temperature_slider_changes_entropy(page):
+    before = metrics(page)
+    page.slider(key="temp_T").set_value(20.0).run()
+    after = metrics(page)
+    assert "Entropy at T = 20" in after and "Entropy at T = 4" in before
+    assert float(after["Entropy at T = 20"].split()[0]) >= float(before["Entropy at T = 4"].split()[0])
+    page.toggle(key="temp_log").set_value(True).run()
+    assert not page.exception
+
+
+def captions(at) -> list[str]:
+    return [c for img in at.image for c in img.captions if c]
+
+
+def test_gallery_and_random_pick(page):
+    assert any(c.startswith("test image #") for c in captions(page))
+    gallery = [b for b in page.button if b.key and b.key.startswith("temp_pick_")]
+    assert len(gallery) == 10  # one example per digit
+    gallery[3].click().run()
+    idx = int(gallery[3].key.rsplit("_", 1)[1])
+    assert any(c.startswith(f"test image #{idx},") for c in captions(page))
+    page.button(key="temp_random").click().run()
+    assert not page.exception and any(c.startswith("test image #") for c in captions(page))
+
+
+def test_upload_valid_digit_and_garbage(page):
+    im = Image.new("L", (120, 120), 255)
+    ImageDraw.Draw(im).line([(60, 10), (60, 110)], fill=0, width=8)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    page.file_uploader(key="temp_upload").set_value(("one.png", buf.getvalue(), "image/png")).run()
+    assert not page.exception and not page.error
+    assert any(c.startswith("your upload (120×120 PNG, inverted") for c in captions(page))
+    page.file_uploader(key="temp_upload").set_value(("fake.png", b"not an image at all", "image/png")).run()
+    assert not page.exception
+    assert "That upload cannot be used: not a PNG or JPEG" in errors(page)
+    assert metrics(page)["total"] == "0.2422"  # the rest of the page is unaffected
+
+
+def test_stability_demo(page):
+    page.toggle(key="temp_stability").set_value(True).run()
+    m = metrics(page)
+    assert m["KL(p ‖ p) via log(softmax)"] == "nan"
+    assert m["KL(p ‖ p) via log_softmax"] == "0"
+
+
+@pytest.mark.skipif(not (ROOT / "app.py").is_file(), reason="app.py (the navigation frame) is not installed")
+def test_inside_the_app(page, monkeypatch, tmp_path):
+    monkeypatch.setenv("KDVIZ_JOBS_DIR", str(tmp_path / "jobs"))
+    monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page("pages/temperature.py").run()
+    assert not at.exception, at.exception
+    assert metrics(at)["total"] == "0.2422"

@@ -1,0 +1,78 @@
+"""Teacher presets and the shipped default teacher (weights_only, small, ≥ 99 % on real MNIST)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+import torch
+
+from kdviz.checkpoints import CheckpointError
+from kdviz.data import load_mnist, synthetic_bundle
+from kdviz.engine import evaluate, total_steps
+from kdviz.presets import (
+    DEFAULT_TEACHER_PATH,
+    FAST_TEACHER,
+    RETRAIN_COMMAND,
+    get_preset,
+    load_default_teacher,
+    train_fast_teacher,
+)
+
+NO_MNIST = not os.environ.get("KDVIZ_DATA_DIR")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_default_teacher_is_small_and_loads_with_weights_only():
+    assert DEFAULT_TEACHER_PATH.is_file(), f"missing {DEFAULT_TEACHER_PATH}; make it with: {RETRAIN_COMMAND}"
+    assert DEFAULT_TEACHER_PATH.stat().st_size < 3_000_000
+    raw = torch.load(DEFAULT_TEACHER_PATH, map_location="cpu", weights_only=True)  # plain tensors and data only
+    assert raw["format"] == "kdviz-checkpoint-v1"
+    model, cfg, meta = load_default_teacher()
+    assert cfg == FAST_TEACHER.model and not model.training
+    assert meta["preset"] == "fast" and meta["data_source"] == "mnist" and meta["test_acc"] >= 0.99
+    assert "python -m kdviz teacher --preset fast" in meta["command"]
+    for key, value in raw["state_dict"].items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+@pytest.mark.skipif(NO_MNIST, reason="KDVIZ_DATA_DIR unset: real MNIST not available to check the default teacher's accuracy")
+def test_default_teacher_reaches_99_percent_on_the_mnist_test_set():
+    model, _, _ = load_default_teacher()
+    test = load_mnist(download=False).test
+    assert len(test) == 10_000
+    with torch.no_grad():
+        pred = torch.cat([model(test.x[i : i + 2000])[0].argmax(-1) for i in range(0, 10_000, 2000)])
+    accuracy = float((pred == test.y).float().mean())  # computed here, not through kdviz.engine.evaluate
+    assert accuracy >= 0.99
+
+
+def test_missing_default_teacher_says_how_to_make_it(tmp_path):
+    with pytest.raises(CheckpointError, match="missing.*python -m kdviz teacher --preset fast"):
+        load_default_teacher(tmp_path / "none.pt")
+
+
+def test_train_fast_teacher_returns_an_evaluated_eval_mode_model():
+    bundle = synthetic_bundle(n_train=512, n_test=128, seed=2)
+    model, cfg, meta = train_fast_teacher(bundle, seed=1, device="cpu")
+    assert cfg == FAST_TEACHER.model and not model.training
+    assert meta["test_acc"] == evaluate(model, bundle.test).accuracy
+    assert meta["steps"] == total_steps(512, FAST_TEACHER.train) == 8  # 2 epochs of 4 batches of 128
+    assert meta["seed"] == 1 and meta["data_source"] == "synthetic" and meta["train_s"] > 0
+    again, _, _ = train_fast_teacher(bundle, seed=1, device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_presets_are_frozen_and_looked_up_by_name():
+    assert get_preset("fast") is FAST_TEACHER
+    with pytest.raises(ValueError, match=r"unknown teacher preset 'nope'; choose one of \['fast', 'mlp'\]"):
+        get_preset("nope")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        FAST_TEACHER.name = "slow"
