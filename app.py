@@ -14,7 +14,12 @@ from kdviz.ui.frame import render_sidebar
 from kdviz.ui.hosted import hosted_badge
 
 ROOT = Path(__file__).resolve().parent
-PAGES = (  # file under pages/, title, icon
+# NOTE: Streamlit 1.67 treats a folder named "pages" next to the entry script as the old
+# (v1) multipage layout until st.navigation has run once in the server process, so a first
+# visitor who deep-links to /teacher gets file-named pages without this frame. Renaming the
+# folder (e.g. "app_pages") and this constant removes that; see docs/live-training.md.
+PAGES_DIR = ROOT / "pages"
+PAGES = (  # file under PAGES_DIR, title, icon
     ("home.py", "Home", ":material/home:"),
     ("temperature.py", "Temperature lab", ":material/thermostat:"),
     ("teacher.py", "Teacher", ":material/school:"),
@@ -28,12 +33,12 @@ PAGES = (  # file under pages/, title, icon
 
 def available_pages() -> list[st.Page]:
     """One st.Page per existing file; Home is the default (else the first page found)."""
-    found = [(name, title, icon) for name, title, icon in PAGES if (ROOT / "pages" / name).is_file()]
+    found = [(name, title, icon) for name, title, icon in PAGES if (PAGES_DIR / name).is_file()]
     if not found:
         return []
     default = "home.py" if any(name == "home.py" for name, _, _ in found) else found[0][0]
     # url paths default to the file stem ("teacher", "distill", ...)
-    return [st.Page(str(ROOT / "pages" / name), title=title, icon=icon, default=name == default)
+    return [st.Page(str(PAGES_DIR / name), title=title, icon=icon, default=name == default)
             for name, title, icon in found]
 
 
@@ -41,7 +46,7 @@ def main() -> None:
     st.set_page_config(page_title="kdviz — knowledge distillation", page_icon=":material/school:", layout="wide")
     pages = available_pages()
     if not pages:
-        st.error(f"No pages found in {ROOT / 'pages'}.")
+        st.error(f"No pages found in {PAGES_DIR}.")
         return
     page = st.navigation(pages)
     render_sidebar()

@@ -56,12 +56,14 @@ def print_table(result: dict, keys: list[tuple[str, str]]) -> None:
 
 def few_labels(bundle, teacher, info, seeds, device) -> bool:
     cfg = with_overrides(preset("few-labels"), {"seeds": seeds})
-    result = run_scenario(cfg, bundle, device=device, teacher=teacher, teacher_info=info, keep_logits=False)
+    result = run_scenario(cfg, bundle, on_event=_status, device=device, teacher=teacher, teacher_info=info, keep_logits=False)
     st = cfg.student
     print(f"\nFEW LABELS — N = {cfg.n_labelled} labelled images, student {st.model.label()}, {st.epochs:g} epochs "
           f"(batch {st.batch_size}, lr {st.lr:g}, {st.schedule}), T = {cfg.T:g}, alpha = {cfg.alpha:g}, {len(cfg.seeds)} seeds")
     print_table(result, [("accuracy", "test accuracy")])
     text, ok = gain_line(result, "accuracy")
+    gains = [d["accuracy"] - r["accuracy"] for d, r in zip(result["runs"]["distilled"], result["runs"]["scratch"])]
+    print("  per-seed gain (pt): " + ", ".join(f"{100 * g:+.2f}" for g in gains))
     print(f"  {text}")
     print(f"  bar: gain >= 1.0 pt and gain > 2×std ........ {verdict(ok)}")
     return ok
@@ -69,7 +71,7 @@ def few_labels(bundle, teacher, info, seeds, device) -> bool:
 
 def omitted_digit(bundle, teacher, info, seeds, device) -> bool:
     cfg = with_overrides(preset("omitted-digit"), {"seeds": seeds})
-    result = run_scenario(cfg, bundle, device=device, teacher=teacher, teacher_info=info, keep_logits=False)
+    result = run_scenario(cfg, bundle, on_event=_status, device=device, teacher=teacher, teacher_info=info, keep_logits=False)
     s, d, st = result["summary"], cfg.omit, cfg.student
     print(f"\nOMITTED DIGIT — no {d} in the transfer set ({result['transfer']['n_images']:,} images), student "
           f"{st.model.label()}, {st.epochs:g} epochs, T = {cfg.T:g}, alpha = {cfg.alpha:g}, {len(cfg.seeds)} seeds")
@@ -121,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         ok.append(omitted_digit(bundle, teacher, info, args.seeds, device))
     print(f"\nOVERALL: {verdict(all(ok))}  ({time.perf_counter() - t0:.0f} s)")
     return 0 if all(ok) else 1
+
+
+def _status(event: dict) -> None:
+    if event["type"] == "status" and event["text"].startswith("seed"):
+        print(f"[{event['text']}]", flush=True)
 
 
 def _drain(gen):

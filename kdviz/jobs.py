@@ -287,9 +287,14 @@ def distill_job(spec: dict) -> Iterator[dict]:
         "distilled": train(students["distilled"], transfer, tcfg, teacher=teacher, distill=dcfg, test=live_test, device=device),
         "scratch": train(students["scratch"], transfer, tcfg, test=live_test, device=device),
     }
-    yield {"type": "status", "text": f"distilling {t_cfg.label()} → {s_cfg.label()} on {len(transfer)} images (T={dcfg.T:g}, alpha={dcfg.alpha:g})"}
+    label = f"distilling {t_cfg.label()} → {s_cfg.label()} on {len(transfer):,} images (T={dcfg.T:g}, alpha={dcfg.alpha:g})"
+    cached = tcfg.jitter == 0 and not dcfg.needs_teacher_features  # the engine then labels the set once, up front
+    yield {"type": "status", "text": label + (" — first the teacher labels every transfer image once" if cached else "")}
     t0 = time.perf_counter()
-    yield from interleave(runs)
+    for i, event in enumerate(interleave(runs)):
+        if i == 0:
+            yield {"type": "status", "text": label}
+        yield event
     train_s = time.perf_counter() - t0
     yield {"type": "status", "text": "evaluating on the full test set"}
     yield {"type": "result", **_distill_result(teacher, t_cfg, t_meta, students, s_cfg, bundle, device, folder, dcfg),

@@ -13,7 +13,7 @@ with a ValueError naming the layers and their shapes, not in the middle of train
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -62,21 +63,42 @@ def test_same_seed_gives_identical_records_and_weights(bundle):
 
 
 # ----------------------------------------------------------------------------- teacher logits
-def test_cached_and_per_batch_teacher_give_the_same_losses_without_jitter(bundle):
-    teacher = make_model(TEACHER, 7)
-    calls = []
+def teacher_with_calls():
+    teacher, calls = make_model(TEACHER, 7), []
     teacher.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape[0]))
-    cfg = TrainConfig(batch_size=32, epochs=2, max_steps=12, log_every=3)
-    _, cached = run(bundle.train, cfg, distill=DistillConfig(T=3.0, alpha=0.7), teacher=teacher)
-    n_cache_calls = len(calls)
-    _, per_batch = run(bundle.train, TrainConfig(batch_size=32, epochs=2, max_steps=12, log_every=3, cache_teacher=False),
-                       distill=DistillConfig(T=3.0, alpha=0.7), teacher=teacher)
-    assert calls[n_cache_calls:] == [32] * 12, calls  # the second run really ran the teacher every batch
-    assert n_cache_calls == 1  # the cached run ran it once, over all 320 images
-    for a, b in zip(cached, per_batch):
-        assert a.step == b.step
+    return teacher, calls
+
+
+def assert_same_losses(a_recs, b_recs):
+    assert [r.step for r in a_recs] == [r.step for r in b_recs]
+    for a, b in zip(a_recs, b_recs):
         assert a.total == pytest.approx(b.total, rel=1e-5, abs=1e-7)
         assert a.raw == pytest.approx(b.raw, rel=1e-5, abs=1e-7)
+
+
+def test_cached_and_per_batch_teacher_give_the_same_losses_without_jitter(bundle, monkeypatch):
+    cfg = TrainConfig(batch_size=32, epochs=2, max_steps=12, log_every=3)
+    distill = DistillConfig(T=3.0, alpha=0.7)
+    teacher, calls = teacher_with_calls()
+    _, cached = run(bundle.train, cfg, distill=distill, teacher=teacher)
+    assert calls == [320]  # once, over all 320 images
+    teacher, calls = teacher_with_calls()
+    monkeypatch.setattr(engine, "TEACHER_ROWS", 1)  # no grouping: strictly one teacher pass per batch
+    _, per_batch = run(bundle.train, replace(cfg, cache_teacher=False), distill=distill, teacher=teacher)
+    assert calls == [32] * 12
+    assert_same_losses(cached, per_batch)
+
+
+def test_grouped_teacher_passes_match_one_by_one_with_jitter(bundle, monkeypatch):
+    cfg = TrainConfig(batch_size=32, epochs=2, max_steps=20, log_every=4, jitter=2, seed=1)
+    teacher, grouped_calls = teacher_with_calls()
+    _, grouped = run(bundle.train, cfg, distill=DistillConfig(), teacher=teacher)
+    assert grouped_calls == [512, 128]  # 16 batches of 32 in one pass (TEACHER_ROWS), then the last 4
+    monkeypatch.setattr(engine, "TEACHER_ROWS", 1)
+    teacher, single_calls = teacher_with_calls()
+    _, single = run(bundle.train, cfg, distill=DistillConfig(), teacher=teacher)
+    assert single_calls == [32] * 20
+    assert_same_losses(grouped, single)  # same batches, same shifts, same logits
 
 
 def test_precomputed_teacher_logits_are_used_and_checked(bundle):

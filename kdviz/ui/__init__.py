@@ -1,0 +1,11 @@
+"""Streamlit side of kdviz (only ``app.py``, ``pages/`` and this package import streamlit).
+
+Infrastructure used by every page:
+
+- ``jobs``     — JobManager / JobHandle and ``start_job``/``get_job``/``forget_job`` (training in worker processes)
+- ``live``     — control buttons, the live fragment (``live_panel``), progress, cached figures, save button
+- ``frame``    — the shared sidebar (data set, device, job counts, stop-all); ``current_device``, ``data_source``, ``get_bundle``
+- ``teachers`` — the session's current teacher (``teacher_ckpt``/``teacher_summary``), the shipped default
+- ``forms``    — model/training widgets with stable keys, parsed into ModelConfig/TrainConfig
+- ``charts``   — Plotly figures for the live pages
+"""

@@ -214,6 +214,20 @@ def worker_pids(pid: int) -> set[int]:
     return found
 
 
+def describe_pids(pids: set[int]) -> str:
+    """"pid status age" for each process (to tell a worker that is starting or exiting from a busy one)."""
+    import psutil
+
+    out = []
+    for pid in sorted(pids):
+        try:
+            proc = psutil.Process(pid)
+            out.append(f"{pid} {proc.status()} {time.time() - proc.create_time():.1f}s cpu={sum(proc.cpu_times()[:2]):.1f}s")
+        except psutil.NoSuchProcess:
+            out.append(f"{pid} gone")
+    return "; ".join(out)
+
+
 class RssSampler(threading.Thread):
     """Samples :func:`tree_rss` and the worker count every ``every_s`` seconds in the background.
 
@@ -224,6 +238,7 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.every_s = pid, every_s
         self.peak, self.samples, self.max_workers = 0, 0, 0
+        self.max_detail = ""  # the workers seen when max_workers was reached: pid, status, age
         self._halt = threading.Event()
 
     def worker_pids(self) -> set[int]:
@@ -232,7 +247,9 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             self.peak = max(self.peak, tree_rss(self.pid))
-            self.max_workers = max(self.max_workers, len(self.worker_pids()))
+            pids = self.worker_pids()
+            if len(pids) > self.max_workers:
+                self.max_workers, self.max_detail = len(pids), describe_pids(pids)
             self.samples += 1
             self._halt.wait(self.every_s)
 

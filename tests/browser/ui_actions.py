@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import time
 
-from browser_support import wait_idle, wait_rendered
+from browser_support import wait_idle, wait_no_skeletons, wait_rendered
 
 SETTLE_S = 0.3  # a widget change reaches the server a moment after the key press; then a rerun starts
 
@@ -15,6 +15,14 @@ def open_page(page, base_url: str, path: str = "", timeout_ms: float = 90_000) -
     page.goto(f"{base_url}/{path.lstrip('/')}")
     wait_rendered(page, timeout_ms)
     return time.perf_counter() - t0
+
+
+def nav_click(page, label: str, heading: str | None = None, timeout_ms: float = 90_000) -> None:
+    """Go to another page through the sidebar (client-side: the same Streamlit session, no reload)."""
+    page.locator("[data-testid='stSidebarNav'] a", has_text=label).first.click()
+    page.wait_for_selector(f"[data-testid='stMain'] h1:has-text({heading or label!r})", timeout=timeout_ms)
+    wait_idle(page, timeout_ms)
+    wait_no_skeletons(page)
 
 
 def settle(page, timeout_ms: float = 60_000) -> None:
