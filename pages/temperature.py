@@ -212,29 +212,38 @@ def calculator() -> dict | None:
 
 
 # ----------------------------------------------------------------------------- notes
+def rounding_variants(r: dict, T: float, alpha: float) -> tuple[dict, list[dict]]:
+    """The default example's KL recomputed with the tutorial's −0.7315 in place of the exact log q₀.
+
+    Returns ``(log_q per variant, table rows)``; the last row is what the tutorial wrote (its KL sum implied).
+    """
+    only_first = r["log_q"].clone()
+    only_first[0] = TUTORIAL_LOGPROB0
+    shifted = r["log_q"] + (TUTORIAL_LOGPROB0 - r["log_q"][0])  # all three off by the same amount (a rounded log Σe^z)
+    variants = {"exact (kdviz.losses)": r["log_q"], "log q₀ = −0.7315, rest exact": only_first,
+                "all log q off by the same amount": shifted}
+    table = []
+    for name, log_q in variants.items():
+        terms = r["p"] * (r["log_p"] - log_q)  # [C] KL summands
+        kd = T * T * float(terms.sum())
+        table.append({"student log q": name, "KL terms": ", ".join(f"{float(v):+.4f}" for v in terms),
+                      "KL = Σ": f"{float(terms.sum()):.6f}", "KD = T²·KL": f"{kd:.4f}",
+                      "total": f"{alpha * kd + (1 - alpha) * float(r['ce']):.4f}", "_kd": kd})
+    table.append({"student log q": "the tutorial's annotation", "KL terms": "(not shown)",
+                  "KL = Σ": f"{TUTORIAL_KD / (T * T):.6f}", "KD = T²·KL": f"{TUTORIAL_KD}", "total": f"{TUTORIAL_TOTAL}"})
+    return variants, table
+
+
 def tutorial_note() -> None:
     """Where a widely copied tutorial's hand-annotated 0.0153 / 0.2399 (for the default example) goes wrong."""
     d = CALC_DEFAULTS
     z_t, z_s = parse_logits(d["calc_teacher"], "teacher logits"), parse_logits(d["calc_student"], "student logits")
-    T, alpha, label = d["calc_T"], d["calc_alpha"], d["calc_label"]
-    r = worked_example(z_t, z_s, label, T, alpha)
-    only_first = r["log_q"].clone()
-    only_first[0] = TUTORIAL_LOGPROB0
-    shifted = r["log_q"] + (TUTORIAL_LOGPROB0 - r["log_q"][0])  # all three off by the same amount (a rounded log Σe^z)
-    rows = {"exact (kdviz.losses)": r["log_q"], "log q₀ = −0.7315, rest exact": only_first,
-            "all log q off by the same amount": shifted}
-    table = []
-    for name, log_q in rows.items():
-        terms = r["p"] * (r["log_p"] - log_q)
-        kd = T * T * float(terms.sum())
-        table.append({"student log q": name, "KL terms": ", ".join(f"{float(v):+.4f}" for v in terms),
-                      "KL = Σ": f"{float(terms.sum()):.6f}", "KD = T²·KL": f"{kd:.4f}",
-                      "total": f"{alpha * kd + (1 - alpha) * float(r['ce']):.4f}"})
-    implied_kl = TUTORIAL_KD / (T * T)
-    table.append({"student log q": "the tutorial's annotation", "KL terms": "(not shown)", "KL = Σ": f"{implied_kl:.6f}",
-                  "KD = T²·KL": f"{TUTORIAL_KD}", "total": f"{TUTORIAL_TOTAL}"})
-    lowest = min(T * T * float((r["p"] * (r["log_p"] - q)).sum()) for q in rows.values())
-    ce4 = round(float(r["ce"]), 4)
+    T, alpha = d["calc_T"], d["calc_alpha"]
+    r = worked_example(z_t, z_s, d["calc_label"], T, alpha)
+    variants, table = rounding_variants(r, T, alpha)
+    lowest = min(row.pop("_kd") for row in table[:-1])  # the smallest KD any rounding variant gives
+    implied_kl, ce4 = TUTORIAL_KD / (T * T), round(float(r["ce"]), 4)
+    shift = abs(TUTORIAL_LOGPROB0 - float(r["log_q"][0]))
     with st.expander("Why a widely copied tutorial gets 0.0153 and 0.2399 for this example (and why they are wrong)"):
         st.markdown(
             f"For the default inputs the tutorial annotates the first student log-probability as **{TUTORIAL_LOGPROB0}** "
@@ -242,15 +251,14 @@ def tutorial_note() -> None:
             f"The correct values are KD = {float(r['kd']):.4f} and total = {float(r['total']):.4f}. "
             "Here is what the rounding can and cannot explain, recomputed live:")
         st.dataframe(pd.DataFrame(table), hide_index=True)
-        st.caption(f"Log-probabilities used: exact {', '.join(f'{float(v):.4f}' for v in r['log_q'])}; "
-                   f"first only {', '.join(f'{float(v):.4f}' for v in only_first)}; "
-                   f"all shifted {', '.join(f'{float(v):.4f}' for v in shifted)}. The tutorial's KL sum is implied: "
-                   f"{TUTORIAL_KD} / T² = {implied_kl:.6f}.")
+        st.caption("Log-probabilities used: " + "; ".join(
+            f"{name}: {', '.join(f'{float(v):.4f}' for v in log_q)}" for name, log_q in variants.items())
+            + f". The tutorial's KL sum is implied: {TUTORIAL_KD} / T² = {implied_kl:.6f}.")
         st.markdown(
-            f"- **Rounding explains little.** Even with every log-probability off by the same "
-            f"{abs(float(shifted[0] - r['log_q'][0])):.4f}, KD only drops to {lowest:.4f}.\n"
+            f"- **Rounding explains little.** Even with every log-probability off by the same {shift:.4f}, "
+            f"KD only drops to {lowest:.4f}.\n"
             f"- **The KL terms were mis-added.** KD = {TUTORIAL_KD} needs Σ = {implied_kl:.6f}, but the terms above "
-            f"sum to at least {lowest / (T * T):.6f} in every variant above, none of which comes near {TUTORIAL_KD}. The gap "
+            f"sum to at least {lowest / (T * T):.6f} in every variant, none of which comes near {TUTORIAL_KD}. The gap "
             f"({lowest / (T * T) - implied_kl:.6f} in the KL sum, ×{T * T:g} = {lowest - TUTORIAL_KD:.4f} in KD) is an "
             "arithmetic slip in adding the three terms, one of which is negative.\n"
             f"- **The last line is consistent with the wrong KD:** {alpha:g} × {TUTORIAL_KD} + {1 - alpha:g} × {ce4} "

@@ -139,3 +139,12 @@ def test_inside_the_app(page, monkeypatch, tmp_path):
     at.switch_page("pages/temperature.py").run()
     assert not at.exception, at.exception
     assert metrics(at)["total"] == "0.2422"
+
+
+def test_tutorial_note_recomputes_the_rounding(page):
+    table = page.dataframe[0].value
+    assert list(table["KD = T²·KL"]) == ["0.0199", "0.0193", "0.0186", "0.0153"]
+    assert list(table["total"]) == ["0.2422", "0.2418", "0.2415", "0.2399"]
+    assert table["KL = Σ"].iloc[-1] == "0.003825"  # 0.0153 / T², T = 2
+    note = next(m.value for m in page.markdown if "Rounding explains little" in m.value)
+    assert "0.5 × 0.0153 + 0.5 × 0.4644 = 0.23985" in note and "KD only drops to 0.0186" in note
