@@ -144,7 +144,12 @@ def bf16_is_fast(device: str | torch.device) -> bool:
     """
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if not torch.cuda.is_available():
+            return False
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)  # emulated bf16 is slow
+        except TypeError:  # older torch without the keyword
+            return torch.cuda.is_bf16_supported()
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return device.type == "cpu" and any(probe is not None and probe() for probe in probes)
 
@@ -530,19 +535,21 @@ class _Stats:
         self.rows: list[list[float]] = []  # host rows (CPU)
         self.steps, self.samples, self.t0, self.first_step = 0, 0, now, None
 
-    @torch.no_grad()
     def add(self, step: int, total, weighted: dict, raw: dict, s_logits: torch.Tensor, y: torch.Tensor, opt) -> None:
-        correct = (s_logits.argmax(-1) == y).sum()  # labels of -100 never match a class
-        labelled = self._constant(y.shape[0]) if self.all_labelled else (y != HIDDEN_LABEL).sum().float()
-        vals = torch.stack([total, *weighted.values(), *raw.values(), correct, labelled])  # [K], promoted to float32
+        values = (total, *weighted.values(), *raw.values())
+        correct = (s_logits.argmax(-1) == y).sum(dtype=torch.float32)  # labels of -100 never match a class
         if self.first_step is None:
             self.first_step, self.keys = step, (list(weighted), list(raw))
-        if self.on_host:
-            row = vals.tolist()
+        if self.on_host:  # .item() is ~0.3 µs here: cheaper than stacking (~18 µs)
+            row = [v.item() for v in values]
             if not math.isfinite(row[0]):
                 raise NonFiniteLoss(step, row[0], opt.param_groups[0]["lr"])
-            self.rows.append(row)
+            labelled = float(y.shape[0]) if self.all_labelled else (y != HIDDEN_LABEL).sum().item()
+            self.rows.append([*row, correct.item(), labelled])
         else:
+            labelled = self._constant(y.shape[0]) if self.all_labelled else (y != HIDDEN_LABEL).sum(dtype=torch.float32)
+            with torch.no_grad():
+                vals = torch.stack([*values, correct, labelled])  # [K], float32 (promoted)
             if self.buffer is None or self.buffer.shape[1] != vals.shape[0]:
                 self.buffer = torch.empty(self.capacity, vals.shape[0], device=self.device)
             self.buffer[self.steps].copy_(vals, non_blocking=True)

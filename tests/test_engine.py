@@ -230,6 +230,12 @@ def test_cnn_trains_channels_last_with_unchanged_outputs(bundle):
     assert recs[-1].total < recs[0].total
 
 
+def test_bf16_is_fast_only_where_native():
+    assert isinstance(engine.bf16_is_fast("cpu"), bool)
+    if NO_CUDA:
+        assert engine.bf16_is_fast("cuda") is False
+
+
 def test_amp_runs_on_the_cpu_with_float32_weights(bundle):
     student, recs = run(bundle.train, TrainConfig(batch_size=32, max_steps=4, log_every=2, amp=True), distill=DistillConfig())
     assert all(math.isfinite(r.total) for r in recs)

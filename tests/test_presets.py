@@ -9,7 +9,7 @@ import torch
 
 from kdviz.checkpoints import CheckpointError
 from kdviz.data import load_mnist, synthetic_bundle
-from kdviz.engine import evaluate, total_steps
+from kdviz.engine import bf16_is_fast, evaluate, total_steps
 from kdviz.presets import (
     DEFAULT_TEACHER_PATH,
     FAST_TEACHER,
@@ -66,6 +66,7 @@ def test_train_fast_teacher_returns_an_evaluated_eval_mode_model():
     assert meta["test_acc"] == evaluate(model, bundle.test).accuracy
     assert meta["steps"] == total_steps(512, FAST_TEACHER.train) == 8  # 2 epochs of 4 batches of 128
     assert meta["seed"] == 1 and meta["data_source"] == "synthetic" and meta["train_s"] > 0
+    assert meta["amp"] == bf16_is_fast("cpu")  # bf16 autocast only where the CPU runs it natively
     again, _, _ = train_fast_teacher(bundle, seed=1, device="cpu")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 

@@ -12,7 +12,8 @@ SETTLE_S = 0.3  # a widget change reaches the server a moment after the key pres
 def open_page(page, base_url: str, path: str = "", timeout_ms: float = 90_000) -> float:
     """Load ``base_url/path`` (a fresh Streamlit session) and wait until drawn; returns the seconds taken."""
     t0 = time.perf_counter()
-    page.goto(f"{base_url}/{path.lstrip('/')}")
+    # "commit", not "load": the drawn page (heading + idle script) is what counts, and it is awaited next
+    page.goto(f"{base_url}/{path.lstrip('/')}", wait_until="commit", timeout=timeout_ms)
     wait_rendered(page, timeout_ms)
     return time.perf_counter() - t0
 
