@@ -29,8 +29,19 @@ def setup_threads(threads: int) -> None:
     torch.set_num_interop_threads(1)
 
 
+def warm_imports() -> float:
+    """Import what the first ``torch.optim`` optimizer imports lazily (``torch._dynamo``, seconds
+    on a busy machine) so it is not billed to whichever contender trains first; returns seconds."""
+    t0 = time.perf_counter()
+    import torch._dynamo  # noqa: F401
+
+    return time.perf_counter() - t0
+
+
 def machine_line(threads: int) -> str:
-    return f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread(s); load avg {os.getloadavg()[0]:.1f}"
+    warm = warm_imports()
+    return (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"{threads} thread(s); load avg {os.getloadavg()[0]:.1f}; one-off torch._dynamo import {warm:.1f} s (before timing)")
 
 
 def mnist_or_exit() -> DataBundle:
