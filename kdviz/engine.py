@@ -163,8 +163,13 @@ def autocast(device: torch.device, enabled: bool):
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2000, amp: bool = False) -> torch.Tensor:
-    """Eval-mode float32 logits ``[N, C]`` in batches (restores the model's train/eval mode)."""
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = None, amp: bool = False) -> torch.Tensor:
+    """Eval-mode float32 logits ``[N, C]`` in batches (restores the model's train/eval mode).
+
+    Default batch: 256 rows on the CPU — a CNN's activations then stay in cache (2.4× faster
+    than 2000 rows for CNN 16-32-64, the same for MLPs) — and 4096 on a GPU.
+    """
+    batch_size = batch_size or (256 if x.device.type == "cpu" else 4096)
     was_training = model.training
     model.eval()
     with autocast(x.device, amp):

@@ -81,7 +81,7 @@ def test_cached_and_per_batch_teacher_give_the_same_losses_without_jitter(bundle
     distill = DistillConfig(T=3.0, alpha=0.7)
     teacher, calls = teacher_with_calls()
     _, cached = run(bundle.train, cfg, distill=distill, teacher=teacher)
-    assert calls == [320]  # once, over all 320 images
+    assert calls == [256, 64]  # once over all 320 images, in predict_logits' 256-row CPU batches
     teacher, calls = teacher_with_calls()
     monkeypatch.setattr(engine, "TEACHER_ROWS", 1)  # no grouping: strictly one teacher pass per batch
     _, per_batch = run(bundle.train, replace(cfg, cache_teacher=False), distill=distill, teacher=teacher)

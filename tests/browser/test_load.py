@@ -25,6 +25,7 @@ from browser_support import (
     StreamlitServer,
     assert_no_exception,
     screenshot,
+    HEADING,
     server_env,
     wait_idle,
     wait_no_skeletons,
@@ -184,15 +185,31 @@ def start_sessions(browser, niced: NicedProcesses, url: str, t0: float) -> tuple
 
 
 def render_home(browser, url: str) -> tuple[float, dict | None]:
-    """A brand-new session's Home page: seconds until drawn, and the server-wide job counts it shows."""
+    """A brand-new session's Home page: seconds until drawn, and the server-wide job counts it shows.
+
+    The phases (response, heading drawn, script finished, lazy widgets loaded) are kept in
+    ``render_home.phases`` for the figures, to tell a slow server from a slow browser.
+    """
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
-        seconds = open_page(page, url, "", timeout_ms=60_000)
+        t0 = time.perf_counter()
+        page.goto(f"{url}/", wait_until="commit", timeout=90_000)
+        t_commit = time.perf_counter()
+        page.wait_for_selector(HEADING, timeout=90_000, state="visible")
+        t_heading = time.perf_counter()
+        wait_idle(page, 90_000)
+        t_idle = time.perf_counter()
+        wait_no_skeletons(page)
+        seconds = time.perf_counter() - t0
+        render_home.phases.append((t_commit - t0, t_heading - t0, t_idle - t0, seconds))
         assert_no_exception(page, "Home under load")
         return seconds, job_counts(page)
     finally:
         context.close()
+
+
+render_home.phases = []
 
 
 def queue_snapshot(sessions, tries: int = 4) -> tuple[list[tuple[str, int | None]], bool]:
@@ -263,6 +280,8 @@ def measure(users, probe, url: str, sampler: RssSampler, figures: Figures) -> di
         figures.server_cpu = (server_cpu_s(sampler.pid) - cpu0[0]) / wall
         figures.browser_cpu = (browser_cpu_s(sampler.pid) - cpu0[1]) / wall
         log(f"fresh Home renders {', '.join(f'{x:.2f}' for x in figures.render_s)} s; counts {figures.counts}", t0)
+        log("  phases (response, heading, script done, total): "
+            + "; ".join("/".join(f"{x:.1f}" for x in ph) for ph in render_home.phases), t0)
         states, figures.consistent = queue_snapshot(sessions)
         figures.live_rates, figures.redraw_ms = live_stats(sessions)
         figures.max_running_seen = max((c["running"] for c in (job_counts(p) for _, p in sessions) if c), default=0)
