@@ -107,6 +107,8 @@ class ScenarioConfig:
     n_labelled: int = 1000
     seeds: tuple[int, ...] = (0,)
     log_every: int = 20
+    # May the shipped default teacher (kdviz/assets/default_teacher.pt) stand in for ``teacher``?
+    default_teacher: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -145,8 +147,11 @@ class PresetInfo:
 
 
 PRESETS: dict[str, ScenarioConfig] = {
-    # Tuned on real MNIST (bench/kd_effect.py): ~95% of the unseen 3s before any bias correction.
-    "omitted-digit": ScenarioConfig("omitted-digit", student=Recipe(STUDENT_800, epochs=3.0), T=20.0, alpha=0.9),
+    # Tuned on real MNIST (bench/kd_effect.py). The paper's effect needs an MLP teacher like the
+    # paper's: from the shipped CNN teacher (99.2%) an 800-800 student got only 48% of the unseen
+    # 3s right before correction (94% after), from the fast 1200-1200 MLP teacher about 95%.
+    "omitted-digit": ScenarioConfig("omitted-digit", student=Recipe(STUDENT_800, epochs=3.0), T=20.0, alpha=0.9,
+                                    default_teacher=False),
     "few-labels": ScenarioConfig("few-labels", student=Recipe(STUDENT_800, epochs=20.0, batch_size=64), T=8.0, alpha=0.9,
                                  n_labelled=1000),
     "unlabelled": ScenarioConfig("unlabelled", student=Recipe(STUDENT_800, epochs=2.0), T=8.0, alpha=0.9, n_labelled=1000,
@@ -156,7 +161,7 @@ PRESETS: dict[str, ScenarioConfig] = {
         teacher=Recipe(ModelConfig(hidden=(1200, 1200), dropout=0.5), epochs=60, batch_size=128, lr=0.05, optimizer="sgd",
                        schedule="constant", jitter=2, lr_decay=0.95),
         student=Recipe(STUDENT_800, epochs=60, batch_size=128, lr=0.05, optimizer="sgd", schedule="constant", lr_decay=0.95),
-        T=20.0, alpha=0.9, log_every=50),
+        T=20.0, alpha=0.9, log_every=50, default_teacher=False),
 }
 
 PRESET_INFO: dict[str, PresetInfo] = {
@@ -459,7 +464,7 @@ def scenario_events(cfg: ScenarioConfig, bundle: kdata.DataBundle, *, device: st
     if teacher is None:
         yield {"type": "status", "text": "preparing the teacher"}
         teacher, teacher_info = yield from obtain_teacher(
-            cfg.teacher, bundle, device, ckpt=teacher_ckpt, cache_dir=cache_dir, allow_default=cfg.kind != "hinton",
+            cfg.teacher, bundle, device, ckpt=teacher_ckpt, cache_dir=cache_dir, allow_default=cfg.default_teacher,
             run_dir=str(Path(run_dir) / "teacher") if run_dir and cfg.kind == "hinton" else "")
     teacher = teacher.to(device).eval()
     live_test = live_test_set(bundle.test)

@@ -178,7 +178,8 @@ def sweep_events(cfg: SweepConfig, bundle: kdata.DataBundle, *, device=None, tea
     info = {"source": "given"}
     if teacher is None:
         yield {"type": "status", "text": "preparing the teacher"}
-        teacher, info = yield from obtain_teacher(base.teacher, bundle, device, ckpt=teacher_ckpt, cache_dir=cache_dir)
+        teacher, info = yield from obtain_teacher(base.teacher, bundle, device, ckpt=teacher_ckpt, cache_dir=cache_dir,
+                                                  allow_default=base.default_teacher)
     teacher = teacher.to(device).eval()
     live_test = live_test_set(bundle.test)
     omit = base.omit if base.kind == "omitted-digit" else None

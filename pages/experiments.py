@@ -17,8 +17,11 @@ from kdviz.ui.jobs import get_job, jobs_root, start_job
 SCENARIO_JOB, SWEEP_JOB = "exp_scenario", "exp_sweep"
 
 
-def _teacher_ckpt() -> str | None:
-    """The session's teacher when it was trained on this data; else the job picks (shipped default / cached / trained)."""
+def _teacher_ckpt(kind: str) -> str | None:
+    """The session's teacher when it was trained on this data and the scenario may use any teacher; else the
+    job picks (shipped default / cached / trained). The omitted digit and Hinton's setting need their own MLP teacher."""
+    if not sc.preset(kind).default_teacher:
+        return None
     path, summary = teachers.current_teacher()
     if path and (summary or {}).get("data_source") in (None, get_bundle(data_source()).source):
         return path
@@ -42,7 +45,7 @@ def start_scenario() -> None:
     kind = st.session_state.get("exp_kind", "omitted-digit")
     try:
         overrides, notes = exp_charts.hosted_overrides(kind, scenario_overrides(kind))
-        spec = exp_charts.scenario_spec(kind, overrides, data_source(), current_device(), _teacher_ckpt())
+        spec = exp_charts.scenario_spec(kind, overrides, data_source(), current_device(), _teacher_ckpt(kind))
         if kind == "hinton":  # a fixed folder: running it again resumes where it stopped
             spec["run_dir"] = str(jobs_root() / f"hinton-{data_source()}-T{overrides['T']:g}-a{overrides['alpha']:g}")
         start_job(SCENARIO_JOB, spec)
@@ -84,6 +87,9 @@ def scenarios_tab(n_train: int) -> None:
     kind = st.selectbox("Scenario", list(sc.PRESETS), key="exp_kind", format_func=lambda k: sc.PRESET_INFO[k].title)
     info = sc.PRESET_INFO[kind]
     st.markdown(f"{info.summary} *({info.paper}.)*")
+    teacher = "the session's teacher (or the shipped default)" if sc.preset(kind).default_teacher else \
+        f"its own {sc.preset(kind).teacher.model.label()} teacher, like the paper's (trained once, then cached)"
+    st.caption(f"Teacher: {teacher}.")
     if kind == "hinton":
         st.warning("Long on a CPU (an hour or more): this is the preset to run on a GPU. It is resumable — "
                    "stop it, and pressing Run again with the same T and alpha continues from the last finished epoch.")
@@ -116,9 +122,9 @@ def _start_sweep(spec: dict) -> None:
         lim = limits()
         if lim is not None:
             raise ValueError("sweeps train dozens of networks; they are switched off on this shared server")
-        sw.config_from_spec(spec)  # validate here, so a bad grid is an error on the page at once
+        cfg = sw.config_from_spec(spec)  # validate here, so a bad grid is an error on the page at once
         start_job(SWEEP_JOB, {"fn": "kdviz.sweeps:sweep_job", "data": data_source(), "device": current_device(),
-                              "teacher_ckpt": _teacher_ckpt() or "", "cache_dir": exp_charts.teacher_cache_dir(), **spec})
+                              "teacher_ckpt": _teacher_ckpt(cfg.scenario) or "", "cache_dir": exp_charts.teacher_cache_dir(), **spec})
     except ValueError as err:
         st.session_state["exp_sweep_error"] = str(err)
 

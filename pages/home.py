@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from kdviz import scenarios as sc
-from kdviz.ui import exp_charts, live, teachers
+from kdviz.ui import exp_charts, live
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import show_clamp_notes
 from kdviz.ui.jobs import get_job, start_job
@@ -19,25 +19,21 @@ JOB = "home_demo"
 KIND = "omitted-digit"
 
 
-def teacher_plan(bundle) -> tuple[str | None, str]:
-    """Which teacher the demo uses: the session's, else the shipped default (MNIST), else a fast one trained first."""
-    path, summary = teachers.current_teacher()
-    if path and (summary or {}).get("data_source") in (None, bundle.source):
-        return path, f"the session's teacher — {teachers.describe(summary or {})}"
-    if bundle.is_mnist and sc.DEFAULT_TEACHER.is_file():
-        return str(sc.DEFAULT_TEACHER), "the shipped default teacher"
-    label = sc.preset(KIND).teacher.model.label()
-    return None, f"a fast {label} teacher, trained first (about a minute on a CPU; cached for the next run)"
+def teacher_plan(bundle) -> str:
+    """Which teacher the demo uses. Always the scenario's own MLP teacher (like the paper's): from the
+    shipped CNN teacher an MLP student recognises far fewer of the unseen digits (48% vs 95% measured)."""
+    recipe = sc.preset(KIND).teacher
+    cached = sc.teacher_cache_path(exp_charts.teacher_cache_dir(), recipe, bundle.source).is_file()
+    when = "already trained on this server (cached)" if cached else "trained first — about a minute on a CPU, then cached"
+    return f"{recipe.model.label()} with dropout, like the paper's, {when}"
 
 
 def start() -> None:
     st.session_state.pop("home_error", None)
     try:
-        bundle = get_bundle(data_source())
-        path, _ = teacher_plan(bundle)
         overrides = {"omit": int(st.session_state.get("home_omit", 3)), "seeds": int(st.session_state.get("home_seeds", 1))}
         overrides, notes = exp_charts.hosted_overrides(KIND, overrides)
-        start_job(JOB, exp_charts.scenario_spec(KIND, overrides, data_source(), current_device(), path))
+        start_job(JOB, exp_charts.scenario_spec(KIND, overrides, data_source(), current_device(), None))
     except ValueError as err:
         st.session_state["home_error"] = str(err)
         return
@@ -81,8 +77,7 @@ if bundle.source == "fallback":
 st.header("Classroom demo: the digit the student never saw")
 info = sc.PRESET_INFO[KIND]
 st.markdown(f"{info.summary} *({info.paper}.)*")
-_, plan = teacher_plan(bundle)
-st.caption(f"Teacher: {plan}. Student: {sc.preset(KIND).student.model.label()}, trained for "
+st.caption(f"Teacher: {teacher_plan(bundle)}. Student: {sc.preset(KIND).student.model.label()}, trained for "
            f"{sc.preset(KIND).student.epochs:g} epochs at T = {sc.preset(KIND).T:g}.")
 with st.expander("Demo settings"):
     c1, c2 = st.columns(2)

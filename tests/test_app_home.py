@@ -43,7 +43,7 @@ def test_explains_kd_and_says_what_data_and_device(app_env):
     assert "dark knowledge" in at.markdown[0].value
     assert "home_diagram" in {c.key for c in at.get("plotly_chart")}
     assert any("synthetic test digits" in i.value and "device:** cpu" in i.value for i in at.info)
-    assert any("trained first" in c.value for c in at.caption)  # no session teacher, no MNIST: a fast teacher is trained
+    assert any("MLP 784-1200-1200-10 with dropout" in c.value and "trained first" in c.value for c in at.caption)
 
 
 def test_one_click_starts_the_omitted_digit_scenario(no_spawn):
