@@ -595,6 +595,8 @@ def pct(d: dict, digits: int = 1) -> str:
     """A summarise() dict of fractions as "98.1 ± 0.2" percent."""
     if not math.isfinite(d["mean"]):
         return "n/a"
+    if d.get("n") == 1:
+        return f"{100 * d['mean']:.{digits}f}"  # one seed: no spread to show
     return f"{100 * d['mean']:.{digits}f} ± {100 * d['std']:.{digits}f}"
 
 
@@ -605,11 +607,12 @@ def report_lines(result: dict) -> list[str]:
     lines = [f"{result['scenario']} on {result['data']['name']} ({result['device']}), {n} seed(s): {result['transfer']['description']}",
              f"  teacher   {100 * t['accuracy']:.2f}% ({t['errors']} errors) [{t.get('source', '?')}]"]
     for role in ROLES:
-        line = f"  {role:<9} {pct(s[role]['accuracy'], 2)}%  errors {s[role]['errors']['mean']:.0f} ± {s[role]['errors']['std']:.0f}"
+        err = s[role]["errors"]
+        line = f"  {role:<9} {pct(s[role]['accuracy'], 2)}%  errors {err['mean']:.0f}" + (f" ± {err['std']:.0f}" if n > 1 else "")
         if result["scenario"] == "omitted-digit":
             d = result["config"]["omit"]
             line += (f"  | digit {d}: {pct(s[role]['digit_acc'])}% → {pct(s[role]['digit_acc_after'])}% "
-                     f"after bias {s[role]['best_bias']['mean']:.2f}")
+                     f"after bias {s[role]['best_bias']['mean']:.2f} (the one maximising overall test accuracy)")
         lines.append(line)
     for key, c in result["comparison"].items():
         lines.append(f"  distilled − scratch ({key}): {c['text']}")

@@ -69,6 +69,8 @@ class Comparison:
 
     def format(self, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
         sign = "+" if self.diff >= 0 else "−"
+        if self.a.n < 2 or self.b.n < 2:
+            return f"{sign}{abs(self.diff) * scale:.{digits}f}{unit} (one seed: noise unknown, treat as within noise)"
         core = f"{sign}{abs(self.diff) * scale:.{digits}f}{unit} (2·SE {2 * self.stderr * scale:.{digits}f}{unit})"
         return core + (" — within noise" if self.within_noise else "")
 

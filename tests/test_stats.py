@@ -56,6 +56,7 @@ def test_threshold_is_exactly_two_standard_errors():
 
 def test_single_seed_is_always_within_noise():
     assert within_noise([0.99], [0.10])
+    assert "one seed: noise unknown" in compare([0.99], [0.10]).format(scale=100)
 
 
 def test_identical_constant_results_are_within_noise():

@@ -47,7 +47,8 @@ def kd_diagram() -> go.Figure:
     _box(fig, 3.4, 6.2, 0.0, 1.2, "<b>Labels</b> (hard targets)<br>'this is a 3'", PALETTE[1])
     _arrow(fig, 2.2, 3.0, 3.4, 3.0, "logits z<sub>t</sub>")
     _arrow(fig, 6.2, 3.0, 7.4, 3.0, "α · T² · KL")
-    _arrow(fig, 6.2, 0.6, 7.4, 2.4, "(1 − α) · CE")
+    _arrow(fig, 6.2, 0.6, 7.4, 2.2)
+    fig.add_annotation(x=7.45, y=1.0, text="(1 − α) · CE", showarrow=False, xanchor="left", font=dict(size=12))
     fig.update_xaxes(visible=False, range=[-0.1, 9.9])
     fig.update_yaxes(visible=False, range=[-0.2, 4.2])
     fig.update_layout(height=230, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white", showlegend=False)
@@ -63,12 +64,12 @@ def per_class_bars(per_class: dict[str, list[dict]], highlight: int | None = Non
         fig.add_bar(x=[str(i) for i in range(len(cells))], y=means, name=name, marker_color=ROLE_COLOURS.get(name),
                     error_y=dict(type="data", array=stds, visible=any(s > 0 for s in stds)))
     if highlight is not None:
-        fig.add_vrect(x0=highlight - 0.5, x1=highlight + 0.5, fillcolor="#d62728", opacity=0.08, line_width=0,
-                      annotation_text=f"never seen by the students", annotation_position="top")
+        fig.add_vrect(x0=highlight - 0.5, x1=highlight + 0.5, fillcolor="#d62728", opacity=0.08, line_width=0)
+        fig.add_annotation(x=highlight, y=1.1, text="never seen by the students", showarrow=False, font=dict(color="#d62728"))
     fig.update_layout(barmode="group", title=title or None, height=330, legend=dict(orientation="h", y=-0.2),
                       margin=dict(l=40, r=10, t=40 if title else 20, b=40))
     fig.update_xaxes(title="digit", type="category")
-    fig.update_yaxes(title="test accuracy", tickformat=".0%", range=[0, 1.05])
+    fig.update_yaxes(title="test accuracy", tickformat=".0%", range=[0, 1.15])
     return fig
 
 
@@ -111,7 +112,13 @@ def sweep_chart(result: dict, rows_key: str = "rows", metric: str = "test accura
 def _pct(d: dict | None, digits: int = 2) -> str:
     if d is None or not math.isfinite(d["mean"]):
         return "n/a"
+    if d.get("n") == 1:
+        return f"{100 * d['mean']:.{digits}f}"  # one seed: no spread to show
     return format_mean_std(100 * d["mean"], 100 * d["std"], digits)
+
+
+def _count(d: dict) -> str:
+    return f"{d['mean']:.0f}" if d.get("n") == 1 else format_mean_std(d["mean"], d["std"], 0)
 
 
 def scenario_table(result: dict) -> pd.DataFrame:
@@ -122,7 +129,7 @@ def scenario_table(result: dict) -> pd.DataFrame:
              "test errors": str(t["errors"])}]
     for role in sc.ROLES:
         row = {"network": f"{role} student", "test accuracy (%)": _pct(s[role]["accuracy"]),
-               "test errors": format_mean_std(s[role]["errors"]["mean"], s[role]["errors"]["std"], 0)}
+               "test errors": _count(s[role]["errors"])}
         rows.append(row)
     if omit is not None:
         rows[0][f"digit {omit} (%)"] = f"{100 * t['per_class'][omit]:.1f}"
@@ -136,11 +143,13 @@ def scenario_table(result: dict) -> pd.DataFrame:
 def comparison_lines(result: dict) -> list[str]:
     names = {"accuracy": "test accuracy", "digit_acc": "accuracy on the unseen digit", "digit_acc_after": "… after the bias"}
     out = []
+    single = len(result["seeds"]) < 2
     for key, c in result["comparison"].items():
         verdict = "**within noise**" if c["within_noise"] else "beyond noise"
-        out.append(f"Distilled − scratch, {names.get(key, key)}: **{c['diff'] * 100:+.2f} pts** "
-                   f"(2·SE = {200 * c['stderr']:.2f} pts over {len(result['seeds'])} seed(s)) — {verdict}")
-    if len(result["seeds"]) < 2:
+        noise = "one seed: noise unknown" if single else f"2·SE = {200 * c['stderr']:.2f} pts over {len(result['seeds'])} seeds"
+        out.append(f"Distilled − scratch, {names.get(key, key)}: **{c['diff'] * 100:+.2f} pts** ({noise})"
+                   + ("" if single else f" — {verdict}"))
+    if single:
         out.append("One seed gives no estimate of noise: run 3 or more seeds before trusting a difference.")
     return out
 
@@ -221,8 +230,12 @@ def bias_panel(result: dict, prefix: str) -> None:
     curves = {role: result["runs"][role][0]["bias_curve"] for role in sc.ROLES}
     st.plotly_chart(bias_chart(curves, digit, bias), key=f"{prefix}_bias_chart", theme=None)
     p = result.get("paper", sc.PAPER_OMITTED)
+    run = result["runs"]["distilled"][0]
+    n_digit = sum(1 for y in labels if int(y) == digit)
     st.caption(f"The paper (Hinton, Vinyals & Dean 2015, §3): {p['errors']} test errors, {p['errors_on_digit']} of them on the "
-               f"{p['digit_count']:,} threes; after a bias of {p['bias']:g}, {100 * p['digit_acc_after']:.1f}% of threes right.")
+               f"{p['digit_count']:,} threes; after a bias of {p['bias']:g}, {100 * p['digit_acc_after']:.1f}% of threes right. "
+               f"Here (distilled, seed {run['seed']}): {run['errors']} test errors, {run['digit_errors']} of them on the {n_digit:,} "
+               f"{digit}s; after a bias of {run['best_bias']:g}, {100 * run['digit_acc_after']:.1f}% of them right.")
 
 
 def show_scenario_result(result: dict, prefix: str, bias: bool = True) -> None:
@@ -242,7 +255,7 @@ def show_scenario_result(result: dict, prefix: str, bias: bool = True) -> None:
         p, s = result["paper_errors"], result["summary"]
         st.dataframe(pd.DataFrame([{"network": "teacher", "paper (errors)": p["teacher"], "here (errors)": str(result["teacher"]["errors"])},
                                    *({"network": role, "paper (errors)": p[role],
-                                      "here (errors)": format_mean_std(s[role]["errors"]["mean"], s[role]["errors"]["std"], 0)}
+                                      "here (errors)": _count(s[role]["errors"])}
                                      for role in sc.ROLES)]), hide_index=True, key=f"{prefix}_paper")
     if omit is not None and bias:
         bias_panel(result, prefix)
@@ -259,9 +272,22 @@ def show_sweep_result(result: dict, prefix: str) -> None:
                "of the difference, √(s₁²/n₁ + s₂²/n₂): it is not evidence of an effect.")
 
 
-def live_accuracy_figure(handle) -> go.Figure:
-    """Test accuracy (on a fixed 1,000-image sample) of every run seen so far, against the step."""
-    from kdviz.plots import accuracy_curves
+def _role_of(run: str) -> str:
+    return next((role for role in ROLE_COLOURS if run.startswith(role)), "")
 
-    runs = {name: handle.evals(name) for name in handle.runs if handle.evals(name)}
-    return accuracy_curves(runs, title="Test accuracy during training (1,000-image sample)", height=300)
+
+def live_accuracy_figure(handle) -> go.Figure:
+    """Test accuracy (fixed 1,000-image sample) of every run so far against its epoch; colour by role, dash by seed."""
+    fig = go.Figure()
+    for i, name in enumerate(handle.runs):
+        evals = handle.evals(name)
+        if not evals:
+            continue
+        seed_rank = sum(1 for other in list(handle.runs)[:i] if _role_of(other) == _role_of(name))
+        fig.add_scatter(x=[r["epoch"] for r in evals], y=[r["test_acc"] for r in evals], name=name, mode="lines+markers",
+                        line=dict(color=ROLE_COLOURS.get(_role_of(name)), dash="solid" if seed_rank == 0 else "dot"))
+    fig.update_layout(height=300, margin=dict(l=50, r=10, t=40, b=40), title="Test accuracy during training (1,000-image sample)",
+                      legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="test accuracy", tickformat=".0%")
+    return fig

@@ -108,9 +108,10 @@ class StreamlitServer:
 
 
 def server_env(runs_dir: Path, **extra: str) -> dict[str, str]:
-    """The test server's environment: synthetic data, a private runs folder, no network, no telemetry."""
+    """The test server's environment: synthetic data, private run and job folders, CPU, no network, no telemetry."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KDVIZ_", "STREAMLIT_"))}
-    env.update(KDVIZ_DATA_SOURCE="synthetic", KDVIZ_RUNS_DIR=str(runs_dir), KDVIZ_OFFLINE="1",
+    env.update(KDVIZ_DATA_SOURCE="synthetic", KDVIZ_RUNS_DIR=str(runs_dir), KDVIZ_JOBS_DIR=str(runs_dir / "jobs"),
+               KDVIZ_DEVICE="cpu", KDVIZ_OFFLINE="1",
                STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
@@ -171,6 +172,18 @@ def sidebar_links(page) -> list[tuple[str, str]]:
     return page.eval_on_selector_all(
         # innerText also holds the material-icon ligature name ("school\n\nTeacher"): keep the last line
         "[data-testid='stSidebarNav'] a", "els => els.map(e => [e.innerText.trim().split('\\n').pop().trim(), e.href])")
+
+
+def prime(browser, url: str) -> dict[str, str]:
+    """Open ``url`` once in a throwaway session; return the sidebar's label → path map."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        wait_rendered(page, 120_000)
+        return {label: href.removeprefix(url).lstrip("/") for label, href in sidebar_links(page)}
+    finally:
+        context.close()
 
 
 def slug(text: str) -> str:

@@ -21,11 +21,10 @@ from browser_support import (  # noqa: E402
     ROOT,
     StreamlitServer,
     chromium_unavailable_reason,
+    prime,
     screenshot,
     server_env,
-    sidebar_links,
     slug,
-    wait_rendered,
 )
 
 APP = ROOT / "app.py"
@@ -75,18 +74,6 @@ def nav(app_server, browser) -> dict[str, str]:
     alone, without app.py's frame (see ``test_first_deep_link_after_start_gets_the_frame``).
     """
     return prime(browser, app_server.url)
-
-
-def prime(browser, url: str) -> dict[str, str]:
-    """Open ``url`` once in a throwaway session; return the sidebar's label → path map."""
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(url)
-        wait_rendered(page, 120_000)
-        return {label: href.removeprefix(url).lstrip("/") for label, href in sidebar_links(page)}
-    finally:
-        context.close()
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ import time
 import zlib
 
 import pytest
-from conftest import prime
 from browser_support import (
+    prime,
     ARTIFACTS,
     ROOT,
     StreamlitServer,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 from browser_support import (
+    prime,
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -31,19 +32,20 @@ from browser_support import (
     wait_no_skeletons,
     wait_rendered,
 )
-from conftest import prime
-from ui_actions import click, job_counts, open_page, settle
+from ui_actions import click, job_counts, settle
 
 pytestmark = pytest.mark.browser
 
 SESSIONS = int(os.environ.get("KDVIZ_LOAD_SESSIONS", "20"))  # fewer only for debugging the test itself
 MAX_JOBS = 2  # the configurable limit (KDVIZ_MAX_JOBS); the default would be the number of cores
 RENDER_LIMIT_S = 3.0
+RENDERS = 3  # fresh sessions timed while the runs are active or queued
 # The page's default 1200-1200 MLP, batch 128, 50 epochs of 512 synthetic images = 200 steps:
 # several seconds per run on one core, so 20 runs keep the queue long while we measure.
 EPOCHS = "50"
 LIVE = re.compile(r"live view: every [\d.]+ s \((?:measured ([\d.]+) updates/s, )?(\d+) ms per redraw\)")
 USERS_NICE = 10
+SPARES = 1  # kdviz/ui/jobs.py keeps one warm spare worker process (KDVIZ_SPARE_WORKER, default on)
 QUEUED = re.compile(r"Queued — position (\d+)")
 
 
@@ -270,8 +272,9 @@ def close_running_tabs(sessions, states, sampler: RssSampler, figures: Figures, 
     before = sampler.worker_pids()
     for i in running:
         sessions[i][0].close()
+    # slots handed on: the closed runs' workers are gone and others run (plus, by default, one warm spare)
     figures.handoff_s = wait_until(
-        lambda: not (sampler.worker_pids() & before) and len(sampler.worker_pids()) == MAX_JOBS, 30)
+        lambda: not (sampler.worker_pids() & before) and len(sampler.worker_pids()) >= MAX_JOBS, 30)
     log(f"closed {len(running)} running tabs; slots refilled after {figures.handoff_s} s", t0)
     return [s for i, s in enumerate(sessions) if i not in running]
 
@@ -285,7 +288,7 @@ def measure(users, probe, url: str, sampler: RssSampler, figures: Figures) -> di
         sessions, figures.ramp_home_s = start_sessions(*users, url, t0)
         figures.ramp_s = time.monotonic() - t0
         cpu0, wall0 = (server_cpu_s(sampler.pid), browser_cpu_s(sampler.pid)), time.monotonic()
-        for _ in range(5):
+        for _ in range(RENDERS):
             seconds, counts = render_home(probe, url)
             figures.render_s.append(seconds)
             figures.counts = counts or figures.counts
@@ -307,7 +310,7 @@ def measure(users, probe, url: str, sampler: RssSampler, figures: Figures) -> di
         for ctx, _ in sessions:
             ctx.close()
         sessions = []
-        figures.release_s = wait_until(lambda: not sampler.worker_pids(), 60)
+        figures.release_s = wait_until(lambda: len(sampler.worker_pids()) <= SPARES, 60)
         log(f"closed every tab; all workers gone after {figures.release_s} s", t0)
         return render_home(probe, url)[1]
     finally:
@@ -339,7 +342,7 @@ class NicedProcesses:
         return n
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def users_browser(browser):
     """A second Chromium for the 20 simulated users, at CPU priority nice 10; yields ``(browser, niced)``.
 
@@ -355,13 +358,16 @@ def users_browser(browser):
     users.close()
 
 
-def test_twenty_sessions_at_once(browser, users_browser, load_server):
+@pytest.fixture(scope="module")
+def scenario(browser, users_browser, load_server) -> tuple[Figures, RssSampler, dict | None]:
+    """Runs the whole load scenario once; prints the figures and writes artifacts/load_figures.txt."""
     url = load_server.url
     prime(browser, url)
     sampler = RssSampler(load_server.proc.pid)
     figures = Figures()
     sampler.start()
     print()
+    counts_after = None
     try:
         counts_after = measure(users_browser, browser, url, sampler, figures)
     finally:
@@ -370,15 +376,35 @@ def test_twenty_sessions_at_once(browser, users_browser, load_server):
         print(table)
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "load_figures.txt").write_text(table + "\n")
+    return figures, sampler, counts_after
 
-    assert max(figures.render_s, default=99) < RENDER_LIMIT_S, f"Home took {max(figures.render_s, default=99):.2f} s under load (limit {RENDER_LIMIT_S} s)"
+
+def test_queued_sessions_see_their_position(scenario):
+    figures, _, _ = scenario
     assert figures.positions, f"no session showed a queue position: {figures.states}"
-    assert figures.consistent, f"queue positions are not 1..k: {sorted(figures.positions)}"
-    assert figures.states.get("running", 0) <= MAX_JOBS, figures.states
+    assert figures.consistent, f"queue positions are not 1..k in any snapshot: {sorted(figures.positions)}"
+
+
+def test_running_trainings_never_exceed_the_limit(scenario):
+    figures, sampler, _ = scenario
+    assert figures.counts.get("max") == MAX_JOBS, figures.counts
+    assert figures.counts.get("running", 99) <= MAX_JOBS, figures.counts
     assert figures.max_running_seen <= MAX_JOBS, f"a sidebar showed {figures.max_running_seen} running (limit {MAX_JOBS})"
-    # processes: the running ones, one warm spare, and stopped ones still exiting (their slot is freed at once)
-    assert sampler.max_workers <= 2 * MAX_JOBS + 1, f"{sampler.max_workers} worker processes at once: {sampler.max_detail}"
-    assert figures.counts.get("max") == MAX_JOBS and figures.counts.get("running", 99) <= MAX_JOBS, figures.counts
+    assert figures.states.get("running", 0) <= MAX_JOBS, figures.states
+    # processes: the running ones, the warm spare, and stopped ones still exiting (their slot is freed at once)
+    assert sampler.max_workers <= 2 * MAX_JOBS + SPARES, f"{sampler.max_workers} worker processes at once: {sampler.max_detail}"
+
+
+def test_closing_tabs_frees_slots(scenario):
+    figures, sampler, counts_after = scenario
     assert figures.handoff_s is not None, "closing the running tabs did not hand their slots to queued runs within 30 s"
-    assert figures.release_s is not None, f"workers still alive 60 s after every tab closed: {sampler.worker_pids()}"
+    assert figures.release_s is not None, "worker processes still alive 60 s after every tab closed"
     assert counts_after == {"running": 0, "queued": 0, "max": MAX_JOBS}, counts_after
+
+
+def test_fresh_home_renders_under_3s_under_load(scenario):
+    figures, _, _ = scenario
+    assert figures.render_s, "no fresh render was measured"
+    assert max(figures.render_s) < RENDER_LIMIT_S, (
+        f"a fresh session's Home took {max(figures.render_s):.2f} s while {SESSIONS} runs were active or queued "
+        f"(limit {RENDER_LIMIT_S} s); see artifacts/load_figures.txt")
