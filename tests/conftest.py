@@ -57,12 +57,6 @@ def no_spawn(app_env):
     manager.launcher = real
 
 
-def step_of(at) -> int:
-    """The live step counter ("Step" metric, e.g. "12 / 32") as an int; -1 when not shown."""
-    values = [m.value for m in at.metric if m.label == "Step"]
-    return int(values[0].split("/")[0].replace(",", "")) if values else -1
-
-
 @pytest.fixture
 def tick():
     """``tick(at, cond, timeout)``: rerun the AppTest every 0.25 s (as the live fragment would)

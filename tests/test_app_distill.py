@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import step_of
+from apptools import step_of
 from streamlit.testing.v1 import AppTest
 
 from kdviz.jobs import teacher_job

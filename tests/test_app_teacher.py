@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import step_of
+from apptools import step_of
 from streamlit.testing.v1 import AppTest
 
 from kdviz.ui.teachers import DEFAULT_TEACHER
