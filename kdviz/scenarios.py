@@ -26,7 +26,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -44,13 +44,17 @@ from .engine import (
     total_steps,
     train,
 )
-from .methods import DistillConfig, Term
+from .methods import DistillConfig
 from .models import ModelConfig
 from .stats import compare, mean_std
 
 KINDS = ("omitted-digit", "few-labels", "unlabelled", "hinton")
 ROLES = ("distilled", "scratch")
 DEFAULT_TEACHER = Path(__file__).parent / "assets" / "default_teacher.pt"
+# The omitted-digit effect needs an MLP teacher like the paper's (a CNN teacher's soft targets
+# transfer the unseen digit poorly); this is the FAST_TEACHER recipe's teacher, shipped in float16
+# (4.8 MB) so the classroom demo needs no teacher training. Rebuild: see export_half().
+DEMO_TEACHER = Path(__file__).parent / "assets" / "demo_teacher.pt"
 MAX_SEEDS = 20
 EVAL_POINTS = 8  # test evaluations per training run (on LIVE_TEST_N images) for the live curves
 LIVE_TEST_N = 1000
@@ -336,6 +340,8 @@ def obtain_teacher(recipe: Recipe, bundle: kdata.DataBundle, device: torch.devic
         model, cfg, meta = load_checkpoint(ckpt)  # CheckpointError (a ValueError) names the problem
         return model.to(device).eval(), {"source": "checkpoint", "path": str(ckpt), "label": cfg.label()}
     candidates = [(DEFAULT_TEACHER, "shipped default")] if allow_default and bundle.is_mnist else []
+    if bundle.is_mnist and recipe == FAST_TEACHER:
+        candidates.append((DEMO_TEACHER, "shipped demo teacher"))
     if cache_dir:
         candidates.append((teacher_cache_path(cache_dir, recipe, bundle.source), "cached"))
     for path, source in candidates:
@@ -349,6 +355,19 @@ def obtain_teacher(recipe: Recipe, bundle: kdata.DataBundle, device: torch.devic
         save_checkpoint(path, model, recipe.model, {"data_source": bundle.source, "recipe": asdict(recipe)})
         info["path"] = str(path)
     return model.eval(), info
+
+
+def export_half(src: str | Path, dst: str | Path = DEMO_TEACHER) -> Path:
+    """Copy a checkpoint with float16 weights (half the bytes); loading upcasts into float32.
+
+    The shipped demo teacher was made by ``python -m kdviz scenario omitted-digit`` (which trains
+    and caches the FAST_TEACHER recipe under runs/teachers/) and then this function.
+    """
+    obj = torch.load(src, map_location="cpu", weights_only=True)
+    obj["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
+    obj["meta"] = {**obj.get("meta", {}), "stored_dtype": "float16"}
+    torch.save(obj, dst)
+    return Path(dst)
 
 
 # ----------------------------------------------------------------------------- training

@@ -40,7 +40,7 @@ from .scenarios import (
     train_network,
     with_overrides,
 )
-from .stats import compare, mean_std
+from .stats import compare
 
 SWEEP_PARAMS = ("T", "alpha", "width", "generations", "methods")
 SWEEP_SCENARIOS = ("few-labels", "omitted-digit", "unlabelled")
