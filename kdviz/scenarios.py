@@ -550,15 +550,20 @@ def _result_event(cfg, bundle, device, teacher_info, t_logits, labels, runs, log
     return event
 
 
-def run_scenario(cfg: ScenarioConfig, bundle: kdata.DataBundle, on_event: Callable[[dict], None] | None = None, **kwargs) -> dict:
-    """Drain :func:`scenario_events`; returns the result event (plain function for the CLI/bench)."""
+def drain(events: Iterator[dict], on_event: Callable[[dict], None] | None = None) -> dict | None:
+    """Iterate a job's events (showing each to ``on_event``); returns the result event."""
     result = None
-    for event in scenario_events(cfg, bundle, **kwargs):
+    for event in events:
         if on_event is not None:
             on_event(event)
         if event["type"] == "result":
             result = event
     return result
+
+
+def run_scenario(cfg: ScenarioConfig, bundle: kdata.DataBundle, on_event: Callable[[dict], None] | None = None, **kwargs) -> dict:
+    """Drain :func:`scenario_events`; returns the result event (plain function for the CLI/bench)."""
+    return drain(scenario_events(cfg, bundle, **kwargs), on_event)
 
 
 # ----------------------------------------------------------------------------- app jobs

@@ -30,6 +30,7 @@ from . import data as kdata
 from .engine import eval_from_logits, predict_logits, resolve_device
 from .methods import DistillConfig, Term
 from .scenarios import (
+    drain,
     ScenarioConfig,
     build_transfer,
     check_seeds,
@@ -260,13 +261,7 @@ def format_rows(result: dict, metric_rows: str = "rows") -> list[str]:
 
 def run_sweep(cfg: SweepConfig, bundle: kdata.DataBundle, on_event: Callable[[dict], None] | None = None, **kwargs) -> dict:
     """Drain :func:`sweep_events`; returns the result event."""
-    result = None
-    for event in sweep_events(cfg, bundle, **kwargs):
-        if on_event is not None:
-            on_event(event)
-        if event["type"] == "result":
-            result = event
-    return result
+    return drain(sweep_events(cfg, bundle, **kwargs), on_event)
 
 
 # ----------------------------------------------------------------------------- app job and CLI
