@@ -12,13 +12,14 @@ import streamlit as st
 
 from kdviz.ui.frame import render_sidebar
 from kdviz.ui.hosted import hosted_badge
+from kdviz.ui.server import tune_server_process
 
 ROOT = Path(__file__).resolve().parent
-# NOTE: Streamlit 1.67 treats a folder named "pages" next to the entry script as the old
-# (v1) multipage layout until st.navigation has run once in the server process, so a first
-# visitor who deep-links to /teacher gets file-named pages without this frame. Renaming the
-# folder (e.g. "app_pages") and this constant removes that; see docs/live-training.md.
-PAGES_DIR = ROOT / "pages"
+# Why not "pages/": Streamlit 1.67 treats a folder named "pages" next to the entry script as
+# its legacy (v1) multipage layout until st.navigation has run once in the server process, so
+# the first visitor of a fresh server who deep-links to /teacher got pages/teacher.py alone,
+# without this frame (tests/browser/test_e2e.py::test_first_deep_link_after_start_gets_the_frame).
+PAGES_DIR = ROOT / "app_pages"
 PAGES = (  # file under PAGES_DIR, title, icon
     ("home.py", "Home", ":material/home:"),
     ("temperature.py", "Temperature lab", ":material/thermostat:"),
@@ -43,6 +44,7 @@ def available_pages() -> list[st.Page]:
 
 
 def main() -> None:
+    tune_server_process()
     st.set_page_config(page_title="kdviz — knowledge distillation", page_icon=":material/school:", layout="wide")
     pages = available_pages()
     if not pages:

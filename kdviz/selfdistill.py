@@ -132,7 +132,7 @@ def _dml_step(models, opts, scheds, objective, x, y, T, alpha, meters, step) -> 
         weighted, raw = objective(logits[name], {}, logits[peer].detach(), {}, y, T, alpha)
         total = sum(weighted.values())
         if x.device.type == "cpu" and not torch.isfinite(total):
-            raise NonFiniteLoss(step, float(total), opts[name].param_groups[0]["lr"])
+            raise NonFiniteLoss(step, float(total.detach()), opts[name].param_groups[0]["lr"])
         opts[name].zero_grad(set_to_none=True)
         total.backward()
         opts[name].step()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
+import os
 import multiprocessing.spawn as mp_spawn
 import queue
 import sys
@@ -31,6 +32,10 @@ CONTROL_MESSAGES = ("pause", "resume", "step", "stop")
 END = {"type": "end"}
 _WAKE_S = 0.5  # while paused: how often to check that the parent process is still alive
 _SPAWN_LOCK = threading.Lock()
+# Training workers run below the server's CPU priority: with more runs than cores, the server
+# (which draws every session's pages) must not wait behind them, or fresh pages take > 30 s.
+# Training loses little: the server is idle most of the time. 0 disables it.
+NICE_ENV, DEFAULT_NICE = "KDVIZ_WORKER_NICE", 10
 
 
 def check_job_path(path: str) -> tuple[str, str]:
@@ -121,8 +126,25 @@ def run_events(fn: Callable[[dict], Iterator[dict]], spec: dict, events, control
         gen.close()
 
 
+def worker_nice() -> int:
+    """The niceness workers run at: ``KDVIZ_WORKER_NICE`` (0–19), default 10; a bad value gives the default."""
+    try:
+        return min(19, max(0, int(os.environ.get(NICE_ENV, DEFAULT_NICE))))
+    except ValueError:
+        return DEFAULT_NICE
+
+
+def lower_priority() -> int:
+    """In a worker process (never in-process tests): raise niceness to :func:`worker_nice`; idempotent."""
+    if mp.parent_process() is None or not hasattr(os, "nice"):
+        return 0
+    current = os.nice(0)
+    return os.nice(worker_nice() - current) if worker_nice() > current else current
+
+
 def worker_main(spec: dict, events, control) -> None:
     """Process entry point: run the job (torch limited to ``spec["threads"]``, default 1), always end with ``END``."""
+    lower_priority()
     try:
         if not isinstance(spec, dict):
             raise ValueError(f"a job spec must be a dict, got {type(spec).__name__}")
@@ -147,6 +169,7 @@ def spare_main(events, control, preload: tuple[str, ...] = (), data_source: str 
     they press Start. The spec arrives as a dict on ``control``; ``"stop"`` ends the spare.
     Preloading is best effort: a failure here is reported by the job itself when it retries.
     """
+    lower_priority()
     try:
         for module in preload:
             importlib.import_module(module)

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from kdviz.jobs import teacher_job
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "distill.py")
+PAGE = str(ROOT / "app_pages" / "distill.py")
 TIMEOUT = 60
 
 

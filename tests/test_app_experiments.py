@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from kdviz import sweeps as sw
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "experiments.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "experiments.py")
 TINY = (("student_hidden", (16,)), ("teacher_hidden", (32,)), ("teacher_epochs", 2), ("epochs", 3),
         ("batch_size", 32), ("n_labelled", 60), ("lr", 1e-2))
 

@@ -12,7 +12,7 @@ from kdviz.engine import make_model
 from kdviz.models import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = ROOT / "pages" / "feature_maps.py"
+PAGE = ROOT / "app_pages" / "feature_maps.py"
 
 
 @pytest.fixture
@@ -84,6 +84,6 @@ def test_inside_the_app(env, monkeypatch, tmp_path):
     monkeypatch.setenv("KDVIZ_JOBS_DIR", str(tmp_path / "jobs"))
     monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "runs"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.switch_page("pages/feature_maps.py").run()
+    at.switch_page("app_pages/feature_maps.py").run()
     assert not at.exception, at.exception
     assert at.button(key="fm_train") is not None

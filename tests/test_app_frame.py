@@ -18,11 +18,11 @@ TIMEOUT = 60
 def _app_copy(tmp_path: Path, pages: dict[str, str | None]) -> Path:
     """app.py in a temp folder with the given pages (None: copy the real page file)."""
     shutil.copy(ROOT / "app.py", tmp_path / "app.py")
-    (tmp_path / "pages").mkdir()
+    (tmp_path / "app_pages").mkdir()
     for name, text in pages.items():
-        target = tmp_path / "pages" / name
+        target = tmp_path / "app_pages" / name
         if text is None:
-            shutil.copy(ROOT / "pages" / name, target)
+            shutil.copy(ROOT / "app_pages" / name, target)
         else:
             target.write_text(text)
     return tmp_path / "app.py"
@@ -39,13 +39,13 @@ def test_app_renders_frame_and_pages(app_env, tmp_path):
     assert at.selectbox(key="device").options[0] == "cpu"
     assert at.button(key="stop_all").disabled  # nothing to stop yet
     assert any("Synthetic test digits in use" in i.value for i in at.info)  # not-MNIST banner
-    at.switch_page("pages/distill.py").run()
+    at.switch_page("app_pages/distill.py").run()
     assert not at.exception and at.title[0].value == "Distill"
 
 
 def test_real_app_serves_teacher_and_distill(app_env):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    for page, title in (("pages/teacher.py", "Teacher"), ("pages/distill.py", "Distill")):
+    for page, title in (("app_pages/teacher.py", "Teacher"), ("app_pages/distill.py", "Distill")):
         at.switch_page(page).run()
         assert not at.exception and at.title[0].value == title
 

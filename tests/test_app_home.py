@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from kdviz import scenarios as sc
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "home.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "home.py")
 TINY = {"student_hidden": [16], "teacher_hidden": [32], "teacher_epochs": 2, "epochs": 4, "scratch_epochs": 4,
         "batch_size": 32, "lr": 1e-2, "log_every": 5}
 

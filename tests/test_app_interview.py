@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = ROOT / "pages" / "interview.py"
+PAGE = ROOT / "app_pages" / "interview.py"
 REQUIRED = ["Why divide the logits by a temperature", "Why is the soft-target loss multiplied by T²",
             "Why log_softmax", "What does alpha mean", "Can a student beat its teacher", "What must match",
             "Feature distillation vs logit distillation", "dark knowledge", "Why cache the teacher",
@@ -47,7 +47,7 @@ def test_page_links_work_inside_the_app(env, monkeypatch, tmp_path):
     monkeypatch.setenv("KDVIZ_JOBS_DIR", str(tmp_path / "jobs"))
     monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "runs"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.switch_page("pages/interview.py").run()  # before the first run: no other page is rendered
+    at.switch_page("app_pages/interview.py").run()  # before the first run: no other page is rendered
     assert not at.exception, at.exception
     links = [p.value for p in at.get("page_link")]
     assert "See it live: Temperature lab" in links and "See it live: Feature maps" in links

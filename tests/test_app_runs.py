@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from kdviz.runs import RunStore
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "runs.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "runs.py")
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 

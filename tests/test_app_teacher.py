@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from kdviz.ui.teachers import DEFAULT_TEACHER
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "teacher.py")
+PAGE = str(ROOT / "app_pages" / "teacher.py")
 TIMEOUT = 60
 
 

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = ROOT / "pages" / "temperature.py"
+PAGE = ROOT / "app_pages" / "temperature.py"
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_inside_the_app(page, monkeypatch, tmp_path):
     monkeypatch.setenv("KDVIZ_JOBS_DIR", str(tmp_path / "jobs"))
     monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "runs"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.switch_page("pages/temperature.py").run()
+    at.switch_page("app_pages/temperature.py").run()
     assert not at.exception, at.exception
     assert metrics(at)["total"] == "0.2422"
 

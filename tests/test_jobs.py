@@ -5,12 +5,14 @@ queues) or use a fake launcher; two tests spawn real worker processes end to end
 """
 from __future__ import annotations
 
+import os
 import queue
 import re
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -21,7 +23,7 @@ from kdviz.jobs import distill_job, parse_terms, teacher_job, transfer_set
 from kdviz.methods import Term
 from kdviz.models import ModelConfig
 from kdviz.ui.jobs import JobManager, RunLog, Series, Worker
-from kdviz.worker import END, resolve_job, worker_main
+from kdviz.worker import END, resolve_job, worker_main, worker_nice
 
 TINY_TEACHER = {"arch": "mlp", "hidden": [32]}
 TINY_TRAIN = {"epochs": 2, "batch_size": 64, "log_every": 2}
@@ -316,6 +318,8 @@ def test_spawned_workers_stream_pause_stop_and_finish(tmp_path):
         assert queued.position == 1
         _wait(lambda: counter.step() >= 3, 60, counter)
         assert counter.result is None and counter.state == "running"  # records arrive while it runs
+        # the worker runs below the server's priority (kdviz.worker.DEFAULT_NICE), the test process does not
+        assert psutil.Process(counter.worker.process.pid).nice() == max(worker_nice(), os.nice(0))
         counter.pause()
         time.sleep(0.3)
         counter.poll()
@@ -335,6 +339,18 @@ def test_spawned_workers_stream_pause_stop_and_finish(tmp_path):
     assert [r["step"] for r in teacher.records("teacher")] == list(range(2, 33, 2))  # every record, in order
     assert Path(teacher.result["checkpoint"]).is_file() and teacher.result["threads"] == 1
     assert teacher.wait_ended(5) and queued.wait_ended(5)
+
+
+@pytest.mark.parametrize("value, expected", [(None, 10), ("0", 0), ("5", 5), ("99", 19), ("-3", 0), ("high", 10)])
+def test_worker_niceness_from_environment(monkeypatch, value, expected):
+    from kdviz.worker import NICE_ENV, lower_priority, worker_nice
+
+    if value is None:
+        monkeypatch.delenv(NICE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(NICE_ENV, value)
+    assert worker_nice() == expected
+    assert lower_priority() == 0  # in the test process itself: never reniced
 
 
 def test_spare_pool_starts_jobs_warm():

@@ -1,4 +1,4 @@
-"""Streamlit side of kdviz (only ``app.py``, ``pages/`` and this package import streamlit).
+"""Streamlit side of kdviz (only ``app.py``, ``app_pages/`` and this package import streamlit).
 
 Infrastructure used by every page:
 
@@ -8,4 +8,5 @@ Infrastructure used by every page:
 - ``teachers`` — the session's current teacher (``teacher_ckpt``/``teacher_summary``), the shipped default
 - ``forms``    — model/training widgets with stable keys, parsed into ModelConfig/TrainConfig
 - ``charts``   — Plotly figures for the live pages
+- ``server``   — once-per-process tuning of the server (garbage-collector thresholds)
 """

@@ -68,10 +68,7 @@ def nav(app_server, browser) -> dict[str, str]:
     """Sidebar label → path (e.g. ``{"Teacher": "teacher", "Temperature lab": ""}``), read from the root page.
 
     Tests look pages up by label because the default page lives at "/" and the others at their
-    url_path. The visit also primes the server: with a ``pages/`` folder beside app.py,
-    Streamlit 1.67 treats the app as an old-style multipage app until some session has run
-    ``st.navigation``; until then a deep link such as ``/teacher`` runs ``pages/teacher.py``
-    alone, without app.py's frame (see ``test_first_deep_link_after_start_gets_the_frame``).
+    url_path.
     """
     return prime(browser, app_server.url)
 

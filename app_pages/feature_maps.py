@@ -1,7 +1,7 @@
 """Feature maps: where a CNN teacher and student "look" (attention maps per stage), and attention transfer live.
 
 Attention map a(f) = normalize(vec(mean_c f_c²)) (Zagoruyko & Komodakis 2017), from ``kdviz.attention``.
-Runs inside the app or alone: ``streamlit run pages/feature_maps.py``.
+Runs inside the app or alone: ``streamlit run app_pages/feature_maps.py``.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run pages/x.py` alone: find kdviz
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run app_pages/x.py` alone: find kdviz
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kdviz.attention import (  # noqa: E402

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 _ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:  # `streamlit run pages/runs.py` puts only pages/ on the path
+if _ROOT not in sys.path:  # `streamlit run app_pages/runs.py` puts only app_pages/ on the path
     sys.path.insert(0, _ROOT)
 
 import pandas as pd  # noqa: E402

@@ -20,7 +20,7 @@ PAGE_TITLES = {
 class Card:
     question: str
     answer: str  # markdown
-    pages: tuple[str, ...]  # files under pages/ that show it live, best first
+    pages: tuple[str, ...]  # files under app_pages/ that show it live, best first
     topic: str
 
 
@@ -141,7 +141,7 @@ def page_links(pages: tuple[str, ...]) -> None:
             continue
         title = PAGE_TITLES.get(page, page)
         try:
-            st.page_link(f"pages/{page}", label=f"See it live: {title}", icon=":material/play_circle:")
+            st.page_link(f"app_pages/{page}", label=f"See it live: {title}", icon=":material/play_circle:")
         except Exception:  # StreamlitPageNotFoundError etc.: this page is not part of a multipage app
             st.caption(f"See it live on the **{title}** page.")
 

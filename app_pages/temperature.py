@@ -1,6 +1,6 @@
 """Temperature lab: what softmax(z / T) does to a teacher's output, and a step-by-step KD loss calculator.
 
-Runs inside the app (``app.py`` navigation) or alone: ``streamlit run pages/temperature.py``.
+Runs inside the app (``app.py`` navigation) or alone: ``streamlit run app_pages/temperature.py``.
 Every number shown comes from ``kdviz.losses`` at run time; none is hard-coded.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run pages/x.py` alone: find kdviz
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run app_pages/x.py` alone: find kdviz
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kdviz import losses  # noqa: E402

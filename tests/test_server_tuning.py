@@ -1,0 +1,30 @@
+"""Server-process GC tuning (kdviz/ui/server.py): what it sets, and that it runs once."""
+from __future__ import annotations
+
+import gc
+
+from kdviz.ui.server import GC_THRESHOLDS, tune_server_process
+
+
+def test_tuning_freezes_the_heap_and_raises_thresholds():
+    before = gc.get_threshold()
+    try:
+        assert tune_server_process.__wrapped__() == GC_THRESHOLDS  # the uncached body
+        assert gc.get_freeze_count() > 10_000  # torch/streamlit objects moved out of the collector's way
+        assert GC_THRESHOLDS[0] > 700  # rarer young collections than CPython's default
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_tuning_runs_once_per_process(monkeypatch):
+    calls = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "set_threshold", lambda *t: calls.append(t))
+    tune_server_process.cache_clear()
+    try:
+        tune_server_process()
+        tune_server_process()
+        assert calls == ["freeze", GC_THRESHOLDS]
+    finally:
+        tune_server_process.cache_clear()
