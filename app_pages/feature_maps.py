@@ -1,7 +1,8 @@
 """Feature maps: where a CNN teacher and student "look" (attention maps per stage), and attention transfer live.
 
 Attention map a(f) = normalize(vec(mean_c f_c²)) (Zagoruyko & Komodakis 2017), from ``kdviz.attention``.
-Runs inside the app or alone: ``streamlit run app_pages/feature_maps.py``.
+Runs inside the app or alone: ``streamlit run app_pages/feature_maps.py``. The built-in pair trains
+in a background job (``kdviz.jobs.quick_pair_job``), so the page stays responsive while it trains.
 """
 from __future__ import annotations
 
@@ -22,18 +23,20 @@ from kdviz.attention import (  # noqa: E402
     compare_stages,
     snapshot_steps,
     spatial_features,
-    train_quick_pair,
     watch_attention_transfer,
 )
 from kdviz.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
-from kdviz.engine import evaluate, make_model  # noqa: E402
+from kdviz.engine import make_model  # noqa: E402
 from kdviz.images import enlarge, to_pixels  # noqa: E402
 from kdviz.plots import attention_comparison, heatmap_row, series_lines  # noqa: E402
 from kdviz.ui.frame import current_device, data_source, get_bundle  # noqa: E402
+from kdviz.ui import live  # noqa: E402
 from kdviz.ui.hosted import cap  # noqa: E402
+from kdviz.ui.jobs import get_job, start_job  # noqa: E402
 from kdviz.ui.teachers import current_teacher  # noqa: E402
 
 BUILTIN, YOURS = "Quick built-in CNN pair (trained here)", "Your teacher and a distilled student"
+JOB = "feature_maps"  # this session's quick-pair job (kdviz.ui.jobs registry name)
 PROBE_SIZE = 128  # images over which the AT distance is averaged
 N_SNAPSHOTS = 7
 
@@ -43,30 +46,6 @@ N_SNAPSHOTS = 7
 def _load(path: str, mtime: float):
     model, cfg, _ = load_checkpoint(path)
     return model.eval(), cfg
-
-
-@st.cache_resource(show_spinner=False)
-def _pair_store() -> dict:
-    """Server-wide store of trained quick pairs. Not ``cache_resource`` on the trainer itself: its
-    progress bar lives outside the function, which cached-element replay does not allow."""
-    return {}
-
-
-def _quick_pair(source: str, steps: int, device: str):
-    """Teacher and AT student, trained once per (data, steps, device) for the whole server."""
-    store, key = _pair_store(), (source, steps, device)
-    if key not in store:
-        bundle = get_bundle(source)
-        cfg = QuickPairConfig(teacher_steps=steps, student_steps=steps)
-        bar = st.progress(0.0, text="Training the quick pair…")
-        pair = train_quick_pair(cfg, bundle.train, bundle.test.x[:PROBE_SIZE], device,
-                                on_progress=lambda f, text: bar.progress(min(1.0, f), text=f"Training the quick pair: {text}"))
-        bar.empty()
-        accs = evaluate(pair.teacher, bundle.test).accuracy, evaluate(pair.student, bundle.test).accuracy
-        while len(store) >= 4:
-            store.pop(next(iter(store)))  # oldest first: bounded memory
-        store[key] = (pair, cfg, accs)
-    return store[key]
 
 
 def your_models():
@@ -83,22 +62,70 @@ def your_models():
     return teacher, student, t_cfg, s_cfg, f"teacher {t_cfg.label()} · student '{name}' {s_cfg.label()}"
 
 
-def builtin_models():
-    """The quick pair, trained when the user asks (it takes ~15 s on a CPU)."""
-    steps = st.number_input("Training steps (teacher, then student)", 20, cap("max_steps", 1000), 300, 20, key="fm_steps")
-    trained = st.session_state.get("fm_pair_steps")
-    if st.button(f"Train the quick pair ({int(steps)} + {int(steps)} steps)", key="fm_train", type="primary"):
-        trained = st.session_state["fm_pair_steps"] = int(steps)
-    if trained is None:
-        st.info("Press the button to train a small CNN teacher (16-32-64 channels) and a CNN student (8-16-32) "
-                "distilled from it with attention transfer on stage 2 — about 15 s on a CPU, once per server.")
+def _start_pair() -> None:
+    """Button callback: train the quick pair in a worker process (the page polls it; nothing blocks)."""
+    steps = int(st.session_state["fm_steps"])
+    start_job(JOB, {"fn": "kdviz.jobs:quick_pair_job", "steps": steps, "data": data_source(), "device": current_device()})
+
+
+def _stop_pair() -> None:
+    handle = get_job(JOB)
+    if handle is not None:
+        handle.stop()
+
+
+def draw_pair_job(handle) -> None:
+    """Live view of the quick-pair job (inside the polling fragment): status and a progress bar."""
+    if handle is None:
+        return
+    live.status_line(handle)
+    if handle.state == "done":
+        return  # the fragment reruns the whole page, which then shows the maps
+    steps = int(handle.spec.get("steps", 1))
+    t, s = handle.step("teacher"), handle.step("student")
+    st.progress(min(1.0, (t + s) / (2 * steps)), text=f"teacher step {t} / {steps} · student step {s} / {steps}")
+    run = "student" if "student" in handle.runs else "teacher"
+    latest = handle.records(run)[-1:]
+    if latest:
+        st.caption(f"{run} training-batch accuracy: {latest[0]['train_acc']:.1%}")
+
+
+def pair_from_result(result: dict):
+    """``(teacher, student, t_cfg, s_cfg, label)`` from the finished job's checkpoints, or None after an error."""
+    try:
+        paths = result["checkpoints"]
+        teacher, t_cfg = _load(paths["teacher"], Path(paths["teacher"]).stat().st_mtime)
+        student, s_cfg = _load(paths["student"], Path(paths["student"]).stat().st_mtime)
+    except (CheckpointError, OSError, KeyError) as err:
+        st.error(f"Could not load the trained pair ({err}); press the button to train it again.")
         return None
-    pair, cfg, (t_acc, s_acc) = _quick_pair(data_source(), trained, current_device())
-    if pair.setup.note:
-        st.warning(pair.setup.note)
-    label = (f"teacher {cfg.teacher.label()} ({t_acc:.1%}) · student {cfg.student.label()} ({s_acc:.1%}), "
-             f"{trained} steps each" + (", student trained with KD + AT on stage 2" if pair.setup.uses_at else ""))
-    return pair.teacher, pair.student, cfg.teacher, cfg.student, label
+    if result.get("note"):
+        st.warning(result["note"])
+    acc = result.get("test_acc", {})
+    label = (f"teacher {t_cfg.label()} ({acc.get('teacher', 0):.1%}) · student {s_cfg.label()} ({acc.get('student', 0):.1%}), "
+             f"{result.get('steps')} steps each" + (", student trained with KD + AT on stage 2" if result.get("uses_at") else ""))
+    return teacher, student, t_cfg, s_cfg, label
+
+
+def builtin_models():
+    """The quick pair, trained in the background when the user asks (about 15 s on a CPU)."""
+    steps = st.number_input("Training steps (teacher, then student)", 20, cap("max_steps", 1000), 300, 20, key="fm_steps")
+    handle = get_job(JOB)
+    if handle is not None:
+        handle.poll()  # a job that ended since the last run shows its maps at once
+    active = handle is not None and handle.active
+    c1, c2 = st.columns([3, 1])
+    c1.button(f"Train the quick pair ({int(steps)} + {int(steps)} steps)", key="fm_train", type="primary",
+              on_click=_start_pair, width="stretch", help="Trains in the background; a run in progress is replaced.")
+    c2.button("Stop", key="fm_stop", disabled=not active, on_click=_stop_pair, width="stretch")
+    if handle is None:
+        st.info("Press the button to train a small CNN teacher (16-32-64 channels) and a CNN student (8-16-32) "
+                "distilled from it with attention transfer on stage 2 — about 15 s on a CPU, in the background.")
+        return None
+    if handle.state != "done" or handle.result is None:
+        live.live_panel(JOB, draw_pair_job)  # ticks while queued/running; shows the error or stop otherwise
+        return None
+    return pair_from_result(handle.result)
 
 
 # ----------------------------------------------------------------------------- views

@@ -2,6 +2,8 @@
 
 Runs inside the app (``app.py`` navigation) or alone: ``streamlit run app_pages/temperature.py``.
 Every number shown comes from ``kdviz.losses`` at run time; none is hard-coded.
+The temperature, the log-scale toggle and the test image live in the URL (``?T=8&log=true&img=42``),
+so a link opens the same view.
 """
 from __future__ import annotations
 
@@ -26,7 +28,10 @@ from kdviz.plots import probability_bars
 from kdviz.ui.frame import data_source, get_bundle
 from kdviz.ui.hosted import cap
 from kdviz.ui.teachers import DEFAULT_TEACHER, current_teacher
+from kdviz.ui.urlstate import sync_url, url_state
 
+P = "temp_"  # session-state prefix of the URL-backed settings: temp_T, temp_log, temp_img
+T_RANGE, T_DEFAULT = (0.5, 50.0), 4.0
 CALC_DEFAULTS = {"calc_teacher": "2, 1, 0", "calc_student": "1.5, 0.5, 0", "calc_label": 0, "calc_T": 2.0, "calc_alpha": 0.5}
 QUICK_STEPS = 300
 DT = torch.float64  # the calculator works in double precision, so its 4-decimal display is exact
@@ -68,6 +73,20 @@ def get_teacher() -> tuple[torch.nn.Module, str]:
     return model, f"No trained teacher found, so the teacher is {label}. Train a better one on the Teacher page."
 
 
+# ----------------------------------------------------------------------------- URL
+def url_schema(n_test: int, first: int) -> dict:
+    """T, the log-scale toggle and the test image shown (its index: the range depends on the data set)."""
+    return {"T": (float, T_DEFAULT, T_RANGE), "log": (bool, False), "img": (int, first, (0, max(0, n_test - 1)))}
+
+
+def url_values(n_test: int) -> dict:
+    """The current settings to write to the URL; an upload has no index, so ``img`` is then left out."""
+    s = st.session_state
+    img = s.get(P + "img")
+    return {"T": float(s[P + "T"]), "log": bool(s[P + "log"]),
+            **({"img": img} if isinstance(img, int) and 0 <= img < n_test else {})}
+
+
 # ----------------------------------------------------------------------------- digit picker
 def _gallery(y: torch.Tensor) -> list[int]:
     """Index of the first test image of each class present: one clickable example per digit."""
@@ -75,17 +94,16 @@ def _gallery(y: torch.Tensor) -> list[int]:
 
 
 def _choose(choice) -> None:
-    st.session_state["temp_choice"] = choice
+    st.session_state[P + "img"] = choice
 
 
 def _pick_random(n: int) -> None:
-    st.session_state["temp_choice"] = random.randrange(n)
+    st.session_state[P + "img"] = random.randrange(n)
 
 
 def digit_picker(test) -> tuple[torch.Tensor, str, int | None]:
     """Gallery buttons, a random button and an upload. Returns ``(x [1,1,28,28], caption, label or None)``."""
     gallery = _gallery(test.y)
-    st.session_state.setdefault("temp_choice", gallery[0] if gallery else 0)
     cols = st.columns(max(len(gallery), 1))
     for col, idx in zip(cols, gallery):
         col.image(enlarge(to_pixels(test.x[idx]), 2), width="stretch")
@@ -97,7 +115,7 @@ def digit_picker(test) -> tuple[torch.Tensor, str, int | None]:
     upload = right.file_uploader("…or upload a PNG/JPEG of a digit (any size or colours; it is centred like MNIST)",
                               type=["png", "jpg", "jpeg"], key="temp_upload", on_change=_choose, args=("upload",),
                               max_upload_size=max(1, math.ceil(max_bytes / 1e6)))
-    choice = st.session_state["temp_choice"]
+    choice = st.session_state[P + "img"]  # seeded from the URL by url_state
     if choice == "upload" and upload is not None:
         try:
             digit = prepare_digit(upload, ImageLimits(max_bytes=max_bytes))
@@ -111,9 +129,10 @@ def digit_picker(test) -> tuple[torch.Tensor, str, int | None]:
 
 # ----------------------------------------------------------------------------- probabilities at T
 def temperature_view(teacher: torch.nn.Module, x: torch.Tensor, caption: str, label: int | None) -> None:
-    T = st.slider("Temperature T", 0.5, 50.0, 4.0, 0.5, key="temp_T",
+    # no value=: the URL (through url_state) seeds temp_T and temp_log
+    T = st.slider("Temperature T", *T_RANGE, step=0.5, key=P + "T",
                   help="softmax(z / T): T > 1 flattens the distribution, T < 1 sharpens it.")
-    log = st.toggle("Log scale (makes the tiny probabilities — the dark knowledge — visible)", key="temp_log")
+    log = st.toggle("Log scale (makes the tiny probabilities — the dark knowledge — visible)", key=P + "log")
     with torch.no_grad():
         z = teacher(x.to(next(teacher.parameters()).device))[0][0].double().cpu()  # [C] raw logits
     p1, pT = losses.soft_targets(z, 1.0), losses.soft_targets(z, T)
@@ -316,6 +335,10 @@ def main() -> None:
     st.caption("Soft targets p = softmax(z / T) (Hinton, Vinyals & Dean 2015): a higher temperature reveals how "
                "the teacher ranks the wrong classes — the 'dark knowledge' a student can learn from.")
     bundle = get_bundle(data_source())
+    n_test = len(bundle.test)
+    gallery = _gallery(bundle.test.y)
+    schema = url_schema(n_test, gallery[0] if gallery else 0)
+    url_state(schema, P)  # a bad ?T=… shows a warning naming T and its range, and the default is used
     teacher, note = get_teacher()
     st.caption(note)
     st.subheader("1 · Pick a digit")
@@ -330,6 +353,7 @@ def main() -> None:
     tutorial_note()
     why_log_softmax()
     why_t_squared(example)
+    sync_url(schema, P, url_values(n_test))
 
 
 main()

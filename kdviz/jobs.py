@@ -20,6 +20,7 @@ Specs are plain dicts (they cross a process boundary). Shared keys::
 path), ``student`` (ModelConfig fields), ``distill`` (DistillConfig fields: T, alpha, schedules),
 ``terms`` (list of ``{method, weight, student_layer, teacher_layer}``) and ``transfer``
 ("full" | "subset:N" | "without:3" or "without:3,5" | "labelled:N").
+``quick_pair_job`` (the Feature maps page's built-in CNN pair) adds ``steps`` (per network, default 300).
 
 Invalid values never escape as exceptions: the job yields one error event instead.
 """
@@ -35,6 +36,7 @@ import torch
 from torch import nn
 
 from . import data as kdata
+from .attention import QuickPairConfig, attention_transfer_setup
 from .checkpoints import load_checkpoint, save_checkpoint
 from .engine import (
     EvalResult,
@@ -325,3 +327,52 @@ def _distill_result(teacher, t_cfg, t_meta, students, s_cfg, bundle, device, fol
         "alpha": dcfg.alpha,
         "terms": [asdict(t) for t in dcfg.terms],
     }
+
+
+# ----------------------------------------------------------------------------- quick CNN pair (Feature maps page)
+QUICK_PAIR_RECORDS = 30  # records per network: enough for a smooth progress bar
+
+
+def _quick_pair_steps(spec: dict) -> int:
+    raw = spec.get("steps", 300)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {raw!r}")
+    return raw
+
+
+@guarded
+def quick_pair_job(spec: dict) -> Iterator[dict]:
+    """A small CNN teacher, then a CNN student distilled from it with KD + attention transfer
+    (``kdviz.attention.QuickPairConfig``); both checkpoints go to ``out_dir``."""
+    steps, folder = _quick_pair_steps(spec), out_dir(spec)
+    cfg = QuickPairConfig(teacher_steps=steps, student_steps=steps)  # validates steps >= 1
+    device, source = resolve_device(spec.get("device")), check_source(spec.get("data", "auto"))
+    train_cfg = cfg.train_config(steps, log_every=max(1, steps // QUICK_PAIR_RECORDS))
+    yield {"type": "status", "text": "loading data"}
+    bundle = load_bundle(source).to(device)
+    teacher = make_model(cfg.teacher, cfg.seed, device)
+    yield {"type": "status", "text": f"training the teacher {cfg.teacher.label()} ({steps} steps)"}
+    for rec in train(teacher, bundle.train, train_cfg, device=device):
+        yield _record_event("teacher", rec)
+    teacher.eval()
+    student = make_model(cfg.student, cfg.seed + 1, device)
+    setup = attention_transfer_setup(student, teacher, cfg.student_layer, cfg.teacher_layer, cfg.at_weight, cfg.T, cfg.alpha)
+    how = f"KD + attention transfer on {cfg.student_layer}" if setup.uses_at else "soft-target KD"
+    yield {"type": "status", "text": f"training the student {cfg.student.label()} with {how} ({steps} steps)"}
+    for rec in train(student, bundle.train, train_cfg, teacher=teacher, distill=setup.distill, device=device):
+        yield _record_event("student", rec)
+    yield {"type": "status", "text": "evaluating on the full test set"}
+    yield {"type": "result", "steps": steps, "uses_at": setup.uses_at, "note": setup.note, "data_source": bundle.source,
+           **_save_pair(folder, {"teacher": (teacher, cfg.teacher), "student": (student, cfg.student)}, bundle, setup.uses_at)}
+
+
+def _save_pair(folder: Path, models: dict, bundle: kdata.DataBundle, uses_at: bool) -> dict:
+    """Evaluate and save each ``{role: (model, cfg)}``: ``{"test_acc": {...}, "checkpoints": {...}, "labels": {...}}``."""
+    out = {"test_acc": {}, "checkpoints": {}, "labels": {}}
+    for role, (model, cfg) in models.items():
+        acc = evaluate(model, bundle.test).accuracy
+        meta = {"test_acc": acc, "role": role, "attention_transfer": uses_at, "data_source": bundle.source}
+        out["test_acc"][role] = acc
+        out["checkpoints"][role] = str(save_checkpoint(folder / f"{role}.pt", model, cfg, meta))
+        out["labels"][role] = cfg.label()
+    return out

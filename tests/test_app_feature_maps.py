@@ -1,4 +1,4 @@
-"""Feature maps page (pages/feature_maps.py) run alone through Streamlit's AppTest on synthetic data."""
+"""Feature maps page (app_pages/feature_maps.py) run alone through Streamlit's AppTest on synthetic data."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,13 +16,11 @@ PAGE = ROOT / "app_pages" / "feature_maps.py"
 
 
 @pytest.fixture
-def env(monkeypatch):
-    monkeypatch.setenv("KDVIZ_DATA_SOURCE", "synthetic")
-    monkeypatch.setenv("KDVIZ_DEVICE", "cpu")
-    monkeypatch.delenv("KDVIZ_HOSTED", raising=False)
+def env(app_env):
+    """Synthetic data, job folders under tmp_path (``app_env``), one torch thread (the cores are shared)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    yield app_env
     torch.set_num_threads(threads)
 
 
@@ -30,15 +28,23 @@ def charts(at) -> list:
     return list(at.get("plotly_chart"))
 
 
-def test_renders_and_trains_the_builtin_pair(env):
+def test_renders_and_trains_the_builtin_pair_in_a_job(env, tick):
     at = AppTest.from_file(str(PAGE), default_timeout=90).run()
     assert not at.exception, at.exception
     assert at.button(key="fm_train") is not None and at.number_input(key="fm_steps").value == 300
+    assert at.button(key="fm_stop").disabled
     assert "Press the button" in at.info[0].value and not charts(at)
     at.number_input(key="fm_steps").set_value(20)
-    at.button(key="fm_train").click().run()
+    at.button(key="fm_train").click().run()  # returns at once: the pair trains in a worker process
     assert not at.exception and not at.error, (at.exception, at.error)
-    assert len(charts(at)) == 3  # stage1, stage2, stage3: teacher | student | difference each
+    handle = get_job_of(at)
+    assert handle.spec["fn"] == "kdviz.jobs:quick_pair_job" and handle.spec["steps"] == 20
+    assert not charts(at) and not at.button(key="fm_stop").disabled  # training: no maps yet, Stop enabled
+    tick(at, lambda a: len(charts(a)) == 3, timeout=120)  # the live fragment polls until the job is done
+    assert not at.error, [e.value for e in at.error]
+    assert any("teacher CNN 16-32-64" in c.value and "20 steps each" in c.value for c in at.caption)
+    assert set(handle.result["checkpoints"]) == {"teacher", "student"}  # the maps use the job's checkpoints
+    assert all(Path(p).is_file() and str(env) in p for p in handle.result["checkpoints"].values())
     assert at.number_input(key="fm_index") is not None and at.selectbox(key="fm_layer").value == "stage2"
     at.number_input(key="fm_index").set_value(5).run()
     assert not at.exception and len(charts(at)) == 3
@@ -48,6 +54,23 @@ def test_renders_and_trains_the_builtin_pair(env):
     assert len(charts(at)) == 5  # + snapshot row + distance curve
     result = at.session_state["fm_watch_result"]
     assert [s.step for s in result["snaps"]][0] == 0 and result["snaps"][-1].step == 20
+
+
+def get_job_of(at):
+    """The page's quick-pair job handle, from the session's job registry."""
+    from kdviz.ui.jobs import _STATE_KEY
+
+    return at.session_state[_STATE_KEY].handles["feature_maps"]
+
+
+def test_stopping_the_quick_pair_shows_no_maps(env, no_spawn):
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    at.button(key="fm_train").click().run()
+    assert get_job_of(at).state == "running" and not charts(at)
+    at.button(key="fm_stop").click().run()
+    assert not at.exception
+    assert any("Stopped" in w.value for w in at.warning) and not charts(at)
+    assert at.button(key="fm_stop").disabled
 
 
 def test_mlp_pair_is_explained(env, tmp_path):
@@ -80,9 +103,7 @@ def test_your_cnn_pair_from_checkpoints(env, tmp_path):
 
 
 @pytest.mark.skipif(not (ROOT / "app.py").is_file(), reason="app.py (the navigation frame) is not installed")
-def test_inside_the_app(env, monkeypatch, tmp_path):
-    monkeypatch.setenv("KDVIZ_JOBS_DIR", str(tmp_path / "jobs"))
-    monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "runs"))
+def test_inside_the_app(env):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.switch_page("app_pages/feature_maps.py").run()
     assert not at.exception, at.exception

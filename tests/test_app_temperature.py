@@ -1,4 +1,4 @@
-"""Temperature lab page (pages/temperature.py) run alone through Streamlit's AppTest on synthetic data."""
+"""Temperature lab page (app_pages/temperature.py) run alone through Streamlit's AppTest on synthetic data."""
 from __future__ import annotations
 
 import io
@@ -148,3 +148,60 @@ def test_tutorial_note_recomputes_the_rounding(page):
     assert table["KL = Σ"].iloc[-1] == "0.003825"  # 0.0153 / T², T = 2
     note = next(m.value for m in page.markdown if "Rounding explains little" in m.value)
     assert "0.5 × 0.0153 + 0.5 × 0.4644 = 0.23985" in note and "KD only drops to 0.0186" in note
+
+
+# ----------------------------------------------------------------------------- settings in the URL
+def _from_url(monkeypatch, **params) -> AppTest:
+    monkeypatch.setenv("KDVIZ_DATA_SOURCE", "synthetic")
+    monkeypatch.setenv("KDVIZ_DEVICE", "cpu")
+    monkeypatch.delenv("KDVIZ_HOSTED", raising=False)
+    at = AppTest.from_file(str(PAGE), default_timeout=60)
+    for name, value in params.items():
+        at.query_params[name] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def warnings(at) -> list[str]:
+    return [w.value for w in at.warning]
+
+
+def test_url_sets_temperature_log_scale_and_image(monkeypatch):
+    at = _from_url(monkeypatch, T="3", log="true", img="7")
+    assert at.slider(key="temp_T").value == 3.0 and at.toggle(key="temp_log").value is True
+    assert "Entropy at T = 3" in metrics(at)
+    assert any(c.startswith("test image #7,") for c in captions(at))
+    assert not [w for w in warnings(at) if "URL parameter" in w]
+
+
+@pytest.mark.parametrize("raw", ["999", "abc", "0.1", "nan"])
+def test_bad_temperature_in_url_is_refused_with_a_warning(monkeypatch, raw):
+    at = _from_url(monkeypatch, T=raw)
+    refusals = [w for w in warnings(at) if "URL parameter" in w]
+    assert len(refusals) == 1 and f"'T={raw}'" in refusals[0], refusals
+    assert "from 0.5 to 50" in refusals[0] and "default 4.0" in refusals[0]
+    assert at.slider(key="temp_T").value == 4.0 and "Entropy at T = 4" in metrics(at)
+    assert len(at.get("plotly_chart")) == 1  # the rest of the page renders
+
+
+def test_bad_image_and_log_values_are_refused(monkeypatch):
+    at = _from_url(monkeypatch, img="100000", log="maybe")
+    refusals = " ".join(warnings(at))
+    assert "'img=100000'" in refusals and "from 0 to 255" in refusals  # 256 synthetic test images
+    assert "'log=maybe'" in refusals and "true or false" in refusals
+    assert at.toggle(key="temp_log").value is False
+
+
+def test_changing_settings_updates_the_url(page):
+    assert "T" not in page.query_params  # defaults are left out of the URL
+    page.slider(key="temp_T").set_value(12.5).run()
+    assert page.query_params["T"] == "12.5"
+    page.toggle(key="temp_log").set_value(True).run()
+    pick = [b for b in page.button if b.key and b.key.startswith("temp_pick_")][3]  # not the default image
+    pick.click().run()
+    assert not page.exception
+    assert page.query_params["log"] == "true"
+    assert page.query_params["img"] == pick.key.rsplit("_", 1)[1] == str(page.session_state["temp_img"])
+    page.slider(key="temp_T").set_value(4.0).run()
+    assert "T" not in page.query_params

@@ -19,7 +19,7 @@ import torch
 from kdviz import data as kdata
 from kdviz.checkpoints import load_checkpoint
 from kdviz.engine import NonFiniteLoss, TrainConfig, make_model, train
-from kdviz.jobs import distill_job, parse_terms, teacher_job, transfer_set
+from kdviz.jobs import distill_job, parse_terms, quick_pair_job, teacher_job, transfer_set
 from kdviz.methods import Term
 from kdviz.models import ModelConfig
 from kdviz.ui.jobs import JobManager, RunLog, Series, Worker
@@ -145,6 +145,27 @@ def test_transfer_sets_and_terms():
             transfer_set(data, bad)
     assert parse_terms([{"method": "at", "weight": 2, "student_layer": "stage2", "teacher_layer": "stage2"}]) == (
         Term("at", 2.0, "stage2", "stage2"),)
+
+
+def test_quick_pair_job_trains_teacher_then_at_student_and_saves_both(tmp_path):
+    events = list(quick_pair_job(_spec(out_dir=str(tmp_path), steps=12)))
+    assert "error" not in [e["type"] for e in events]
+    runs = [e["run"] for e in events if e["type"] == "record"]
+    assert runs == sorted(runs, key=["teacher", "student"].index)  # the teacher first, then the student
+    for run in ("teacher", "student"):
+        assert [e["step"] for e in events if e.get("run") == run][-1] == 12
+    r = events[-1]
+    assert r["type"] == "result" and r["uses_at"] and r["note"] == "" and r["steps"] == 12
+    for role, path in r["checkpoints"].items():
+        _, cfg, meta = load_checkpoint(path)
+        assert cfg.arch == "cnn" and meta["role"] == role and meta["test_acc"] == r["test_acc"][role]
+    assert r["labels"] == {"teacher": "CNN 16-32-64", "student": "CNN 8-16-32"}
+
+
+@pytest.mark.parametrize("steps", [0, -3, "20", 2.5, True])
+def test_quick_pair_job_refuses_bad_steps(tmp_path, steps):
+    events = list(quick_pair_job(_spec(out_dir=str(tmp_path), steps=steps)))
+    assert [e["type"] for e in events] == ["error"] and "steps must be a whole number >= 1" in events[0]["text"]
 
 
 # ----------------------------------------------------------------------------- worker loop (in-process)

@@ -92,13 +92,16 @@ def figure(key: str, handle: JobHandle, build: Callable[[], Any], *extra) -> Any
     return slot[1]
 
 
-def _tick_rate(name: str) -> float | None:
-    """Fragment runs per second over the last few seconds (the refresh rate the user sees)."""
+def _tick_rate(name: str) -> tuple[float | None, int]:
+    """Fragment runs per second over the last few seconds (the refresh rate the user sees), and
+    how many updates this session's live view has had (a counter the browser can read: two reads
+    some seconds apart give the refresh rate as the browser saw it; bench/app_live.py does that)."""
     times = st.session_state.setdefault(f"_live_ticks_{name}", deque(maxlen=20))
     times.append(time.monotonic())
+    count = st.session_state[f"_live_count_{name}"] = st.session_state.get(f"_live_count_{name}", 0) + 1
     if len(times) < 3 or times[-1] - times[0] <= 0:
-        return None
-    return (len(times) - 1) / (times[-1] - times[0])
+        return None, count
+    return (len(times) - 1) / (times[-1] - times[0]), count
 
 
 def live_panel(name: str, draw: Callable[[JobHandle | None], None], interval: float = REFRESH_S) -> None:
@@ -114,9 +117,9 @@ def live_panel(name: str, draw: Callable[[JobHandle | None], None], interval: fl
             current.poll()
         draw(current)
         if current is not None and current.active:
-            rate, ms = _tick_rate(name), 1000 * (time.perf_counter() - t0)
+            (rate, count), ms = _tick_rate(name), 1000 * (time.perf_counter() - t0)
             parts = ([f"measured {rate:.1f} updates/s"] if rate else []) + [f"{ms:.0f} ms per redraw"]
-            st.caption(f"live view: every {interval:g} s ({', '.join(parts)})")
+            st.caption(f"live view: every {interval:g} s ({', '.join(parts)}) · update {count}")
         if was_active and (current is None or not current.active):
             st.rerun()  # finished: redraw the whole page once, and stop ticking
 

@@ -183,9 +183,7 @@ def test_uploads_hostile_files_get_a_clear_message(page, app_url, nav):
 # ----------------------------------------------------------------------------- settings from the URL
 @pytest.mark.parametrize("label,query,param", [
     ("Saved runs", "kind=bogus", "kind"),
-    pytest.param("Temperature lab", "T=999", "T", marks=pytest.mark.xfail(strict=False, reason=(
-        "pages/temperature.py does not read its settings from the URL (no url_state schema with T in 0.5..50), "
-        "so ?T=999 is silently ignored instead of refused with a message"))),
+    ("Temperature lab", "T=999", "T"),
 ])
 def test_out_of_range_url_value_is_refused(page, app_url, nav, label, query, param):
     path = f"{nav[label]}?{query}"
