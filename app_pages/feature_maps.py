@@ -2,7 +2,8 @@
 
 Attention map a(f) = normalize(vec(mean_c f_c²)) (Zagoruyko & Komodakis 2017), from ``kdviz.attention``.
 Runs inside the app or alone: ``streamlit run app_pages/feature_maps.py``. The built-in pair trains
-in a background job (``kdviz.jobs.quick_pair_job``), so the page stays responsive while it trains.
+in a background job (``kdviz.jobs.quick_pair_job``), and so does the short attention-transfer run
+(``kdviz.jobs.watch_at_job``), so the page stays responsive while they train.
 """
 from __future__ import annotations
 
@@ -16,17 +17,8 @@ import torch
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run app_pages/x.py` alone: find kdviz
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdviz.attention import (  # noqa: E402
-    QuickPairConfig,
-    attention_2d,
-    attention_transfer_setup,
-    compare_stages,
-    snapshot_steps,
-    spatial_features,
-    watch_attention_transfer,
-)
+from kdviz.attention import compare_stages  # noqa: E402
 from kdviz.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
-from kdviz.engine import make_model  # noqa: E402
 from kdviz.images import enlarge, to_pixels  # noqa: E402
 from kdviz.plots import attention_comparison, heatmap_row, series_lines  # noqa: E402
 from kdviz.ui.frame import current_device, data_source, get_bundle  # noqa: E402
@@ -37,8 +29,8 @@ from kdviz.ui.teachers import current_teacher  # noqa: E402
 
 BUILTIN, YOURS = "Quick built-in CNN pair (trained here)", "Your teacher and a distilled student"
 JOB = "feature_maps"  # this session's quick-pair job (kdviz.ui.jobs registry name)
+WATCH_JOB = "feature_maps_watch"  # this session's "watch attention transfer" job
 PROBE_SIZE = 128  # images over which the AT distance is averaged
-N_SNAPSHOTS = 7
 
 
 # ----------------------------------------------------------------------------- models
@@ -49,7 +41,7 @@ def _load(path: str, mtime: float):
 
 
 def your_models():
-    """``(teacher, student, t_cfg, s_cfg, label)`` from the session's checkpoints, or None after explaining why not."""
+    """``(teacher, student, t_cfg, s_cfg, label, paths)`` from the session's checkpoints, or None after explaining why not."""
     t_path, _ = current_teacher()
     students = {k: v for k, v in (st.session_state.get("student_ckpts") or {}).items() if v and Path(v).is_file()}
     name = st.selectbox("Student", list(students), key="fm_student")
@@ -59,7 +51,8 @@ def your_models():
     except (CheckpointError, OSError, KeyError) as err:
         st.error(f"Could not load the checkpoints: {err}")
         return None
-    return teacher, student, t_cfg, s_cfg, f"teacher {t_cfg.label()} · student '{name}' {s_cfg.label()}"
+    label = f"teacher {t_cfg.label()} · student '{name}' {s_cfg.label()}"
+    return teacher, student, t_cfg, s_cfg, label, {"teacher": t_path, "student": students[name]}
 
 
 def _start_pair() -> None:
@@ -91,7 +84,7 @@ def draw_pair_job(handle) -> None:
 
 
 def pair_from_result(result: dict):
-    """``(teacher, student, t_cfg, s_cfg, label)`` from the finished job's checkpoints, or None after an error."""
+    """``(teacher, student, t_cfg, s_cfg, label, paths)`` from the finished job's checkpoints, or None after an error."""
     try:
         paths = result["checkpoints"]
         teacher, t_cfg = _load(paths["teacher"], Path(paths["teacher"]).stat().st_mtime)
@@ -104,7 +97,7 @@ def pair_from_result(result: dict):
     acc = result.get("test_acc", {})
     label = (f"teacher {t_cfg.label()} ({acc.get('teacher', 0):.1%}) · student {s_cfg.label()} ({acc.get('student', 0):.1%}), "
              f"{result.get('steps')} steps each" + (", student trained with KD + AT on stage 2" if result.get("uses_at") else ""))
-    return teacher, student, t_cfg, s_cfg, label
+    return teacher, student, t_cfg, s_cfg, label, {"teacher": paths["teacher"], "student": paths["student"]}
 
 
 def builtin_models():
@@ -164,52 +157,74 @@ def stage_maps(teacher, student, x) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- watch AT training
-def run_watch(teacher, s_cfg, data, probe, layer: str, steps: int) -> dict:
-    """Train a fresh student like the current one with AT on ``layer``; snapshots of its map on ``probe[0]``."""
-    student = make_model(s_cfg, seed=1)
-    setup = attention_transfer_setup(student, teacher, layer, layer)
-    qp = QuickPairConfig(student=s_cfg) if s_cfg.arch == "cnn" else QuickPairConfig()
-    every = max(1, steps // 60)
-    wanted = snapshot_steps(steps, N_SNAPSHOTS, every)
-    bar = st.progress(0.0, text="Training…")
-    snaps = []
-    for snap in watch_attention_transfer(teacher, student, data, probe, qp.train_config(steps, every), setup,
-                                         layer, layer, current_device(), wanted):
-        snaps.append(snap)
-        bar.progress(snap.step / steps, text=f"step {snap.step} of {steps}")
-    bar.empty()
-    t_map = attention_2d(spatial_features(teacher, probe[:1])[layer])
-    return {"snaps": snaps, "teacher_map": t_map, "note": setup.note, "layer": layer, "steps": steps}
+def _start_watch(paths: dict, labels: str) -> None:
+    """Button callback: train a fresh student against the teacher in a worker process (nothing blocks)."""
+    state = st.session_state
+    start_job(WATCH_JOB, {"fn": "kdviz.jobs:watch_at_job", "teacher": paths["teacher"], "student": paths["student"],
+                          "layer": state["fm_layer"], "steps": int(state["fm_watch_steps"]), "index": int(state.get("fm_index", 0)),
+                          "probe_n": PROBE_SIZE, "data": data_source(), "device": current_device(), "ui": {"labels": labels}})
+
+
+def _stop_watch() -> None:
+    handle = get_job(WATCH_JOB)
+    if handle is not None:
+        handle.stop()
+
+
+def draw_watch_job(handle) -> None:
+    """Live view of the attention-transfer job (inside the polling fragment): status, progress, latest AT loss."""
+    if handle is None:
+        return
+    live.status_line(handle)
+    if handle.state == "done":
+        return  # the fragment reruns the whole page, which then plots the result
+    steps, step = int(handle.spec.get("steps", 1)), handle.step("student")
+    st.progress(min(1.0, step / steps), text=f"student step {step} / {steps}")
+    latest = handle.records("student")[-1:]
+    if latest:
+        at = latest[0].get("raw", {}).get("at")
+        st.caption(f"training-batch accuracy {latest[0]['train_acc']:.1%}" + (f" · AT distance (batch) {at:.2e}" if at is not None else ""))
 
 
 def show_watch(result: dict) -> None:
-    snaps = result["snaps"]
-    maps = {f"step {s.step}<br>AT {s.distance:.1e}": s.student_map for s in snaps}
+    """The snapshot maps and the AT distance curve from the finished job's (plain-list) result."""
+    snaps = result["snapshots"]
+    maps = {f"step {s['step']}<br>AT {s['distance']:.1e}": s["map"] for s in snaps}
     maps["teacher"] = result["teacher_map"]
+    st.caption(f"Test image #{result['index']} (label {result['label']}), student {result['labels']['student']} "
+               f"trained for {result['steps']} steps against teacher {result['labels']['teacher']}.")
     st.plotly_chart(heatmap_row(maps, shared_scale=True, height=260,
                                 title=f"Student attention on {result['layer']}, moving toward the teacher's (right)"),
                     key="fm_watch_maps")
-    st.plotly_chart(series_lines([s.step for s in snaps], {"AT distance to the teacher": [s.distance for s in snaps]},
+    st.plotly_chart(series_lines([s["step"] for s in snaps], {"AT distance to the teacher": [s["distance"] for s in snaps]},
                                  y_title="mean at_loss (probe images)", log_y=True, height=260), key="fm_watch_curve")
     if result["note"]:
         st.warning(result["note"])
 
 
-def watch_section(teacher, s_cfg, test, x, layers: list[str], labels: str) -> None:
+def watch_section(paths: dict, layers: list[str], labels: str) -> None:
     st.subheader("Watch attention transfer happen")
     st.caption("A fresh student with the same architecture as the one above is trained against the teacher "
-               "(KD + β·AT, β = 1000). Snapshots are spaced geometrically because early training changes fastest.")
+               "(KD + β·AT, β = 1000), in the background. Snapshots are spaced geometrically because early "
+               "training changes fastest.")
     c1, c2 = st.columns(2)
     default = layers.index("stage2") if "stage2" in layers else len(layers) - 1
-    layer = c1.selectbox("Stage to transfer", layers, index=default, key="fm_layer")
+    c1.selectbox("Stage to transfer", layers, index=default, key="fm_layer")
     steps = c2.number_input("Steps", 10, cap("max_steps", 1000), 200, 10, key="fm_watch_steps")
-    if st.button("Run a short AT training", key="fm_watch"):
-        probe = torch.cat([x, test.x[:PROBE_SIZE - 1]])  # the chosen digit first: its map is shown
-        st.session_state["fm_watch_result"] = {**run_watch(teacher, s_cfg, get_bundle(data_source()).train, probe, layer,
-                                                           int(steps)), "labels": labels}
-    result = st.session_state.get("fm_watch_result")
-    if result and result.get("labels") == labels:
-        show_watch(result)
+    handle = get_job(WATCH_JOB)
+    if handle is not None:
+        handle.poll()  # a job that ended since the last run shows its plots at once
+    active = handle is not None and handle.active
+    b1, b2 = st.columns([3, 1])
+    b1.button(f"Run a short AT training ({int(steps)} steps)", key="fm_watch", on_click=_start_watch, args=(paths, labels),
+              width="stretch", help="Trains in the background on the digit shown above; a run in progress is replaced.")
+    b2.button("Stop", key="fm_watch_stop", disabled=not active, on_click=_stop_watch, width="stretch")
+    if handle is None or (not active and handle.spec.get("ui", {}).get("labels") != labels):
+        return  # nothing run yet, or a finished run for another pair
+    if handle.state != "done" or handle.result is None:
+        live.live_panel(WATCH_JOB, draw_watch_job)  # ticks while queued/running; shows the error or stop otherwise
+        return
+    show_watch(handle.result)
 
 
 # ----------------------------------------------------------------------------- page
@@ -224,7 +239,7 @@ def main() -> None:
     models = your_models() if source == YOURS else builtin_models()
     if models is None:
         return
-    teacher, student, _, s_cfg, labels = models
+    teacher, student, _, _, labels, paths = models
     st.caption(labels)
     x, label = pick_digit(bundle.test)
     left, right = st.columns([1, 4])
@@ -236,7 +251,7 @@ def main() -> None:
         explain_mlp(err)
         return
     st.divider()
-    watch_section(teacher, s_cfg, bundle.test, x, layers, labels)
+    watch_section(paths, layers, labels)
 
 
 main()

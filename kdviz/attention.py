@@ -17,7 +17,7 @@ from torch import nn
 
 from . import losses
 from .data import TensorData
-from .engine import TrainConfig, make_model, train
+from .engine import StepRecord, TrainConfig, make_model, train
 from .methods import DistillConfig, Term, build_objective
 from .models import ModelConfig
 
@@ -260,6 +260,41 @@ def snapshot_steps(total: int, count: int, every: int = 1) -> list[int]:
     return sorted(steps)
 
 
+def watch_records(
+    teacher: nn.Module,
+    student: nn.Module,
+    data: TensorData,
+    probe: torch.Tensor,
+    cfg: TrainConfig,
+    setup: ATSetup,
+    student_layer: str,
+    teacher_layer: str,
+    device=None,
+    at_steps=None,
+) -> Iterator[tuple[StepRecord | None, Snapshot | None]]:
+    """Train ``student`` against ``teacher`` step-wise: ``(None, snapshot at step 0)`` first, then
+    ``(record, snapshot or None)`` for every training record (``cfg.log_every`` steps apart); a
+    record carries a :class:`Snapshot` when its step is in ``at_steps`` (all when None) or it is
+    the last one. ``probe`` ``[B, 1, 28, 28]``: map of image 0, distance over all B.
+    Pulling the generator drives training, so a caller can stop it early (or report progress)."""
+    t_feat = spatial_features(teacher, probe)  # an MLP raises a clear ValueError here, before training
+    s_feat = spatial_features(student, probe[:1])
+    for name, feats, who in ((teacher_layer, t_feat, "teacher"), (student_layer, s_feat, "student")):
+        if name not in feats:
+            raise ValueError(f"{who} has no spatial layer {name!r}; it has {list(feats)}")
+    t_feat = t_feat[teacher_layer]  # [B, C, H, W], computed once
+
+    def snap(step: int, acc: float | None) -> Snapshot:
+        s_map = attention_2d(spatial_features(student, probe[:1])[student_layer])
+        return Snapshot(step, s_map, at_distance(teacher, student, probe, student_layer, teacher_layer, t_feat), acc)
+
+    yield None, snap(0, None)
+    wanted = None if at_steps is None else set(at_steps)
+    for rec in train(student, data, cfg, teacher=teacher, distill=setup.distill, device=device):
+        yield rec, (snap(rec.step, rec.train_acc) if wanted is None or rec.step in wanted or rec.done else None)
+        student.train()  # the engine does not re-enter train mode after a yield
+
+
 def watch_attention_transfer(
     teacher: nn.Module,
     student: nn.Module,
@@ -272,26 +307,11 @@ def watch_attention_transfer(
     device=None,
     at_steps=None,
 ) -> Iterator[Snapshot]:
-    """Train ``student`` against ``teacher``; yield a :class:`Snapshot` before the first step and
-    at the records (``cfg.log_every`` steps apart) whose step is in ``at_steps`` (all when None;
-    the last record always). ``probe`` ``[B, 1, 28, 28]``: map of image 0, distance over all B.
-    Pulling the generator drives training, so a caller can stop it early."""
-    t_feat = spatial_features(teacher, probe)  # an MLP raises a clear ValueError here, before training
-    spatial_features(student, probe[:1])
-    if teacher_layer not in t_feat:
-        raise ValueError(f"teacher has no spatial layer {teacher_layer!r}; it has {list(t_feat)}")
-    t_feat = t_feat[teacher_layer]  # [B, C, H, W], computed once
-
-    def snap(step: int, acc: float | None) -> Snapshot:
-        s_map = attention_2d(spatial_features(student, probe[:1])[student_layer])
-        return Snapshot(step, s_map, at_distance(teacher, student, probe, student_layer, teacher_layer, t_feat), acc)
-
-    yield snap(0, None)
-    wanted = None if at_steps is None else set(at_steps)
-    for rec in train(student, data, cfg, teacher=teacher, distill=setup.distill, device=device):
-        if wanted is None or rec.step in wanted or rec.done:
-            yield snap(rec.step, rec.train_acc)
-        student.train()  # the engine does not re-enter train mode after a yield
+    """Only the snapshots of :func:`watch_records`: one before the first step and one at each
+    record whose step is in ``at_steps`` (all when None; the last record always)."""
+    for _, shot in watch_records(teacher, student, data, probe, cfg, setup, student_layer, teacher_layer, device, at_steps):
+        if shot is not None:
+            yield shot
 
 
 @dataclass

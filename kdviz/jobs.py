@@ -21,12 +21,17 @@ path), ``student`` (ModelConfig fields), ``distill`` (DistillConfig fields: T, a
 ``terms`` (list of ``{method, weight, student_layer, teacher_layer}``) and ``transfer``
 ("full" | "subset:N" | "without:3" or "without:3,5" | "labelled:N").
 ``quick_pair_job`` (the Feature maps page's built-in CNN pair) adds ``steps`` (per network, default 300).
+``watch_at_job`` (the Feature maps page's "watch attention transfer") adds ``teacher`` and ``student``
+(checkpoint paths: the teacher, and the student whose architecture a fresh student gets), ``layer``
+(default "stage2"), ``steps`` (default 200), ``at_weight`` (β, default 1000), ``index`` (the test image
+whose maps are kept, default 0) and ``probe_n`` (images the AT distance averages over, default 128).
 
 Invalid values never escape as exceptions: the job yields one error event instead.
 """
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -36,7 +41,7 @@ import torch
 from torch import nn
 
 from . import data as kdata
-from .attention import QuickPairConfig, attention_transfer_setup
+from .attention import QuickPairConfig, Snapshot, attention_2d, attention_transfer_setup, snapshot_steps, spatial_features, watch_records
 from .checkpoints import load_checkpoint, save_checkpoint
 from .engine import (
     EvalResult,
@@ -333,8 +338,8 @@ def _distill_result(teacher, t_cfg, t_meta, students, s_cfg, bundle, device, fol
 QUICK_PAIR_RECORDS = 30  # records per network: enough for a smooth progress bar
 
 
-def _quick_pair_steps(spec: dict) -> int:
-    raw = spec.get("steps", 300)
+def _steps(spec: dict, default: int) -> int:
+    raw = spec.get("steps", default)
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
         raise ValueError(f"steps must be a whole number >= 1, got {raw!r}")
     return raw
@@ -344,7 +349,7 @@ def _quick_pair_steps(spec: dict) -> int:
 def quick_pair_job(spec: dict) -> Iterator[dict]:
     """A small CNN teacher, then a CNN student distilled from it with KD + attention transfer
     (``kdviz.attention.QuickPairConfig``); both checkpoints go to ``out_dir``."""
-    steps, folder = _quick_pair_steps(spec), out_dir(spec)
+    steps, folder = _steps(spec, 300), out_dir(spec)
     cfg = QuickPairConfig(teacher_steps=steps, student_steps=steps)  # validates steps >= 1
     device, source = resolve_device(spec.get("device")), check_source(spec.get("data", "auto"))
     train_cfg = cfg.train_config(steps, log_every=max(1, steps // QUICK_PAIR_RECORDS))
@@ -376,3 +381,85 @@ def _save_pair(folder: Path, models: dict, bundle: kdata.DataBundle, uses_at: bo
         out["checkpoints"][role] = str(save_checkpoint(folder / f"{role}.pt", model, cfg, meta))
         out["labels"][role] = cfg.label()
     return out
+
+
+# ----------------------------------------------------------------------------- watch attention transfer (Feature maps page)
+WATCH_RECORDS = 60  # progress records per run
+WATCH_SNAPSHOTS = 7  # attention maps kept, spaced geometrically (early training changes fastest)
+WATCH_PROBE = 128  # images the AT distance is averaged over
+
+
+def _whole(spec: dict, key: str, default: int, low: int) -> int:
+    raw = spec.get(key, default)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < low:
+        raise ValueError(f"{key} must be a whole number >= {low}, got {raw!r}")
+    return raw
+
+
+def _at_weight(spec: dict) -> float:
+    raw = spec.get("at_weight", 1000.0)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 0:
+        raise ValueError(f"at_weight must be a finite number >= 0, got {raw!r}")
+    return float(raw)
+
+
+def _checkpoint(spec: dict, role: str):
+    """``(model, config)`` from the checkpoint path ``spec[role]`` (a clear ValueError when missing or unusable)."""
+    path = spec.get(role)
+    if not path or not isinstance(path, str):
+        raise ValueError(f"the spec needs '{role}': the path of a {role} checkpoint")
+    model, cfg, _ = load_checkpoint(path)
+    return model, cfg
+
+
+def _probe(test: kdata.TensorData, index: int, n: int) -> tuple[torch.Tensor, int]:
+    """``(probe [n, 1, 28, 28], label)``: test image ``index`` first (its maps are kept), then the first ``n - 1`` test images."""
+    if index >= len(test):
+        raise ValueError(f"index must be below the {len(test):,} test images, got {index}")
+    return torch.cat([test.x[index : index + 1], test.x[: n - 1]]), int(test.y[index])
+
+
+def _check_stage(model: nn.Module, layer: str, who: str) -> None:
+    """A ValueError before any work when ``model`` has no spatial stage ``layer`` (an MLP has none)."""
+    feats = spatial_features(model, torch.zeros(1, 1, 28, 28))
+    if layer not in feats:
+        raise ValueError(f"the {who} has no spatial stage {layer!r}; it has {list(feats)}")
+
+
+def snapshot_dict(shot: Snapshot) -> dict:
+    """A :class:`~kdviz.attention.Snapshot` as plain data (the map as nested lists)."""
+    return {"step": shot.step, "distance": shot.distance, "train_acc": shot.train_acc, "map": shot.student_map.tolist()}
+
+
+@guarded
+def watch_at_job(spec: dict) -> Iterator[dict]:
+    """Train a fresh student (the architecture of ``student``, seed 1) against ``teacher`` with KD + AT on
+    ``layer``; the result holds its attention maps for test image ``index`` at a few steps, the
+    teacher's map, and the AT distance at those steps (plain lists)."""
+    steps, weight, layer = _steps(spec, 200), _at_weight(spec), str(spec.get("layer", "stage2"))
+    index, probe_n = _whole(spec, "index", 0, 0), _whole(spec, "probe_n", WATCH_PROBE, 1)
+    device, source = resolve_device(spec.get("device")), check_source(spec.get("data", "auto"))
+    teacher, t_cfg = _checkpoint(spec, "teacher")
+    _, s_cfg = _checkpoint(spec, "student")
+    student = make_model(s_cfg, 1, device)
+    teacher = teacher.to(device).eval()
+    for model, who in ((teacher, "teacher"), (student, "student")):
+        _check_stage(model, layer, who)
+    yield {"type": "status", "text": "loading data"}
+    bundle = load_bundle(source).to(device)
+    probe, label = _probe(bundle.test, index, probe_n)
+    setup = attention_transfer_setup(student, teacher, layer, layer, weight)
+    every = max(1, steps // WATCH_RECORDS)
+    how = f"KD + {weight:g}·AT on {layer}" if setup.uses_at else "soft-target KD"
+    yield {"type": "status", "text": f"training a fresh student {s_cfg.label()} against the teacher {t_cfg.label()} with {how} ({steps} steps)"}
+    snaps = []
+    for rec, shot in watch_records(teacher, student, bundle.train, probe, QuickPairConfig().train_config(steps, every), setup,
+                                   layer, layer, device, snapshot_steps(steps, WATCH_SNAPSHOTS, every)):
+        if rec is not None:
+            yield _record_event("student", rec)
+        if shot is not None:
+            snaps.append(snapshot_dict(shot))
+    t_map = attention_2d(spatial_features(teacher, probe[:1])[layer])
+    yield {"type": "result", "steps": steps, "layer": layer, "at_weight": weight, "uses_at": setup.uses_at, "note": setup.note,
+           "index": index, "label": label, "teacher_map": t_map.tolist(), "snapshots": snaps,
+           "labels": {"teacher": t_cfg.label(), "student": s_cfg.label()}, "data_source": bundle.source}

@@ -48,19 +48,29 @@ def test_renders_and_trains_the_builtin_pair_in_a_job(env, tick):
     assert at.number_input(key="fm_index") is not None and at.selectbox(key="fm_layer").value == "stage2"
     at.number_input(key="fm_index").set_value(5).run()
     assert not at.exception and len(charts(at)) == 3
+    assert at.button(key="fm_watch_stop").disabled
     at.number_input(key="fm_watch_steps").set_value(20)
-    at.button(key="fm_watch").click().run()
-    assert not at.exception, at.exception
-    assert len(charts(at)) == 5  # + snapshot row + distance curve
-    result = at.session_state["fm_watch_result"]
-    assert [s.step for s in result["snaps"]][0] == 0 and result["snaps"][-1].step == 20
+    at.button(key="fm_watch").click().run()  # returns at once: the student trains in a worker process
+    assert not at.exception and not at.error, (at.exception, at.error)
+    watch = get_job_of(at, "feature_maps_watch")
+    assert watch.spec["fn"] == "kdviz.jobs:watch_at_job" and watch.spec["steps"] == 20 and watch.spec["layer"] == "stage2"
+    assert watch.spec["index"] == 5 and watch.spec["teacher"] == handle.result["checkpoints"]["teacher"]
+    assert watch.spec["student"] == handle.result["checkpoints"]["student"]
+    tick(at, lambda a: len(charts(a)) == 5, timeout=120)  # + snapshot row + distance curve, from the job's result
+    assert not at.error and at.button(key="fm_watch_stop").disabled, [e.value for e in at.error]
+    assert watch.state == "done" and watch.step("student") == 20  # progress records arrived along the way
+    steps = [s["step"] for s in watch.result["snapshots"]]
+    assert steps[0] == 0 and steps[-1] == 20 and steps == sorted(steps)
+    assert any("Test image #5" in c.value for c in at.caption)
+    at.number_input(key="fm_index").set_value(7).run()  # the plots stay (they name the image they are for)
+    assert not at.exception and len(charts(at)) == 5
 
 
-def get_job_of(at):
-    """The page's quick-pair job handle, from the session's job registry."""
+def get_job_of(at, name: str = "feature_maps"):
+    """The page's job handle ``name`` (quick pair, or "feature_maps_watch"), from the session's job registry."""
     from kdviz.ui.jobs import _STATE_KEY
 
-    return at.session_state[_STATE_KEY].handles["feature_maps"]
+    return at.session_state[_STATE_KEY].handles[name]
 
 
 def test_stopping_the_quick_pair_shows_no_maps(env, no_spawn):
@@ -100,6 +110,28 @@ def test_your_cnn_pair_from_checkpoints(env, tmp_path):
     assert not at.exception and not at.warning, (at.exception, at.warning)
     assert len(charts(at)) == 2  # the stages both have
     assert at.selectbox(key="fm_layer").options == ["stage1", "stage2"]
+
+
+def test_watch_runs_in_a_job_for_your_pair_and_can_be_stopped(env, tmp_path, no_spawn):
+    t_cfg, s_cfg = ModelConfig("cnn", channels=(4, 8, 8)), ModelConfig("cnn", channels=(4, 4))
+    t_path = save_checkpoint(tmp_path / "t.pt", make_model(t_cfg), t_cfg)
+    s_path = save_checkpoint(tmp_path / "s.pt", make_model(s_cfg, seed=1), s_cfg)
+    at = AppTest.from_file(str(PAGE), default_timeout=60)
+    at.session_state["teacher_ckpt"] = str(t_path)
+    at.session_state["student_ckpts"] = {"s": str(s_path)}
+    at.run()
+    at.selectbox(key="fm_layer").set_value("stage1")
+    at.button(key="fm_watch").click().run()
+    assert not at.exception, at.exception
+    watch = get_job_of(at, "feature_maps_watch")
+    assert watch.state == "running" and watch.spec["layer"] == "stage1" and watch.spec["steps"] == 200
+    assert (watch.spec["teacher"], watch.spec["student"]) == (str(t_path), str(s_path))
+    assert len(charts(at)) == 2 and not at.button(key="fm_watch_stop").disabled  # the page stays usable
+    assert any("running" in c.value for c in at.caption)  # the live panel's status line
+    at.button(key="fm_watch_stop").click().run()
+    assert not at.exception
+    assert any("Stopped" in w.value for w in at.warning) and len(charts(at)) == 2
+    assert at.button(key="fm_watch_stop").disabled
 
 
 @pytest.mark.skipif(not (ROOT / "app.py").is_file(), reason="app.py (the navigation frame) is not installed")

@@ -19,6 +19,7 @@ from kdviz.attention import (
     spatial_features,
     stage_attention,
     watch_attention_transfer,
+    watch_records,
 )
 from kdviz.data import synthetic_bundle
 from kdviz.engine import make_model
@@ -166,6 +167,25 @@ def test_watch_refuses_mlp_before_training():
     cfg = QuickPairConfig().train_config(5)
     gen = watch_attention_transfer(make_model(TEACHER), mlp, data.train, data.test.x[:4], cfg, None, "stage2", "stage2")
     with pytest.raises(ValueError, match="spatial feature maps"):
+        next(gen)
+
+
+def test_watch_records_reports_every_record_and_snapshots_the_wanted_steps():
+    data = synthetic_bundle(n_train=128, n_test=8)
+    teacher, student = make_model(TEACHER, seed=0), make_model(STUDENT, seed=1)
+    setup = attention_transfer_setup(student, teacher, "stage1", "stage1")
+    cfg = QuickPairConfig(batch_size=32).train_config(9, log_every=2)
+    pairs = list(watch_records(teacher, student, data.train, data.test.x[:4], cfg, setup, "stage1", "stage1", "cpu", [0, 4]))
+    assert pairs[0][0] is None and pairs[0][1].step == 0  # the untrained student first
+    assert [rec.step for rec, _ in pairs[1:]] == [2, 4, 6, 8, 9]  # every record: progress for the caller
+    assert [shot.step for _, shot in pairs if shot is not None] == [0, 4, 9]  # wanted steps and the last
+
+
+def test_watch_refuses_a_stage_the_student_lacks():
+    data = synthetic_bundle(n_train=64, n_test=8)
+    cfg = QuickPairConfig().train_config(5)
+    gen = watch_records(make_model(TEACHER), make_model(STUDENT), data.train, data.test.x[:4], cfg, None, "stage3", "stage3")
+    with pytest.raises(ValueError, match="student has no spatial layer 'stage3'"):
         next(gen)
 
 

@@ -5,6 +5,7 @@ queues) or use a fake launcher; two tests spawn real worker processes end to end
 """
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -19,7 +20,8 @@ import torch
 from kdviz import data as kdata
 from kdviz.checkpoints import load_checkpoint
 from kdviz.engine import NonFiniteLoss, TrainConfig, make_model, train
-from kdviz.jobs import distill_job, parse_terms, quick_pair_job, teacher_job, transfer_set
+from kdviz.checkpoints import save_checkpoint
+from kdviz.jobs import distill_job, parse_terms, quick_pair_job, teacher_job, transfer_set, watch_at_job
 from kdviz.methods import Term
 from kdviz.models import ModelConfig
 from kdviz.ui.jobs import JobManager, RunLog, Series, Worker
@@ -166,6 +168,53 @@ def test_quick_pair_job_trains_teacher_then_at_student_and_saves_both(tmp_path):
 def test_quick_pair_job_refuses_bad_steps(tmp_path, steps):
     events = list(quick_pair_job(_spec(out_dir=str(tmp_path), steps=steps)))
     assert [e["type"] for e in events] == ["error"] and "steps must be a whole number >= 1" in events[0]["text"]
+
+
+@pytest.fixture(scope="module")
+def cnn_pair(tmp_path_factory) -> dict:
+    """Untrained CNN teacher and student checkpoints (the watch job only needs their weights and architectures)."""
+    out, paths = tmp_path_factory.mktemp("cnn_pair"), {}
+    for role, cfg in (("teacher", ModelConfig("cnn", channels=(8, 16))), ("student", ModelConfig("cnn", channels=(4, 8)))):
+        paths[role] = str(save_checkpoint(out / f"{role}.pt", make_model(cfg), cfg))
+    return paths
+
+
+def test_watch_at_job_streams_records_then_plain_snapshots(cnn_pair):
+    events = list(watch_at_job(_spec(**cnn_pair, steps=12, index=3, probe_n=16)))
+    kinds = [e["type"] for e in events]
+    assert "error" not in kinds and kinds[-1] == "result" and kinds.count("result") == 1
+    records = [e for e in events if e["type"] == "record"]
+    assert {r["run"] for r in records} == {"student"} and [r["step"] for r in records] == list(range(1, 13))
+    assert records[-1]["raw"]["at"] > 0  # the student really trained with attention transfer
+    r = events[-1]
+    assert {"steps", "layer", "uses_at", "note", "index", "label", "teacher_map", "snapshots", "labels"} <= set(r)
+    assert r["steps"] == 12 and r["layer"] == "stage2" and r["uses_at"] and r["note"] == "" and r["index"] == 3
+    assert r["labels"] == {"teacher": "CNN 8-16", "student": "CNN 4-8"}
+    snaps = r["snapshots"]
+    assert [s["step"] for s in snaps][0] == 0 and snaps[-1]["step"] == 12 and len(snaps) <= 7
+    assert snaps[-1]["distance"] < snaps[0]["distance"]  # AT pulls the student's maps toward the teacher's
+    h, w = len(r["teacher_map"]), len(r["teacher_map"][0])
+    assert all(len(s["map"]) == h and len(s["map"][0]) == w and isinstance(s["map"][0][0], float) for s in snaps)
+    assert json.loads(json.dumps(r)) == r  # plain data: crosses the process boundary as is
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"steps": 0}, "steps must be a whole number"),
+    ({"at_weight": float("nan")}, "at_weight must be a finite number"),
+    ({"index": -1}, "index must be a whole number"),
+    ({"teacher": None}, "needs 'teacher'"),
+    ({"student": "/no/such/file.pt"}, "no/such/file.pt"),
+    ({"layer": "stage9"}, "no spatial stage 'stage9'"),
+    ({"data": "mnist"}, "data source must be one of"),
+])
+def test_watch_at_job_bad_spec_gives_one_error_event(cnn_pair, change, needle):
+    events = list(watch_at_job({**_spec(**cnn_pair, steps=4), **change}))
+    assert [e["type"] for e in events] == ["error"] and needle in events[0]["text"], events
+
+
+def test_watch_at_job_refuses_an_mlp_pair(teacher_ckpt):
+    events = list(watch_at_job(_spec(teacher=teacher_ckpt, student=teacher_ckpt, steps=4)))
+    assert [e["type"] for e in events] == ["error"] and "use a CNN teacher and student" in events[0]["text"]
 
 
 # ----------------------------------------------------------------------------- worker loop (in-process)

@@ -21,6 +21,9 @@ import streamlit as st
 from kdviz.ui.jobs import JobHandle, forget_job, get_job
 
 REFRESH_S = 0.5
+# A queued job has nothing new to draw but its queue position: polling it 4× less often keeps a
+# server with many waiting sessions (the hosted playground's queue) free for the running ones.
+QUEUED_REFRESH_S = 2.0
 
 
 def _act(name: str, action: str) -> None:
@@ -105,11 +108,14 @@ def _tick_rate(name: str) -> tuple[float | None, int]:
 
 
 def live_panel(name: str, draw: Callable[[JobHandle | None], None], interval: float = REFRESH_S) -> None:
-    """``draw(handle)`` in a fragment re-run every ``interval`` s while the job is active."""
+    """``draw(handle)`` in a fragment re-run every ``interval`` s while the job is active
+    (every ``QUEUED_REFRESH_S`` while it waits in the queue)."""
     handle = get_job(name)
     was_active = handle is not None and handle.active
+    was_queued = was_active and handle.state == "queued"
+    every = max(interval, QUEUED_REFRESH_S) if was_queued else interval
 
-    @st.fragment(run_every=interval if was_active else None)
+    @st.fragment(run_every=every if was_active else None)
     def _panel() -> None:
         t0 = time.perf_counter()
         current = get_job(name)
@@ -119,9 +125,11 @@ def live_panel(name: str, draw: Callable[[JobHandle | None], None], interval: fl
         if current is not None and current.active:
             (rate, count), ms = _tick_rate(name), 1000 * (time.perf_counter() - t0)
             parts = ([f"measured {rate:.1f} updates/s"] if rate else []) + [f"{ms:.0f} ms per redraw"]
-            st.caption(f"live view: every {interval:g} s ({', '.join(parts)}) · update {count}")
+            st.caption(f"live view: every {every:g} s ({', '.join(parts)}) · update {count}")
         if was_active and (current is None or not current.active):
             st.rerun()  # finished: redraw the whole page once, and stop ticking
+        if was_queued and current is not None and current.state != "queued":
+            st.rerun()  # it started: redraw the page once, and tick at the running rate
 
     _panel()
 
