@@ -60,7 +60,7 @@ st.markdown(
     "the teacher's **dark knowledge**. With it a small student learns more from fewer examples "
     "(Hinton, Vinyals & Dean 2015)."
 )
-st.plotly_chart(exp_charts.kd_diagram(), key="home_diagram", theme=None)
+st.image(exp_charts.kd_diagram(), width="stretch")  # static SVG: no Plotly script to load first
 st.caption("total loss = α · T² · KL(teacher ‖ student at temperature T) + (1 − α) · CE(student, label) — "
            "α weights the distillation term.")
 

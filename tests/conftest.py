@@ -75,15 +75,3 @@ def tick():
             time.sleep(0.25)
 
     return run
-
-
-def pytest_collection_modifyitems(config, items):
-    """The 20-browser load test takes minutes of both cores: opt in with KDVIZ_LOAD_TEST=1."""
-    import os
-
-    if os.environ.get("KDVIZ_LOAD_TEST") == "1":
-        return
-    skip = pytest.mark.skip(reason="load test not requested: set KDVIZ_LOAD_TEST=1 to run 20 browser sessions at once")
-    for item in items:
-        if "test_load.py" in str(item.fspath):
-            item.add_marker(skip)

@@ -2,29 +2,33 @@
 from __future__ import annotations
 
 import gc
+import sys
 
-from kdviz.ui.server import GC_THRESHOLDS, tune_server_process
+from kdviz.ui.server import GC_THRESHOLDS, SWITCH_INTERVAL_S, tune_server_process
 
 
 def test_tuning_freezes_the_heap_and_raises_thresholds():
-    before = gc.get_threshold()
+    before, interval = gc.get_threshold(), sys.getswitchinterval()
     try:
         assert tune_server_process.__wrapped__() == GC_THRESHOLDS  # the uncached body
+        assert sys.getswitchinterval() == SWITCH_INTERVAL_S < 0.005
         assert gc.get_freeze_count() > 10_000  # torch/streamlit objects moved out of the collector's way
         assert GC_THRESHOLDS[0] > 700  # rarer young collections than CPython's default
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+        sys.setswitchinterval(interval)
 
 
 def test_tuning_runs_once_per_process(monkeypatch):
     calls = []
     monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
     monkeypatch.setattr(gc, "set_threshold", lambda *t: calls.append(t))
+    monkeypatch.setattr(sys, "setswitchinterval", lambda s: calls.append(s))
     tune_server_process.cache_clear()
     try:
         tune_server_process()
         tune_server_process()
-        assert calls == ["freeze", GC_THRESHOLDS]
+        assert calls == ["freeze", GC_THRESHOLDS, SWITCH_INTERVAL_S]
     finally:
         tune_server_process.cache_clear()

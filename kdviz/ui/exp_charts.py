@@ -26,33 +26,43 @@ ROLE_COLOURS = {"teacher": "#7f7f7f", "distilled": PALETTE[0], "scratch": PALETT
 
 
 # ----------------------------------------------------------------------------- figures
-def _box(fig: go.Figure, x0, x1, y0, y1, text: str, colour: str) -> None:
-    fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line=dict(color=colour, width=2), fillcolor=colour, opacity=0.15)
-    fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=text, showarrow=False, font=dict(size=13))
+def _svg_box(x: float, y: float, w: float, h: float, colour: str, lines: list[str]) -> str:
+    """A rounded box with centred lines of text (the first one bold)."""
+    spans = []
+    for i, line in enumerate(lines):
+        weight = ' font-weight="bold"' if i == 0 else ""
+        spans.append(f'<tspan x="{x + w / 2:g}" dy="{0 if i == 0 else 20}"{weight}>{line}</tspan>')
+    top = y + h / 2 - 10 * (len(lines) - 1) + 5
+    return (f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="8" fill="{colour}" fill-opacity="0.15" '
+            f'stroke="{colour}" stroke-width="2"/><text x="{x + w / 2:g}" y="{top:g}" text-anchor="middle">{"".join(spans)}</text>')
 
 
-def _arrow(fig: go.Figure, x0, y0, x1, y1, text: str = "") -> None:
-    fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
-                       showarrow=True, arrowhead=3, arrowwidth=2, arrowcolor="#444")
-    if text:
-        fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2 + 0.35, text=text, showarrow=False, font=dict(size=12))
+def _svg_arrow(x0: float, y0: float, x1: float, y1: float, label: str = "", lx: float | None = None, ly: float | None = None) -> str:
+    line = f'<line x1="{x0:g}" y1="{y0:g}" x2="{x1:g}" y2="{y1:g}" stroke="#444" stroke-width="2" marker-end="url(#kdviz-head)"/>'
+    if not label:
+        return line
+    lx, ly = (x0 + x1) / 2 if lx is None else lx, (y0 + y1) / 2 - 8 if ly is None else ly
+    return line + f'<text x="{lx:g}" y="{ly:g}" text-anchor="middle" font-size="14">{label}</text>'
 
 
-def kd_diagram() -> go.Figure:
-    """Teacher → soft targets softmax(z/T) → student, with the hard labels as the second signal."""
-    fig = go.Figure()
-    _box(fig, 0.0, 2.2, 2.2, 3.8, "<b>Teacher</b><br>big, already trained", "#7f7f7f")
-    _box(fig, 3.4, 6.2, 2.2, 3.8, "<b>Soft targets</b><br>softmax(z<sub>t</sub> / T)<br>'a 3 that looks a bit like an 8'", "#2ca02c")
-    _box(fig, 7.4, 9.8, 2.2, 3.8, "<b>Student</b><br>small, learns both", PALETTE[0])
-    _box(fig, 3.4, 6.2, 0.0, 1.2, "<b>Labels</b> (hard targets)<br>'this is a 3'", PALETTE[1])
-    _arrow(fig, 2.2, 3.0, 3.4, 3.0, "logits z<sub>t</sub>")
-    _arrow(fig, 6.2, 3.0, 7.4, 3.0, "α · T² · KL")
-    _arrow(fig, 6.2, 0.6, 7.4, 2.2)
-    fig.add_annotation(x=7.45, y=1.0, text="(1 − α) · CE", showarrow=False, xanchor="left", font=dict(size=12))
-    fig.update_xaxes(visible=False, range=[-0.1, 9.9])
-    fig.update_yaxes(visible=False, range=[-0.2, 4.2])
-    fig.update_layout(height=230, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white", showlegend=False)
-    return fig
+def kd_diagram() -> str:
+    """Teacher → soft targets softmax(z/T) → student, with the hard labels as the second signal (SVG).
+
+    A static SVG rather than a Plotly figure: it is the first thing on the Home page, and a fresh
+    browser then need not load Plotly's 4 MB script to draw it (Home renders faster under load)."""
+    parts = [
+        _svg_box(10, 10, 220, 90, "#7f7f7f", ["Teacher", "big, already trained"]),
+        _svg_box(340, 10, 290, 90, "#2ca02c", ["Soft targets", "softmax(zₜ / T)", "‘a 3 that looks a bit like an 8’"]),
+        _svg_box(740, 10, 230, 90, PALETTE[0], ["Student", "small, learns both"]),
+        _svg_box(340, 140, 290, 64, PALETTE[1], ["Labels (hard targets)", "‘this is a 3’"]),
+        _svg_arrow(230, 55, 336, 55, "logits zₜ"),
+        _svg_arrow(630, 55, 736, 55, "α · T² · KL"),
+        _svg_arrow(630, 172, 736, 90, "(1 − α) · CE", lx=720, ly=170),
+    ]
+    return ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 980 215" font-family="sans-serif" font-size="15" '
+            'role="img" aria-label="Teacher, soft targets and labels, student">'
+            '<defs><marker id="kdviz-head" markerWidth="10" markerHeight="8" refX="9" refY="4" orient="auto">'
+            '<path d="M0,0 L10,4 L0,8 z" fill="#444"/></marker></defs>' + "".join(parts) + "</svg>")
 
 
 def per_class_bars(per_class: dict[str, list[dict]], highlight: int | None = None, title: str = "") -> go.Figure:

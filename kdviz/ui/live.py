@@ -21,9 +21,9 @@ import streamlit as st
 from kdviz.ui.jobs import JobHandle, forget_job, get_job
 
 REFRESH_S = 0.5
-# A queued job has nothing new to draw but its queue position: polling it 4× less often keeps a
+# A queued job has nothing new to draw but its queue position: polling it 8× less often keeps a
 # server with many waiting sessions (the hosted playground's queue) free for the running ones.
-QUEUED_REFRESH_S = 2.0
+QUEUED_REFRESH_S = 4.0
 
 
 def _act(name: str, action: str) -> None:
