@@ -133,7 +133,7 @@ def report(trace: Trace, headless: list[float], minutes: float) -> bool:
           f"median {statistics.median(trace.refresh) if trace.refresh else 0:.2f}/s, min {min(trace.refresh, default=0):.2f}/s")
     print(f"server RSS: {after_1min[0][1] / 2**20:,.0f} MiB at {after_1min[0][0]:.0f} s → {trace.rss[-1][1] / 2**20:,.0f} MiB at "
           f"{trace.rss[-1][0]:.0f} s (max {max(r[1] for r in trace.rss) / 2**20:,.0f}); slope {slope_mb_per_10min(after_1min, 1):+.1f} MiB/10 min")
-    print(f"server + workers RSS: max {max(r[2] for r in trace.rss) / 2**20:,.0f} MiB; slope {slope_mb_per_10min(after_1min, 2):+.1f} MiB/10 min")
+    print(f"server + workers RSS: max {max(r[2] for r in trace.rss) / 2**20:,.0f} MiB (workers come and go with each run)")
     if trace.errors:
         print(f"exceptions on the page: {trace.errors}")
     lines = [verdict("in-app / headless samples/s", 100 * app / base, 80, "%"),

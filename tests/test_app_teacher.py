@@ -80,7 +80,7 @@ def test_start_pause_step_resume_trains_live_and_adopts_the_teacher(app_env, tic
 
 
 def test_a_queued_run_shows_its_place_and_polls_slowly_until_it_starts(no_spawn, monkeypatch):
-    """A run waiting for a slot shows "Queued — position 1" and is polled every 4 s, not 0.5 s;
+    """A run waiting for a slot shows "Queued — position 1" and is polled every 4 s, not 0.4 s;
     once the slot frees it runs and the live view goes back to twice a second."""
     monkeypatch.setattr(no_spawn, "max_jobs", 1)
     blocker = no_spawn.submit({"fn": "kdviz.worker:count_job", "n": 10**9}, owner="someone else")
@@ -91,4 +91,4 @@ def test_a_queued_run_shows_its_place_and_polls_slowly_until_it_starts(no_spawn,
     blocker.stop()
     at.run()
     assert not any("Queued" in i.value for i in at.info)
-    assert any("live view: every 0.5 s" in c.value for c in at.caption)
+    assert any("live view: every 0.4 s" in c.value for c in at.caption)

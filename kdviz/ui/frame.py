@@ -17,6 +17,7 @@ import torch
 from kdviz import data as kdata
 from kdviz.jobs import DATA_SOURCES, load_bundle
 from kdviz.ui.jobs import get_manager, session_jobs, stop_session_jobs
+from kdviz.ui.live import QUEUED_REFRESH_S
 
 DEVICE_KEY = "device"
 
@@ -68,8 +69,10 @@ def jobs_panel() -> None:
     """Live job counts (server-wide and this session's) and a stop-all button for this session."""
     registry = session_jobs()
     active = any(h.active for h in registry.handles.values())
+    # only queued jobs: nothing to drain, so tick as slowly as the queued live view does
+    only_queued = active and all(h.state == "queued" for h in registry.handles.values() if h.active)
 
-    @st.fragment(run_every=1.0 if active else None)
+    @st.fragment(run_every=(QUEUED_REFRESH_S if only_queued else 1.0) if active else None)
     def _counts() -> None:
         handles = registry.poll_all()  # keeps every job of this session drained, whatever page is open
         counts = get_manager().counts()
@@ -78,6 +81,8 @@ def jobs_panel() -> None:
                     f"(of {counts['max']} slots)  \nyours: {mine[0]} running, {mine[1]} queued")
         if active and not any(h.active for h in handles):
             st.rerun()  # the last one finished: redraw the page and stop ticking
+        if only_queued and any(h.state != "queued" for h in handles if h.active):
+            st.rerun()  # one started: tick at the running rate
 
     with st.sidebar:
         _counts()
