@@ -74,6 +74,7 @@ st.title("Teacher")
 st.markdown("Train the big network that the student will learn from. Training runs in a separate worker "
             "process, so the page stays responsive: pause, step or stop at any time, switch pages and come back.")
 teachers.teacher_box(JOB)
+teachers.teacher_upload(JOB)
 
 with st.expander("Architecture and training settings", expanded=get_job(JOB) is None):
     left, right = st.columns(2)

@@ -7,6 +7,7 @@ which would run code is refused and executes nothing. Every failure is a
 from __future__ import annotations
 
 import io
+import re
 import os
 import tempfile
 from dataclasses import asdict
@@ -58,11 +59,19 @@ def _read(source) -> dict:
     except FileNotFoundError as err:
         raise CheckpointError(f"checkpoint file not found: {err.filename}") from err
     except Exception as err:  # UnpicklingError for code-running pickles, RuntimeError/EOFError for corrupt files
-        kind = "refused: it contains objects other than tensors and plain data" if "weights_only" in str(err) or "Unsupported global" in str(err) else "corrupt or not a PyTorch checkpoint"
-        raise CheckpointError(f"checkpoint {kind} ({type(err).__name__})") from err
+        raise CheckpointError(f"checkpoint {_why_unreadable(err)} ({type(err).__name__})") from err
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"not a kdviz checkpoint (expected a dict with format={FORMAT!r})")
     return obj
+
+
+def _why_unreadable(err: Exception) -> str:
+    """Tell a file that asks to import code (refused) from one that is merely broken (corrupt)."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    if found or "Unsupported global" in str(err):
+        what = found.group(1) if found else "a Python object"
+        return f"refused: it asks to load {what}, which is not a tensor or plain data (such a file could run code)"
+    return "refused: corrupt, or not a file written by torch.save"
 
 
 def load_checkpoint(source, expect: ModelConfig | None = None) -> tuple[nn.Module, ModelConfig, dict]:

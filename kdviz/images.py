@@ -12,6 +12,7 @@ sits at the frame's centre (≈ (14, 14) in 0-based pixel coordinates, measured 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,8 +100,8 @@ def open_image(data: bytes, limits: ImageLimits) -> Image.Image:
         im = Image.open(io.BytesIO(data), formats=[fmt])  # reads the header only
     except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"not a readable {fmt} image ({type(err).__name__}: {err})") from err
-    except Image.DecompressionBombError as err:  # Pillow's own, larger limit
-        raise ImageError(f"too many pixels: {err}") from err
+    except Image.DecompressionBombError as err:  # Pillow's own, larger limit: state ours
+        raise _bomb(err, limits) from err
     w, h = im.size
     if w < 1 or h < 1:
         raise ImageError(f"image has no pixels ({w}×{h})")
@@ -116,8 +117,16 @@ def open_image(data: bytes, limits: ImageLimits) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as err:  # "image file is truncated", broken chunks
         raise ImageError(f"the {fmt} file is truncated or corrupt ({err})") from err
     except Image.DecompressionBombError as err:
-        raise ImageError(f"too many pixels: {err}") from err
+        raise _bomb(err, limits) from err
     return im
+
+
+def _bomb(err: Exception, limits: "ImageLimits") -> ImageError:
+    """Pillow refused the header before we could; say it in kdviz's terms (our limit, not Pillow's)."""
+    claimed = re.search(r"\((\d+) pixels\)", str(err))
+    size = f"{int(claimed.group(1)):,}" if claimed else "more than Pillow allows"
+    return ImageError(f"too many pixels: the file claims {size}; the limit is {limits.max_pixels:,} "
+                      "(a small file claiming a huge size is a decompression bomb)")
 
 
 def to_gray(im: Image.Image) -> np.ndarray:

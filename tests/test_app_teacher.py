@@ -92,3 +92,63 @@ def test_a_queued_run_shows_its_place_and_polls_slowly_until_it_starts(no_spawn,
     at.run()
     assert not any("Queued" in i.value for i in at.info)
     assert any("live view: every 0.4 s" in c.value for c in at.caption)
+
+
+def _ckpt(hidden=(8,), lie_hidden=None) -> bytes:
+    """A kdviz checkpoint of a tiny MLP; ``lie_hidden`` makes its config claim other widths than its weights."""
+    import io
+
+    import torch
+
+    from kdviz.checkpoints import checkpoint_payload
+    from kdviz.models import ModelConfig, build_model
+
+    cfg = ModelConfig("mlp", hidden=hidden)
+    payload = checkpoint_payload(build_model(cfg), cfg, {"test_acc": 0.5})
+    if lie_hidden:
+        payload["model_config"]["hidden"] = list(lie_hidden)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+class _WritesAFile:
+    """Unpickling this runs code that writes ``target`` (what a hostile checkpoint would do)."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        import builtins
+
+        return (builtins.exec, (f"open({str(self.target)!r}, 'w').write('pwned')",))
+
+
+def test_uploaded_teacher_checkpoint_becomes_the_teacher(app_env):
+    at, data = _page(), _ckpt()
+    at.file_uploader(key="teacher_ckpt_upload").set_value(("mine.pt", data, "application/octet-stream")).run()
+    assert not at.exception and not at.error
+    assert any("MLP 784-8-10" in s.value and "uploaded: mine.pt" in s.value for s in at.success)
+    path = Path(at.session_state["teacher_ckpt"])
+    assert path.is_file() and path.read_bytes() == data
+
+
+def test_hostile_and_broken_checkpoint_uploads_are_refused(app_env, tmp_path):
+    import pickle
+
+    target = tmp_path / "pwned.txt"
+    cases = {
+        "evil.pt": (pickle.dumps({"format": "kdviz-checkpoint-v1", "payload": _WritesAFile(target)}, protocol=2),
+                    "refused: it asks to load exec"),
+        "truncated.pt": (_ckpt()[:200], "corrupt"),
+        "text.pt": (b"not a checkpoint", "corrupt"),
+        "other-arch.pt": (_ckpt(lie_hidden=(32,)), "do not fit MLP 784-32-10"),
+    }
+    at = _page()
+    for name, (data, needle) in cases.items():
+        at.file_uploader(key="teacher_ckpt_upload").set_value((name, data, "application/octet-stream")).run()
+        assert not at.exception, name
+        assert any("That checkpoint cannot be used" in e.value and needle in e.value for e in at.error), (name, [e.value for e in at.error])
+        assert "teacher_ckpt" not in at.session_state or not str(at.session_state["teacher_ckpt"]).endswith(name)
+    assert not target.exists()  # the hostile pickle ran nothing
+    assert any("No teacher yet" in i.value for i in at.info)  # the page keeps working, nothing was adopted

@@ -78,7 +78,7 @@ def test_truncated_png_is_refused():
 
 
 def test_bomb_header_is_refused_before_decoding():
-    with pytest.raises(ImageError, match="too many pixels.*400,?000,?000"):
+    with pytest.raises(ImageError, match="too many pixels: the file claims 400,000,000; the limit is 16,000,000"):
         prepare_digit(bomb_header_png())
     with pytest.raises(ImageError, match="too many pixels: 5000×4000 = 20,000,000; the limit is 16,000,000"):
         prepare_digit(bomb_header_png(5000, 4000))  # below Pillow's own limit: ours refuses it

@@ -2,17 +2,23 @@
 
 ``st.session_state["teacher_ckpt"]`` holds the checkpoint path and
 ``st.session_state["teacher_summary"]`` a dict: ``label``, ``test_acc``, ``params``, ``size_mb``,
-``source`` ("trained here" | "shipped default"), ``data_source`` and ``model`` (ModelConfig fields).
+``source`` ("trained here" | "shipped default" | "uploaded: <name>"), ``data_source`` and ``model``
+(ModelConfig fields). ``teacher_upload`` accepts a kdviz checkpoint file (validated, never executed).
 """
 from __future__ import annotations
 
+import math
+import tempfile
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
 import streamlit as st
 
 from kdviz.checkpoints import CheckpointError, load_checkpoint
+from kdviz.hosted import check_upload_size
 from kdviz.models import param_count, size_mb
+from kdviz.ui.hosted import cap, limits
 
 DEFAULT_TEACHER = Path(__file__).resolve().parents[1] / "assets" / "default_teacher.pt"
 CKPT_KEY, SUMMARY_KEY = "teacher_ckpt", "teacher_summary"
@@ -83,3 +89,50 @@ def teacher_box(prefix: str, allow_default: bool = True) -> str | None:
             st.caption(f"The shipped default teacher ({DEFAULT_TEACHER.name}) is not in this installation; "
                        "train one on the Teacher page.")
     return current_teacher()[0]
+
+
+# ----------------------------------------------------------------------------- upload
+LOCAL_MAX_CKPT_BYTES = 20_000_000  # a 1200-1200 MLP teacher is ~8 MB in float32
+UPLOADS = Path(tempfile.gettempdir()) / "kdviz-uploads"
+
+
+def _store_upload(data: bytes) -> Path:
+    """Write an accepted checkpoint under an unguessable name (only this session holds the path)."""
+    UPLOADS.mkdir(parents=True, exist_ok=True)
+    path = UPLOADS / f"teacher-{uuid.uuid4().hex}.pt"
+    path.write_bytes(data)
+    return path
+
+
+def accept_checkpoint(data: bytes, max_bytes: int, hosted) -> tuple[Path, dict]:
+    """Validate an uploaded teacher checkpoint and store it; CheckpointError/ValueError say why not.
+
+    ``torch.load(weights_only=True)`` (in ``load_checkpoint``) refuses pickles that would run code,
+    corrupt files and files for another architecture before anything is written or executed.
+    """
+    if len(data) > max_bytes:
+        raise ValueError(f"the file is {len(data) / 1e6:.2f} MB; checkpoints of at most {max_bytes / 1e6:g} MB are accepted")
+    check_upload_size(len(data), hosted, "the checkpoint")
+    model, cfg, meta = load_checkpoint(data)
+    summary = {"label": cfg.label(), "test_acc": meta.get("test_acc"), "params": param_count(model),
+               "size_mb": size_mb(model), "data_source": meta.get("data_source"), "model": asdict(cfg)}
+    return _store_upload(data), summary
+
+
+def teacher_upload(prefix: str) -> None:
+    """A file uploader for a teacher checkpoint saved by kdviz (the app or ``python -m kdviz teacher``)."""
+    max_bytes = cap("max_upload_bytes", LOCAL_MAX_CKPT_BYTES)
+    upload = st.file_uploader("…or load a teacher checkpoint (.pt) saved by kdviz", type=["pt", "pth"],
+                              key=f"{prefix}_ckpt_upload", max_upload_size=max(1, math.ceil(max_bytes / 1e6)),
+                              help="A file saved by this app (Saved runs) or by `python -m kdviz teacher --out t.pt`. "
+                                   "It is loaded with torch.load(weights_only=True): nothing in it is executed.")
+    if upload is None or st.session_state.get(f"{prefix}_ckpt_seen") == upload.file_id:
+        return
+    st.session_state[f"{prefix}_ckpt_seen"] = upload.file_id  # judge each upload once
+    try:
+        path, summary = accept_checkpoint(upload.getvalue(), max_bytes, limits())
+    except (CheckpointError, ValueError) as err:
+        st.error(f"That checkpoint cannot be used: {err}", icon=":material/block:")
+        return
+    use_teacher(path, summary, f"uploaded: {upload.name}")
+    st.rerun()  # redraw the teacher box above with the new teacher
