@@ -7,7 +7,7 @@ import torch
 
 from kdviz.engine import TrainConfig, total_steps
 from kdviz.hosted import clamp_model_config, clamp_train_config
-from kdviz.methods import METHOD_INFO
+from kdviz.methods import METHOD_INFO, default_layer
 from kdviz.models import ModelConfig, build_model, feature_shapes
 from kdviz.ui import charts, forms, live, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
@@ -69,14 +69,29 @@ def kd_inputs() -> None:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _layer_names(key: str, _cfg: ModelConfig, maps_only: bool) -> list[str]:
-    shapes = feature_shapes(build_model(_cfg))
-    return [k for k, shape in shapes.items() if not maps_only or len(shape) == 3]
+def _shapes(key: str, _cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    return feature_shapes(build_model(_cfg))
+
+
+def layer_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Per-sample feature shapes of a network (name → shape), cached per architecture."""
+    return _shapes(repr(cfg), cfg)
 
 
 def layer_names(cfg: ModelConfig, maps_only: bool) -> list[str]:
     """Feature names of a network (``[B,C,H,W]`` maps only when ``maps_only``), cached per architecture."""
-    return _layer_names(repr(cfg), cfg, maps_only)
+    return [k for k, shape in layer_shapes(cfg).items() if not maps_only or len(shape) == 3]
+
+
+def default_index(method: str, options: list[str], own: ModelConfig, other: ModelConfig) -> int:
+    """Where the method's own default layer (:func:`kdviz.methods.default_layer`) sits in ``options``.
+
+    The first layer is not a safe default: FitNets from an MLP student (vectors) to a CNN teacher's
+    first layer (a map) cannot be paired, and the engine's defaults (e.g. AT on the last map of at
+    least 7×7, RKD/CRD on the embedding) are what METHOD_INFO describes.
+    """
+    layer = default_layer(method, layer_shapes(own), layer_shapes(other))
+    return options.index(layer) if layer in options else 0
 
 
 def method_inputs(student: ModelConfig | None, teacher: ModelConfig | None) -> None:
@@ -93,8 +108,11 @@ def method_inputs(student: ModelConfig | None, teacher: ModelConfig | None) -> N
             cols[0].number_input("weight", min_value=0.0, value=float(info.default_weight), key=f"distill_w_{m}", persist_state=forms.KEEP)
             if info.needs != "logits" and student is not None and teacher is not None:
                 maps = info.needs == "maps"
-                cols[1].selectbox("student layer", layer_names(student, maps) or ["(none)"], key=f"distill_sl_{m}", persist_state=forms.KEEP)
-                cols[2].selectbox("teacher layer", layer_names(teacher, maps) or ["(none)"], key=f"distill_tl_{m}", persist_state=forms.KEEP)
+                s_opts, t_opts = layer_names(student, maps) or ["(none)"], layer_names(teacher, maps) or ["(none)"]
+                cols[1].selectbox("student layer", s_opts, index=default_index(m, s_opts, student, teacher),
+                                  key=f"distill_sl_{m}", persist_state=forms.KEEP)
+                cols[2].selectbox("teacher layer", t_opts, index=default_index(m, t_opts, teacher, student),
+                                  key=f"distill_tl_{m}", persist_state=forms.KEEP)
 
 
 def terms_from_state() -> list[dict]:

@@ -126,7 +126,11 @@ def loss_breakdown(records: list[dict], raw: bool = False, title: str | None = N
         x, y = _xy(records, "total")
         traces.append(_line(x, y, "total", "#111111"))
     default = "Raw loss terms (unscaled)" if raw else "Loss breakdown: weighted terms sum to the total"
-    return _figure(traces, title or default, "step", "loss")
+    # KD, CE, a method's term and the total wrap to several legend rows in a half-width column:
+    # above the plot they covered the title (and the term's own name), so the legend goes below
+    return _figure(traces, title or default, "step", "loss", height=440,
+                   legend={"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0.0},
+                   margin={"l": 70, "r": 20, "t": 60, "b": 150})
 
 
 def _term_names(records: list[dict], key: str, skip: tuple[str, ...] = ()) -> list[str]:

@@ -274,3 +274,97 @@ def test_hosted_mode_says_what_it_clamped(page, browser, hosted_server):
     click(page, "teacher_stop")
     settle(page)
     assert_no_exception(page, "hosted Teacher page")
+
+
+# ----------------------------------------------------------------------------- every distillation method (issue #4)
+def distill_methods() -> list[str]:
+    from kdviz.methods import METHOD_INFO
+
+    return [m for m in METHOD_INFO if m != "kd"]  # soft-target KD is always on; the rest are the page's options
+
+
+def pick_radio(page, key: str, label: str) -> None:
+    page.locator(f".st-key-{key} label", has_text=label).first.click()
+    settle(page)
+
+
+def pick_multiselect(page, key: str, option: str) -> None:
+    """A multiselect (react-aria combobox in Streamlit 1.67): type to filter, click the option, close the list.
+
+    A click on the box only focuses it (the list opens on typing or ArrowDown); the filtered
+    list also offers "Select N matches", hence the exact option name.
+    """
+    box = page.locator(f".st-key-{key} [role='combobox']").first
+    box.click()
+    box.press_sequentially(option)
+    page.get_by_role("option", name=option, exact=True).click()
+    page.keyboard.press("Escape")
+    settle(page)
+
+
+def chart_traces(page, key: str) -> dict[str, int]:
+    """Trace name → points of the Plotly chart with this key ({} when not drawn yet)."""
+    return page.evaluate(
+        """key => {
+            const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+            return el && el.data ? Object.fromEntries(el.data.map(t => [t.name, (t.x || []).length])) : {};
+        }""",
+        key,
+    )
+
+
+@pytest.mark.parametrize("method", distill_methods())
+def test_distill_method_is_selectable_and_trains(page, app_url, nav, method):
+    """Issue #4: each extra term can be picked on the Distill page and its curve shows in the breakdown chart.
+
+    Logit and vector-feature terms run with the page's default MLP student; terms that need
+    feature maps (attention transfer) with a CNN student. The teacher is the shipped CNN.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    from kdviz.methods import METHOD_INFO
+
+    info = METHOD_INFO[method]
+    open_page(page, app_url, nav["Distill"])
+    click(page, "distill_use_default")
+    page.wait_for_selector("[data-testid='stAlertContentSuccess']:has-text('Current teacher')", timeout=30_000)
+    settle(page)
+    student = "MLP"
+    if info.needs == "maps":
+        pick_radio(page, "distill_arch", "CNN (conv stages)")
+        student = "CNN"
+    # 512 synthetic images, batch 128: 4 steps/epoch × 20 epochs = 80 steps per student, a record every 10
+    set_text(page, "distill_epochs", "20")
+    pick_multiselect(page, "distill_methods", info.label)
+    page.wait_for_selector(f".st-key-distill_w_{method} input", timeout=30_000)  # its weight box: the term is on
+    click(page, "distill_start")
+    steps, traces, done = [], {}, False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        step = leading_int(metric_value(page, "Step"))
+        if step is not None and (not steps or step != steps[-1]):
+            steps.append(step)
+        traces = chart_traces(page, "distill_breakdown_chart") or traces
+        done = bool(alert_texts(page, "Error")) or page.locator("[data-testid='stAlertContentSuccess']:has-text('Finished.')").count() > 0
+        if done or (traces.get(method, 0) >= 2 and len(steps) >= 2 and steps[-1] > steps[0]):
+            break  # two points: the term's curve is a drawn line, not a lone point
+        time.sleep(0.25)
+    # the live fragment redraws the chart every 0.4 s (a Playwright handle goes stale): scroll in one JS call
+    page.evaluate("() => document.querySelector('.st-key-distill_breakdown_chart')?.scrollIntoView({block: 'center'})")
+    time.sleep(0.3)
+    screenshot(page, f"distill_method_{method}")
+    errors = alert_texts(page, "Error")
+    print(f"\n{method} ({student} student): traces {traces}; step counter went {steps}")
+    assert_no_exception(page, f"Distill page with {method}")
+    assert not errors, f"{method}: the run failed: {errors}"
+    assert traces.get(method, 0) >= 2, f"{method}: no {method!r} curve in the loss-breakdown chart: {traces}"
+    assert "total" in traces and "(1−α)·CE" in traces, traces
+    assert len(steps) >= 2 and steps == sorted(steps) and steps[-1] > steps[0], f"{method}: the step counter did not advance: {steps}"
+    stop = page.locator(".st-key-distill_stop button").first
+    if stop.is_enabled():  # still running: stop it (a short run may have just finished, disabling Stop)
+        try:
+            stop.click(timeout=5_000)
+        except PlaywrightTimeout:
+            pass
+    page.wait_for_selector("[data-testid='stMain'] :text-matches('Stopped at step|Finished\\.')", timeout=30_000)
+    assert_no_exception(page, f"Distill page after the {method} run")
