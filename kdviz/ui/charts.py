@@ -125,7 +125,7 @@ def loss_breakdown(records: list[dict], raw: bool = False, title: str | None = N
     if not raw:
         x, y = _xy(records, "total")
         traces.append(_line(x, y, "total", "#111111"))
-    default = "Raw loss terms (unscaled)" if raw else "Loss breakdown: weighted terms sum to the total"
+    default = "Raw loss terms (unscaled)" if raw else "Loss breakdown (stacked to the total)"
     # KD, CE, a method's term and the total wrap to several legend rows in a half-width column:
     # above the plot they covered the title (and the term's own name), so the legend goes below
     return _figure(traces, title or default, "step", "loss", height=440,
