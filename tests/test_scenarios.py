@@ -195,3 +195,26 @@ def test_cli_scenario(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "distilled" in out and "digit 3" in out
     assert json.loads((tmp_path / "r.json").read_text())["scenario"] == "omitted-digit"
+
+
+def test_recipe_amp_is_checked_and_used_only_where_bf16_is_native(monkeypatch):
+    import kdviz.scenarios as scen
+    from kdviz.models import ModelConfig
+
+    with pytest.raises(ValueError, match="amp must be True or False"):
+        scen.Recipe(amp="yes")
+    seen = []
+    real_train = scen.train
+
+    def spy(model, data, cfg, **kw):
+        seen.append(cfg.amp)
+        return real_train(model, data, cfg, **kw)
+
+    monkeypatch.setattr(scen, "train", spy)
+    data = kdata.synthetic_bundle(n_train=64, n_test=32).train
+    recipe = scen.Recipe(ModelConfig(hidden=(8,)), epochs=0.5, amp=True)
+    for fast in (False, True):
+        monkeypatch.setattr(scen, "bf16_is_fast", lambda device, fast=fast: fast)
+        list(scen.train_network(recipe, data, 0, torch.device("cpu"), "s"))
+    assert seen == [False, True]  # autocast only where the hardware runs bf16 natively
+    assert scen.preset("omitted-digit").student.amp and scen.FAST_TEACHER.amp  # the classroom demo asks for it
