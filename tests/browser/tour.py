@@ -26,8 +26,12 @@ from ui_actions import chart_points, click, metric_value, nav_click, open_page, 
 OUT = ARTIFACTS / "tour"
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, anchor: str | None = None) -> None:
+    """Screenshot of the viewport (Streamlit scrolls its main block, not the document), scrolled to ``anchor``."""
     OUT.mkdir(parents=True, exist_ok=True)
+    if anchor:
+        page.locator(anchor).first.scroll_into_view_if_needed()
+        time.sleep(0.5)
     page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
     errors = exception_texts(page)
     print(f"  {name}.png" + (f"  EXCEPTION: {errors}" if errors else ""), flush=True)
@@ -47,7 +51,7 @@ def home_demo(page, url: str) -> None:
     page.wait_for_selector("[data-testid='stMain'] h3:has-text('Result')", timeout=300_000)
     wait_idle(page)
     print(f"  classroom demo finished in {time.monotonic() - t0:.1f} s (Start pressed → result shown)")
-    shot(page, "1_home_demo_result")
+    shot(page, "1_home_demo_result", "[data-testid='stMain'] h3:has-text('Result')")
 
 
 def teacher(page) -> None:
@@ -57,7 +61,7 @@ def teacher(page) -> None:
     click(page, "teacher_start")
     wait_text(page, "Finished.", 180)
     wait_idle(page)
-    shot(page, "3_teacher_trained")
+    shot(page, "3_teacher_trained", ".st-key-teacher_loss_chart")
 
 
 def distill_while_switching(page) -> None:
@@ -75,7 +79,7 @@ def distill_while_switching(page) -> None:
     time.sleep(2)
     after = chart_points(page, "distill_breakdown_chart")
     print(f"  distill curves before leaving {before} → after coming back {after}; step {metric_value(page, 'Step')}")
-    shot(page, "4_distill_after_tab_switch")
+    shot(page, "4_distill_after_tab_switch", ".st-key-distill_breakdown_chart")
 
 
 def feature_maps(page) -> None:
@@ -83,7 +87,7 @@ def feature_maps(page) -> None:
     click(page, "fm_train")
     page.wait_for_selector(".st-key-fm_watch button", timeout=180_000)
     wait_idle(page)
-    shot(page, "5_feature_maps")
+    shot(page, "5_feature_maps", ".js-plotly-plot")
 
 
 def main() -> None:
