@@ -35,6 +35,7 @@ class Evil:
         return (builtins.exec, (f"open({str(self.target)!r}, 'w').write('pwned')",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch's note on the hostile file
 def test_code_running_pickle_is_refused_and_executes_nothing(tmp_path):
     target = tmp_path / "pwned.txt"
     bad = tmp_path / "evil.pt"
