@@ -72,7 +72,9 @@ def jobs_panel() -> None:
     # only queued jobs: nothing to drain, so tick as slowly as the queued live view does
     only_queued = active and all(h.state == "queued" for h in registry.handles.values() if h.active)
 
-    @st.fragment(run_every=(QUEUED_REFRESH_S if only_queued else 1.0) if active else None)
+    # 2 s: this only keeps jobs drained while their own page is not open (the live view polls its job
+    # 2.5× a second); every rerun costs the server a thread start, which matters with many sessions
+    @st.fragment(run_every=(QUEUED_REFRESH_S if only_queued else 2.0) if active else None)
     def _counts() -> None:
         handles = registry.poll_all()  # keeps every job of this session drained, whatever page is open
         counts = get_manager().counts()
