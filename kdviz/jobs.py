@@ -338,11 +338,16 @@ def _distill_result(teacher, t_cfg, t_meta, students, s_cfg, bundle, device, fol
 QUICK_PAIR_RECORDS = 30  # records per network: enough for a smooth progress bar
 
 
-def _steps(spec: dict, default: int) -> int:
-    raw = spec.get("steps", default)
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-        raise ValueError(f"steps must be a whole number >= 1, got {raw!r}")
+def _whole(spec: dict, key: str, default: int, low: int) -> int:
+    """``spec[key]`` as a whole number >= ``low`` (bools and floats refused), else a ValueError naming it."""
+    raw = spec.get(key, default)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < low:
+        raise ValueError(f"{key} must be a whole number >= {low}, got {raw!r}")
     return raw
+
+
+def _steps(spec: dict, default: int) -> int:
+    return _whole(spec, "steps", default, 1)
 
 
 @guarded
@@ -387,13 +392,6 @@ def _save_pair(folder: Path, models: dict, bundle: kdata.DataBundle, uses_at: bo
 WATCH_RECORDS = 60  # progress records per run
 WATCH_SNAPSHOTS = 7  # attention maps kept, spaced geometrically (early training changes fastest)
 WATCH_PROBE = 128  # images the AT distance is averaged over
-
-
-def _whole(spec: dict, key: str, default: int, low: int) -> int:
-    raw = spec.get(key, default)
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < low:
-        raise ValueError(f"{key} must be a whole number >= {low}, got {raw!r}")
-    return raw
 
 
 def _at_weight(spec: dict) -> float:
