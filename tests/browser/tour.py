@@ -66,7 +66,8 @@ def teacher(page) -> None:
 
 def distill_while_switching(page) -> None:
     nav_click(page, "Distill")
-    set_text(page, "distill_epochs", "20") if page.locator(".st-key-distill_epochs").count() else None
+    if page.locator(".st-key-distill_epochs").count():
+        set_text(page, "distill_epochs", "20")
     click(page, "distill_start")
     page.wait_for_selector("[data-testid='stMain'] :text('● running')", timeout=120_000)
     time.sleep(6)
