@@ -74,13 +74,7 @@ def scenario_inputs(kind: str, n_train: int) -> None:
 
 
 def draw_scenario(handle) -> None:
-    if handle is None:
-        st.caption("Pick a scenario and press **Run scenario**.")
-        return
-    live.status_line(handle)
-    if handle.runs:
-        st.plotly_chart(live.figure("exp_sc_acc", handle, lambda: exp_charts.live_accuracy_figure(handle)),
-                        key="exp_scenario_live_chart", theme=None)
+    exp_charts.draw_scenario_live(handle, "exp_scenario", "Pick a scenario and press **Run scenario**.")
 
 
 def scenarios_tab(n_train: int) -> None:

@@ -61,12 +61,6 @@ def _start_pair() -> None:
     start_job(JOB, {"fn": "kdviz.jobs:quick_pair_job", "steps": steps, "data": data_source(), "device": current_device()})
 
 
-def _stop_pair() -> None:
-    handle = get_job(JOB)
-    if handle is not None:
-        handle.stop()
-
-
 def draw_pair_job(handle) -> None:
     """Live view of the quick-pair job (inside the polling fragment): status and a progress bar."""
     if handle is None:
@@ -110,7 +104,7 @@ def builtin_models():
     c1, c2 = st.columns([3, 1])
     c1.button(f"Train the quick pair ({int(steps)} + {int(steps)} steps)", key="fm_train", type="primary",
               on_click=_start_pair, width="stretch", help="Trains in the background; a run in progress is replaced.")
-    c2.button("Stop", key="fm_stop", disabled=not active, on_click=_stop_pair, width="stretch")
+    c2.button("Stop", key="fm_stop", disabled=not active, on_click=live.stop_job, args=(JOB,), width="stretch")
     if handle is None:
         st.info("Press the button to train a small CNN teacher (16-32-64 channels) and a CNN student (8-16-32) "
                 "distilled from it with attention transfer on stage 2 — about 15 s on a CPU, in the background.")
@@ -165,12 +159,6 @@ def _start_watch(paths: dict, labels: str) -> None:
                           "probe_n": PROBE_SIZE, "data": data_source(), "device": current_device(), "ui": {"labels": labels}})
 
 
-def _stop_watch() -> None:
-    handle = get_job(WATCH_JOB)
-    if handle is not None:
-        handle.stop()
-
-
 def draw_watch_job(handle) -> None:
     """Live view of the attention-transfer job (inside the polling fragment): status, progress, latest AT loss."""
     if handle is None:
@@ -218,7 +206,7 @@ def watch_section(paths: dict, layers: list[str], labels: str) -> None:
     b1, b2 = st.columns([3, 1])
     b1.button(f"Run a short AT training ({int(steps)} steps)", key="fm_watch", on_click=_start_watch, args=(paths, labels),
               width="stretch", help="Trains in the background on the digit shown above; a run in progress is replaced.")
-    b2.button("Stop", key="fm_watch_stop", disabled=not active, on_click=_stop_watch, width="stretch")
+    b2.button("Stop", key="fm_watch_stop", disabled=not active, on_click=live.stop_job, args=(WATCH_JOB,), width="stretch")
     if handle is None or (not active and handle.spec.get("ui", {}).get("labels") != labels):
         return  # nothing run yet, or a finished run for another pair
     if handle.state != "done" or handle.result is None:

@@ -44,13 +44,8 @@ def start() -> None:
 
 
 def draw(handle) -> None:
-    if handle is None:
-        st.caption("Press **Run the classroom demo**: the teacher, then a distilled and a scratch student train here, live.")
-        return
-    live.status_line(handle)
-    if handle.runs:
-        st.plotly_chart(live.figure("home_acc", handle, lambda: exp_charts.live_accuracy_figure(handle)),
-                        key="home_live_chart", theme=None)
+    exp_charts.draw_scenario_live(handle, "home", "Press **Run the classroom demo**: the teacher, then a distilled and a "
+                                  "scratch student train here, live.")
 
 
 # ----------------------------------------------------------------------------- page

@@ -20,6 +20,7 @@ from kdviz import scenarios as sc
 from kdviz.hosted import clamp_count
 from kdviz.plots import PALETTE
 from kdviz.stats import format_mean_std
+from kdviz.ui import live
 from kdviz.ui.hosted import limits
 
 ROLE_COLOURS = {"teacher": "#7f7f7f", "distilled": PALETTE[0], "scratch": PALETTE[1]}
@@ -301,3 +302,15 @@ def live_accuracy_figure(handle) -> go.Figure:
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title="test accuracy", tickformat=".0%")
     return fig
+
+
+def draw_scenario_live(handle, prefix: str, hint: str) -> None:
+    """A scenario job's live view (inside the polling fragment): ``hint`` before any run, then its
+    status and the accuracy curves (figure cached as ``{prefix}_acc``, chart key ``{prefix}_live_chart``)."""
+    if handle is None:
+        st.caption(hint)
+        return
+    live.status_line(handle)
+    if handle.runs:
+        st.plotly_chart(live.figure(f"{prefix}_acc", handle, lambda: live_accuracy_figure(handle)),
+                        key=f"{prefix}_live_chart", theme=None)

@@ -32,6 +32,11 @@ def _act(name: str, action: str) -> None:
         getattr(handle, action)()
 
 
+def stop_job(name: str) -> None:
+    """Button callback: stop this session's job ``name`` (curves kept); nothing when there is none."""
+    _act(name, "stop")
+
+
 def controls(name: str, on_start: Callable[[], None], prefix: str | None = None) -> None:
     """Start / Pause / Resume / Step / Stop / Reset. Keys: ``{prefix}_start`` etc. (prefix defaults to name)."""
     prefix = prefix or name
