@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from apptools import step_of
+from hostile_files import code_running_pickle, tiny_checkpoint
 from streamlit.testing.v1 import AppTest
 
 from kdviz.ui.teachers import DEFAULT_TEACHER
@@ -94,38 +95,8 @@ def test_a_queued_run_shows_its_place_and_polls_slowly_until_it_starts(no_spawn,
     assert any("live view: every 0.4 s" in c.value for c in at.caption)
 
 
-def _ckpt(hidden=(8,), lie_hidden=None) -> bytes:
-    """A kdviz checkpoint of a tiny MLP; ``lie_hidden`` makes its config claim other widths than its weights."""
-    import io
-
-    import torch
-
-    from kdviz.checkpoints import checkpoint_payload
-    from kdviz.models import ModelConfig, build_model
-
-    cfg = ModelConfig("mlp", hidden=hidden)
-    payload = checkpoint_payload(build_model(cfg), cfg, {"test_acc": 0.5})
-    if lie_hidden:
-        payload["model_config"]["hidden"] = list(lie_hidden)
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return buf.getvalue()
-
-
-class _WritesAFile:
-    """Unpickling this runs code that writes ``target`` (what a hostile checkpoint would do)."""
-
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        import builtins
-
-        return (builtins.exec, (f"open({str(self.target)!r}, 'w').write('pwned')",))
-
-
 def test_uploaded_teacher_checkpoint_becomes_the_teacher(app_env):
-    at, data = _page(), _ckpt()
+    at, data = _page(), tiny_checkpoint()
     at.file_uploader(key="teacher_ckpt_upload").set_value(("mine.pt", data, "application/octet-stream")).run()
     assert not at.exception and not at.error
     assert any("MLP 784-8-10" in s.value and "uploaded: mine.pt" in s.value for s in at.success)
@@ -134,15 +105,12 @@ def test_uploaded_teacher_checkpoint_becomes_the_teacher(app_env):
 
 
 def test_hostile_and_broken_checkpoint_uploads_are_refused(app_env, tmp_path):
-    import pickle
-
     target = tmp_path / "pwned.txt"
     cases = {
-        "evil.pt": (pickle.dumps({"format": "kdviz-checkpoint-v1", "payload": _WritesAFile(target)}, protocol=2),
-                    "refused: it asks to load exec"),
-        "truncated.pt": (_ckpt()[:200], "corrupt"),
+        "evil.pt": (code_running_pickle(target), "refused: it asks to load exec"),
+        "truncated.pt": (tiny_checkpoint()[:200], "corrupt"),
         "text.pt": (b"not a checkpoint", "corrupt"),
-        "other-arch.pt": (_ckpt(lie_hidden=(32,)), "do not fit MLP 784-32-10"),
+        "other-arch.pt": (tiny_checkpoint(claims_hidden=(32,)), "do not fit MLP 784-32-10"),
     }
     at = _page()
     for name, (data, needle) in cases.items():

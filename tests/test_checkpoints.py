@@ -6,6 +6,7 @@ import torch
 
 from kdviz.checkpoints import CheckpointError, checkpoint_bytes, load_checkpoint, save_checkpoint
 from kdviz.models import ModelConfig, build_model
+from hostile_files import code_running_pickle
 
 
 def test_round_trip_preserves_weights_and_config(tmp_path):
@@ -25,24 +26,14 @@ def test_bytes_round_trip():
     assert model(torch.zeros(1, 1, 28, 28))[0].shape == (1, 10)
 
 
-class Evil:
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        import builtins
-
-        return (builtins.exec, (f"open({str(self.target)!r}, 'w').write('pwned')",))
-
-
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch's note on the hostile file
 def test_code_running_pickle_is_refused_and_executes_nothing(tmp_path):
     target = tmp_path / "pwned.txt"
     bad = tmp_path / "evil.pt"
-    bad.write_bytes(pickle.dumps({"format": "kdviz-checkpoint-v1", "payload": Evil(target)}))
+    bad.write_bytes(code_running_pickle(target, protocol=pickle.DEFAULT_PROTOCOL))
     # Sanity: plain pickle *would* run it (proves the file is really hostile).
     probe = tmp_path / "probe.txt"
-    pickle.loads(pickle.dumps(Evil(probe)))
+    pickle.loads(code_running_pickle(probe))
     assert probe.exists()
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(bad)

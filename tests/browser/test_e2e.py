@@ -180,45 +180,16 @@ def test_uploads_hostile_files_get_a_clear_message(page, app_url, nav):
         print(f"  {case} ({size:,} bytes) → {shown!r}")
 
 
-class _WritesAFile:
-    """Unpickling this runs code that writes ``target`` (a hostile checkpoint)."""
-
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        import builtins
-
-        return (builtins.exec, (f"open({str(self.target)!r}, 'w').write('pwned')",))
-
-
-def _checkpoint(lie_hidden=None) -> bytes:
-    import io
-
-    import torch
-
-    from kdviz.checkpoints import checkpoint_payload
-    from kdviz.models import ModelConfig, build_model
-
-    cfg = ModelConfig("mlp", hidden=(8,))
-    payload = checkpoint_payload(build_model(cfg), cfg, {"test_acc": 0.5})
-    if lie_hidden:
-        payload["model_config"]["hidden"] = list(lie_hidden)
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return buf.getvalue()
-
-
 def test_checkpoint_uploads_hostile_files_are_refused_and_run_nothing(page, app_url, nav, tmp_path):
     """Teacher page: a code-running pickle (it would write a file: in the server process), a corrupt
     file and weights for another architecture each get a message; the page keeps working; a good
     checkpoint is then accepted. The server runs on this machine, so the marker file tells."""
-    import pickle
+    from hostile_files import code_running_pickle, tiny_checkpoint  # tests/ (on sys.path through its conftest)
 
     target = tmp_path / "pwned.txt"
-    cases = [("code-running pickle", "evil.pt", pickle.dumps({"format": "kdviz-checkpoint-v1", "x": _WritesAFile(target)}, protocol=2)),
-             ("truncated checkpoint", "cut.pt", _checkpoint()[:300]),
-             ("weights for another architecture", "other.pt", _checkpoint(lie_hidden=(32,)))]
+    cases = [("code-running pickle", "evil.pt", code_running_pickle(target)),
+             ("truncated checkpoint", "cut.pt", tiny_checkpoint()[:300]),
+             ("weights for another architecture", "other.pt", tiny_checkpoint(claims_hidden=(32,)))]
     open_page(page, app_url, nav["Teacher"])
     box = ".st-key-teacher_ckpt_upload input[type='file']"
     results = []
@@ -231,7 +202,7 @@ def test_checkpoint_uploads_hostile_files_are_refused_and_run_nothing(page, app_
         assert_no_exception(page, f"checkpoint upload: {case}")
         assert shown, f"{case}: no message"
     assert not target.exists(), "the hostile pickle ran code in the server"
-    page.locator(box).set_input_files(files=[{"name": "good.pt", "mimeType": "application/octet-stream", "buffer": _checkpoint()}])
+    page.locator(box).set_input_files(files=[{"name": "good.pt", "mimeType": "application/octet-stream", "buffer": tiny_checkpoint()}])
     settle(page)
     page.wait_for_selector("[data-testid='stMain'] :text('uploaded: good.pt')", timeout=30_000)
     print("\nhostile checkpoint uploads (Teacher page):")
