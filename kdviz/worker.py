@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
-import os
 import multiprocessing.spawn as mp_spawn
+import os
 import queue
 import sys
 import threading
@@ -138,8 +138,8 @@ def lower_priority() -> int:
     """In a worker process (never in-process tests): raise niceness to :func:`worker_nice`; idempotent."""
     if mp.parent_process() is None or not hasattr(os, "nice"):
         return 0
-    current = os.nice(0)
-    return os.nice(worker_nice() - current) if worker_nice() > current else current
+    current, target = os.nice(0), worker_nice()
+    return os.nice(target - current) if target > current else current
 
 
 def worker_main(spec: dict, events, control) -> None:

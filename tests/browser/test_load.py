@@ -489,14 +489,21 @@ class UsersCgroup:
     def __init__(self) -> None:
         self.path: Path | None = None
         for root, knob, value in ((CPU_CGROUPS, "cpu.shares", USERS_SHARE), (Path("/sys/fs/cgroup"), "cpu.weight", max(1, USERS_SHARE * 100 // 1024))):
+            path = root / f"kdviz-load-users-{os.getpid()}"
             try:
-                path = root / f"kdviz-load-users-{os.getpid()}"
                 path.mkdir(exist_ok=True)
                 (path / knob).write_text(str(value))
                 self.path, self.knob = path, f"{knob}={value}"
                 return
             except OSError:
-                continue
+                self._discard(path)  # made, but the knob is not there: leave nothing behind
+
+    @staticmethod
+    def _discard(path: Path) -> None:
+        try:
+            path.rmdir()
+        except OSError:
+            pass
 
     def add(self, pid: int) -> bool:
         if self.path is None:
