@@ -7,7 +7,7 @@ import torch
 
 from kdviz.engine import TrainConfig, total_steps
 from kdviz.hosted import clamp_model_config, clamp_train_config
-from kdviz.methods import METHOD_INFO, default_layer
+from kdviz.methods.objective import METHOD_INFO, default_layer
 from kdviz.models import ModelConfig, build_model, feature_shapes
 from kdviz.ui import charts, forms, live, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
@@ -84,7 +84,7 @@ def layer_names(cfg: ModelConfig, maps_only: bool) -> list[str]:
 
 
 def default_index(method: str, options: list[str], own: ModelConfig, other: ModelConfig) -> int:
-    """Where the method's own default layer (:func:`kdviz.methods.default_layer`) sits in ``options``.
+    """Where the method's own default layer (:func:`kdviz.methods.objective.default_layer`) sits in ``options``.
 
     The first layer is not a safe default: FitNets from an MLP student (vectors) to a CNN teacher's
     first layer (a map) cannot be paired, and the engine's defaults (e.g. AT on the last map of at
@@ -137,7 +137,7 @@ def start() -> None:
         n = transfer_size(get_bundle(data_source()).train.y, choice)
         train, notes_t = clamp_train_config(forms.train_from_state(JOB), limits(), n_train=n)
         s = st.session_state
-        spec = {"fn": "kdviz.jobs:distill_job", "teacher": path, "student": forms.spec_dict(student),
+        spec = {"fn": "kdviz.runtime.tasks:distill_job", "teacher": path, "student": forms.spec_dict(student),
                 "train": forms.spec_dict(train), "distill": {"T": float(s.get("distill_T", 4.0)), "alpha": float(s.get("distill_alpha", 0.9))},
                 "terms": terms_from_state(), "transfer": choice, "data": data_source(), "device": current_device(),
                 "ui": {"total_steps": total_steps(max(1, n), train), "teacher_acc": (summary or {}).get("test_acc")}}

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from kdviz import scenarios as sc
-from kdviz import sweeps as sw
+from kdviz.experiments import scenarios as sc
+from kdviz.experiments import sweeps as sw
 from kdviz.ui import exp_charts, live, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import limits, show_clamp_notes
@@ -117,7 +117,7 @@ def _start_sweep(spec: dict) -> None:
         if lim is not None:
             raise ValueError("sweeps train dozens of networks; they are switched off on this shared server")
         cfg = sw.config_from_spec(spec)  # validate here, so a bad grid is an error on the page at once
-        start_job(SWEEP_JOB, {"fn": "kdviz.sweeps:sweep_job", "data": data_source(), "device": current_device(),
+        start_job(SWEEP_JOB, {"fn": "kdviz.experiments.sweeps:sweep_job", "data": data_source(), "device": current_device(),
                               "teacher_ckpt": _teacher_ckpt(cfg.scenario) or "", "cache_dir": exp_charts.teacher_cache_dir(), **spec})
     except ValueError as err:
         st.session_state["exp_sweep_error"] = str(err)

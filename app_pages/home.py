@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from kdviz import scenarios as sc
+from kdviz.experiments import scenarios as sc
 from kdviz.ui import exp_charts, live
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import show_clamp_notes

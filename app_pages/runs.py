@@ -16,7 +16,7 @@ if _ROOT not in sys.path:  # `streamlit run app_pages/runs.py` puts only app_pag
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from kdviz.runs import (  # noqa: E402
+from kdviz.runs.store import (  # noqa: E402
     ID_RE,
     RUN_KINDS,
     STUDENT_CHECKPOINTS,

@@ -24,7 +24,7 @@ from kdviz.checkpoints import CheckpointError, load_checkpoint
 from kdviz.engine import TrainConfig, evaluate, make_model, run_to_end, train
 from kdviz.images import ImageError, ImageLimits, enlarge, prepare_digit, to_pixels
 from kdviz.models import ModelConfig
-from kdviz.plots import probability_bars
+from kdviz.figures import probability_bars
 from kdviz.ui.frame import data_source, get_bundle
 from kdviz.ui.hosted import cap
 from kdviz.ui.teachers import DEFAULT_TEACHER, current_teacher

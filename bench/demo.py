@@ -2,7 +2,7 @@
 
 Run: ``KDVIZ_DATA_DIR=/path/to/data python bench/demo.py [--threads 1] [--variants shipped,fp32]``
 
-The demo is ``kdviz.scenarios``' "omitted-digit" scenario (Hinton et al. 2015, §3): every 3 is
+The demo is ``kdviz.experiments.scenarios``' "omitted-digit" scenario (Hinton et al. 2015, §3): every 3 is
 removed from the transfer set; a distilled and a scratch student (same seed) are trained, and the
 distilled one should still recognise 3s, nearly all after a bias correction. Each row runs the
 scenario through its public ``run_scenario``, timed from "no teacher" to the result event:
@@ -28,7 +28,7 @@ from dataclasses import replace
 
 from _util import machine_line, mnist_or_exit, setup_threads, verdict
 
-import kdviz.scenarios as sc
+import kdviz.experiments.scenarios as sc
 from kdviz.engine import bf16_is_fast
 
 

@@ -19,7 +19,7 @@ import torch
 
 from _util import machine_line, mnist_or_exit, setup_threads, verdict
 
-from kdviz.presets import FAST_TEACHER, train_fast_teacher
+from kdviz.experiments.recipes import FAST_TEACHER, train_fast_teacher
 
 
 def calibration_gflops(size: int = 1024, reps: int = 20) -> float:

@@ -27,7 +27,7 @@ from _util import Contender, interleave, machine_line, mnist_or_exit, paired_rat
 
 from kdviz.data import MNIST_MEAN, MNIST_STD, data_root
 from kdviz.engine import TrainConfig, make_model, teacher_logits_cache, train
-from kdviz.methods import DistillConfig
+from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig
 
 TEACHER, STUDENT = ModelConfig(hidden=(1200, 1200)), ModelConfig(hidden=(128,))

@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import losses
-from .data import TensorData
-from .engine import StepRecord, TrainConfig, make_model, train
-from .methods import DistillConfig, Term, build_objective
-from .models import ModelConfig
+from kdviz import losses
+from kdviz.data import TensorData
+from kdviz.engine import StepRecord, TrainConfig, make_model, train
+from kdviz.methods.objective import DistillConfig, Term, build_objective
+from kdviz.models import ModelConfig
 
 
 # ----------------------------------------------------------------------------- maps

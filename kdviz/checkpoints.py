@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import ModelConfig, build_model
+from kdviz.models import ModelConfig, build_model
 
 FORMAT = "kdviz-checkpoint-v1"
 

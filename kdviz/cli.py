@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-CLI_MODULES = ("kdviz.commands", "kdviz.compare", "kdviz.scenarios", "kdviz.sweeps", "kdviz.runs")
+CLI_MODULES = ("kdviz.commands", "kdviz.experiments.compare", "kdviz.experiments.scenarios", "kdviz.experiments.sweeps", "kdviz.runs.store")
 DEFAULT_COMMAND = "distill"
 
 

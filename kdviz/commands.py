@@ -6,7 +6,7 @@ parameters, test accuracy, agreement with the teacher and training wall time. Pr
 to stderr as a one-line text bar; the table goes to stdout.
 
 ``python -m kdviz teacher --preset fast --out kdviz/assets/default_teacher.pt`` trains a teacher
-preset (``kdviz.presets``) and saves it as a checkpoint (loaded with ``weights_only=True``).
+preset (``kdviz.experiments.recipes``) and saves it as a checkpoint (loaded with ``weights_only=True``).
 """
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from typing import TextIO
 import torch
 from torch import nn
 
-from .checkpoints import load_checkpoint, save_checkpoint
-from .data import DataBundle, DataUnavailable, load_data, load_fallback, load_mnist, synthetic_bundle
-from .engine import StepRecord, TrainConfig, agreement, evaluate, make_model, resolve_device, run_to_end, total_steps, train
-from .methods import DistillConfig
-from .models import ModelConfig, param_count
-from .presets import DEFAULT_TEACHER_PATH, PRESETS, get_preset, load_default_teacher, train_teacher
+from kdviz.checkpoints import load_checkpoint, save_checkpoint
+from kdviz.data import DataBundle, DataUnavailable, load_data, load_fallback, load_mnist, synthetic_bundle
+from kdviz.engine import StepRecord, TrainConfig, agreement, evaluate, make_model, resolve_device, run_to_end, total_steps, train
+from kdviz.methods.objective import DistillConfig
+from kdviz.models import ModelConfig, param_count
+from kdviz.experiments.recipes import DEFAULT_TEACHER_PATH, PRESETS, get_preset, load_default_teacher, train_teacher
 
 DATA_CHOICES = ("auto", "mnist", "fallback", "synthetic")
 

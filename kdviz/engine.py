@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import HIDDEN_LABEL, MNIST_MEAN, MNIST_STD, TensorData
-from .methods import DistillConfig, Objective, build_objective
-from .models import ModelConfig, build_model
+from kdviz.data import HIDDEN_LABEL, MNIST_MEAN, MNIST_STD, TensorData
+from kdviz.methods.objective import DistillConfig, Objective, build_objective
+from kdviz.models import ModelConfig, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "onecycle", "cosine")

@@ -24,8 +24,8 @@ import os
 from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from typing import Mapping, TypeVar
 
-from .engine import TrainConfig
-from .models import ModelConfig
+from kdviz.engine import TrainConfig
+from kdviz.models import ModelConfig
 
 ENV_HOSTED = "KDVIZ_HOSTED"
 ENV_MAX_JOBS = "KDVIZ_MAX_JOBS"

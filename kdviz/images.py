@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from .data import MNIST_MEAN, MNIST_STD
+from kdviz.data import MNIST_MEAN, MNIST_STD
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"

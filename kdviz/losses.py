@@ -145,7 +145,7 @@ def _check_batch(a: torch.Tensor, b: torch.Tensor, what_a: str, what_b: str, min
 def fitnet_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
     """Romero et al. 2015, "FitNets: Hints for Thin Deep Nets": L = mean((r(f_s) − f_t)²).
 
-    ``student_feat`` must already be regressed (see ``kdviz.regressors.make_regressor``) to the
+    ``student_feat`` must already be regressed (see ``kdviz.methods.adapters.make_regressor``) to the
     teacher's exact shape, e.g. ``[B, C, H, W]`` or ``[B, D]``; no broadcasting.
     """
     check_same_shape(student_feat, teacher_feat, "regressed student feature", "teacher feature")

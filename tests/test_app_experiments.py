@@ -8,7 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from kdviz import sweeps as sw
+from kdviz.experiments import sweeps as sw
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "experiments.py")
 TINY = (("student_hidden", (16,)), ("teacher_hidden", (32,)), ("teacher_epochs", 2), ("epochs", 3),
@@ -43,7 +43,7 @@ def test_scenario_picker_sends_the_chosen_scenario(no_spawn):
     at.number_input(key="exp_seeds").set_value(3).run()
     at.button(key="exp_run").click().run()
     spec = _spec(at, "exp_scenario")
-    assert spec["fn"] == "kdviz.scenarios:few_labels_job" and spec["data"] == "synthetic"
+    assert spec["fn"] == "kdviz.experiments.scenarios:few_labels_job" and spec["data"] == "synthetic"
     assert spec["overrides"] == {"seeds": 3, "T": 8.0, "alpha": 0.9, "epochs": 20.0, "n_labelled": 200}
 
 
@@ -62,7 +62,7 @@ def test_exercises_are_one_click_each(no_spawn):
     for name in sw.EXERCISES:
         at.button(key=f"exp_ex_{name}").click().run()
         spec = _spec(at, "exp_sweep")
-        assert spec["fn"] == "kdviz.sweeps:sweep_job" and spec["exercise"] == name
+        assert spec["fn"] == "kdviz.experiments.sweeps:sweep_job" and spec["exercise"] == name
         assert len(sw.config_from_spec(spec).seeds) >= 3
 
 

@@ -79,7 +79,7 @@ def test_job_counts_and_stop_all(app_env, tick):
         from kdviz.ui.jobs import start_job
 
         render_sidebar()
-        st.button("go", key="go", on_click=lambda: start_job("count", {"fn": "kdviz.worker:count_job", "n": 10**6, "delay_s": 0.01}))
+        st.button("go", key="go", on_click=lambda: start_job("count", {"fn": "kdviz.runtime.worker:count_job", "n": 10**6, "delay_s": 0.01}))
 
     at = AppTest.from_function(script, default_timeout=TIMEOUT).run()
     at.button(key="go").click().run()

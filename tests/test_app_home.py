@@ -8,7 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from kdviz import scenarios as sc
+from kdviz.experiments import scenarios as sc
 from kdviz.ui import exp_charts
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "home.py")
@@ -52,7 +52,7 @@ def test_one_click_starts_the_omitted_digit_scenario(no_spawn):
     at = _page()
     at.button(key="home_demo_start").click().run()
     spec = _handle(at).spec
-    assert spec["fn"] == "kdviz.scenarios:omitted_digit_job"
+    assert spec["fn"] == "kdviz.experiments.scenarios:omitted_digit_job"
     assert spec["overrides"] == {"omit": 3, "seeds": 1} and spec["data"] == "synthetic" and spec["device"] == "cpu"
     assert spec["teacher_ckpt"] == "" and spec["cache_dir"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kdviz.runs import RunStore
+from kdviz.runs.store import RunStore
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "runs.py")
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)

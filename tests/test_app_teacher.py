@@ -84,7 +84,7 @@ def test_a_queued_run_shows_its_place_and_polls_slowly_until_it_starts(no_spawn,
     """A run waiting for a slot shows "Queued — position 1" and is polled every 4 s, not 0.4 s;
     once the slot frees it runs and the live view goes back to twice a second."""
     monkeypatch.setattr(no_spawn, "max_jobs", 1)
-    blocker = no_spawn.submit({"fn": "kdviz.worker:count_job", "n": 10**9}, owner="someone else")
+    blocker = no_spawn.submit({"fn": "kdviz.runtime.worker:count_job", "n": 10**9}, owner="someone else")
     at = _page()
     at.button(key="teacher_start").click().run()
     assert any("Queued — position 1" in i.value for i in at.info)

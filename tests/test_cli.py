@@ -12,7 +12,7 @@ from kdviz.checkpoints import load_checkpoint, save_checkpoint
 from kdviz.commands import ProgressBar, format_table, load_bundle, parse_model
 from kdviz.engine import StepRecord, TrainConfig, agreement, evaluate, make_model, run_to_end, train
 from kdviz.models import ModelConfig
-from kdviz.presets import DEFAULT_TEACHER_PATH
+from kdviz.experiments.recipes import DEFAULT_TEACHER_PATH
 
 TEACHER = ModelConfig(hidden=(64,))
 

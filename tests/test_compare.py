@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kdviz.cli import build_parser
-from kdviz.compare import (
+from kdviz.experiments.compare import (
     MAPS_MESSAGE,
     compare_methods,
     format_table,

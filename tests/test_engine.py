@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from kdviz import engine
 from kdviz.data import HIDDEN_LABEL, MNIST_MEAN, MNIST_STD, TensorData, labelled_plus_unlabelled, synthetic_bundle
 from kdviz.engine import NonFiniteLoss, TrainConfig, evaluate, make_model, run_to_end, train
-from kdviz.methods import DistillConfig, build_objective
+from kdviz.methods.objective import DistillConfig, build_objective
 from kdviz.models import ModelConfig
 
 STUDENT = ModelConfig(hidden=(32,))

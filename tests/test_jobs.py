@@ -21,11 +21,11 @@ from kdviz import data as kdata
 from kdviz.checkpoints import load_checkpoint
 from kdviz.engine import NonFiniteLoss, TrainConfig, make_model, train
 from kdviz.checkpoints import save_checkpoint
-from kdviz.jobs import distill_job, parse_terms, quick_pair_job, teacher_job, transfer_set, watch_at_job
-from kdviz.methods import Term
+from kdviz.runtime.tasks import distill_job, parse_terms, quick_pair_job, teacher_job, transfer_set, watch_at_job
+from kdviz.methods.objective import Term
 from kdviz.models import ModelConfig
 from kdviz.ui.jobs import JobManager, RunLog, Series, Worker
-from kdviz.worker import END, resolve_job, worker_main, worker_nice
+from kdviz.runtime.worker import END, resolve_job, worker_main, worker_nice
 
 TINY_TEACHER = {"arch": "mlp", "hidden": [32]}
 TINY_TRAIN = {"epochs": 2, "batch_size": 64, "log_every": 2}
@@ -218,8 +218,8 @@ def test_watch_at_job_refuses_an_mlp_pair(teacher_ckpt):
 
 
 # ----------------------------------------------------------------------------- worker loop (in-process)
-@pytest.mark.parametrize("path", ["os:system", "kdvizevil.jobs:teacher_job", "kdviz.jobs", "kdviz..jobs:x",
-                                  "kdviz.jobs:no_such_job", "kdviz.nope:job", "subprocess:run"])
+@pytest.mark.parametrize("path", ["os:system", "kdvizevil.jobs:teacher_job", "kdviz.runtime.tasks", "kdviz..jobs:x",
+                                  "kdviz.runtime.tasks:no_such_job", "kdviz.nope:job", "subprocess:run"])
 def test_disallowed_or_missing_job_paths_are_refused(path):
     with pytest.raises(ValueError, match="refused|not found"):
         resolve_job(path)
@@ -242,7 +242,7 @@ def _drain(q: queue.Queue, wait: float = 0.0) -> list[dict]:
 def test_worker_obeys_pause_step_resume_stop():
     events, control = queue.Queue(), queue.Queue()
     control.put("pause")  # paused before the first event
-    thread = threading.Thread(target=worker_main, args=({"fn": "kdviz.worker:count_job", "n": 1000, "delay_s": 0.002}, events, control))
+    thread = threading.Thread(target=worker_main, args=({"fn": "kdviz.runtime.worker:count_job", "n": 1000, "delay_s": 0.002}, events, control))
     thread.start()
     try:
         assert _drain(events, 0.3) == []
@@ -312,7 +312,7 @@ class FakeLauncher:
 def test_manager_limits_concurrency_and_queues_fifo():
     launcher = FakeLauncher()
     manager = JobManager(max_jobs=2, launcher=launcher)
-    handles = [manager.submit({"fn": "kdviz.worker:count_job", "i": i}) for i in range(4)]
+    handles = [manager.submit({"fn": "kdviz.runtime.worker:count_job", "i": i}) for i in range(4)]
     assert [h.state for h in handles] == ["running", "running", "queued", "queued"]
     assert [h.position for h in handles] == [None, None, 1, 2]
     assert manager.counts() == {"running": 2, "queued": 2, "max": 2} and len(launcher.started) == 2
@@ -326,7 +326,7 @@ def test_manager_limits_concurrency_and_queues_fifo():
 def test_handle_collects_events_and_finishing_frees_the_slot():
     launcher = FakeLauncher()
     manager = JobManager(max_jobs=1, launcher=launcher, cap=8)
-    h1, h2 = manager.submit({"fn": "kdviz.worker:count_job"}), manager.submit({"fn": "kdviz.worker:count_job"})
+    h1, h2 = manager.submit({"fn": "kdviz.runtime.worker:count_job"}), manager.submit({"fn": "kdviz.runtime.worker:count_job"})
     worker = launcher.started[0][1]
     for step in range(1, 101):
         worker.events.put({"type": "record", "run": "count", "step": step, "total": 1.0})
@@ -343,7 +343,7 @@ def test_handle_collects_events_and_finishing_frees_the_slot():
 def test_worker_that_dies_silently_is_an_error():
     launcher = FakeLauncher()
     manager = JobManager(max_jobs=1, launcher=launcher)
-    handle = manager.submit({"fn": "kdviz.worker:count_job"})
+    handle = manager.submit({"fn": "kdviz.runtime.worker:count_job"})
     launcher.started[0][1].process.alive = False
     launcher.started[0][1].process.exitcode = -9
     handle.poll()
@@ -380,15 +380,15 @@ def test_spawned_workers_stream_pause_stop_and_finish(tmp_path):
     """Two real worker processes at once (they start in parallel): a slow counter that is paused,
     resumed and stopped, and a tiny teacher trained end to end; a third job waits its turn."""
     manager = JobManager(max_jobs=2)
-    counter = manager.submit({"fn": "kdviz.worker:count_job", "n": 100_000, "delay_s": 0.01})
-    teacher = manager.submit({"fn": "kdviz.jobs:teacher_job", "data": "synthetic", "out_dir": str(tmp_path),
+    counter = manager.submit({"fn": "kdviz.runtime.worker:count_job", "n": 100_000, "delay_s": 0.01})
+    teacher = manager.submit({"fn": "kdviz.runtime.tasks:teacher_job", "data": "synthetic", "out_dir": str(tmp_path),
                               "model": TINY_TEACHER, "train": {**TINY_TRAIN, "epochs": 4}, "threads": 1, "eval_points": 1})
-    queued = manager.submit({"fn": "kdviz.worker:count_job", "n": 1})
+    queued = manager.submit({"fn": "kdviz.runtime.worker:count_job", "n": 1})
     try:
         assert queued.position == 1
         _wait(lambda: counter.step() >= 3, 60, counter)
         assert counter.result is None and counter.state == "running"  # records arrive while it runs
-        # the worker runs below the server's priority (kdviz.worker.DEFAULT_NICE), the test process does not
+        # the worker runs below the server's priority (kdviz.runtime.worker.DEFAULT_NICE), the test process does not
         assert psutil.Process(counter.worker.process.pid).nice() == max(worker_nice(), os.nice(0))
         counter.pause()
         time.sleep(0.3)
@@ -413,7 +413,7 @@ def test_spawned_workers_stream_pause_stop_and_finish(tmp_path):
 
 @pytest.mark.parametrize("value, expected", [(None, 10), ("0", 0), ("5", 5), ("99", 19), ("-3", 0), ("high", 10)])
 def test_worker_niceness_from_environment(monkeypatch, value, expected):
-    from kdviz.worker import NICE_ENV, lower_priority, worker_nice
+    from kdviz.runtime.worker import NICE_ENV, lower_priority, worker_nice
 
     if value is None:
         monkeypatch.delenv(NICE_ENV, raising=False)
@@ -430,9 +430,9 @@ def test_spare_pool_starts_jobs_warm():
     manager = JobManager(max_jobs=1, launcher=pool)
     try:
         pool.warm_up()
-        first = manager.submit({"fn": "kdviz.worker:count_job", "n": 5})
+        first = manager.submit({"fn": "kdviz.runtime.worker:count_job", "n": 5})
         _wait(lambda: not first.active, 30, first)
-        second = manager.submit({"fn": "kdviz.worker:count_job", "n": 3})  # uses the spare started for it
+        second = manager.submit({"fn": "kdviz.runtime.worker:count_job", "n": 3})  # uses the spare started for it
         _wait(lambda: not second.active, 30, second)
         assert (first.result, second.result) == ({"type": "result", "sum": 15}, {"type": "result", "sum": 6})
         assert (pool.warm_starts, pool.cold_starts) == (2, 0)

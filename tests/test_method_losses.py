@@ -22,7 +22,7 @@ from kdviz.losses import (
     rkd_distance_loss,
     sp_loss,
 )
-from kdviz.regressors import make_regressor
+from kdviz.methods.adapters import make_regressor
 
 DT = torch.float64
 

@@ -7,7 +7,7 @@ import torch
 from kdviz import engine, losses
 from kdviz.data import synthetic_bundle
 from kdviz.engine import TrainConfig, make_model, run_to_end, train
-from kdviz.methods import (
+from kdviz.methods.objective import (
     DKD_ALPHA,
     DKD_BETA,
     METHOD_INFO,

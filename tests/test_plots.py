@@ -1,4 +1,4 @@
-"""Figure builders (kdviz.plots): the traces carry exactly the data given, in the documented form."""
+"""Figure builders (kdviz.figures): the traces carry exactly the data given, in the documented form."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kdviz.engine import StepRecord
-from kdviz.plots import (
+from kdviz.figures import (
     LOG_FLOOR,
     accuracy_curves,
     attention_comparison,

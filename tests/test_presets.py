@@ -10,7 +10,7 @@ import torch
 from kdviz.checkpoints import CheckpointError
 from kdviz.data import load_mnist, synthetic_bundle
 from kdviz.engine import bf16_is_fast, evaluate, total_steps
-from kdviz.presets import (
+from kdviz.experiments.recipes import (
     DEFAULT_TEACHER_PATH,
     FAST_TEACHER,
     RETRAIN_COMMAND,

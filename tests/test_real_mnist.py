@@ -4,7 +4,7 @@ import os
 import pytest
 
 from kdviz import data, engine
-from kdviz.methods import DistillConfig
+from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig
 
 pytestmark = pytest.mark.skipif(

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdviz import runs as R
+from kdviz.runs import store as R
 from kdviz.checkpoints import save_checkpoint
 from kdviz.cli import main as cli_main
 from kdviz.engine import make_model
 from kdviz.models import ModelConfig
-from kdviz.runs import ID_RE, RunError, RunStore
+from kdviz.runs.store import ID_RE, RunError, RunStore
 
 torch.set_num_threads(1)
 NO_CLI = set()  # "the command accepts no flags": keeps these tests independent of other modules' CLIs
@@ -279,7 +279,7 @@ def test_bad_inputs(store, ckpt, tmp_path):
 
 # ----------------------------------------------------------------------------- reproduce, job results, curves
 DISTILL_SPEC = {
-    "fn": "kdviz.jobs:distill_job", "data": "auto", "device": None, "out_dir": "/tmp/x",
+    "fn": "kdviz.runtime.tasks:distill_job", "data": "auto", "device": None, "out_dir": "/tmp/x",
     "student": {"arch": "mlp", "hidden": [128], "channels": [16, 32], "dropout": 0.0, "num_classes": 10},
     "train": {"epochs": 2.0, "batch_size": 64, "lr": 0.001, "seed": 0},
     "distill": {"T": 4.0, "alpha": 0.9}, "terms": [], "transfer": "without:3",

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kdviz import data as kdata
-from kdviz import scenarios as sc
+from kdviz.experiments import scenarios as sc
 from kdviz.checkpoints import load_checkpoint
 
 TINY = {"student_hidden": [16], "teacher_hidden": [32], "teacher_epochs": 2, "epochs": 2, "scratch_epochs": 2,
@@ -198,7 +198,7 @@ def test_cli_scenario(tmp_path, capsys):
 
 
 def test_recipe_amp_is_checked_and_used_only_where_bf16_is_native(monkeypatch):
-    import kdviz.scenarios as scen
+    import kdviz.experiments.scenarios as scen
     from kdviz.models import ModelConfig
 
     with pytest.raises(ValueError, match="amp must be True or False"):

@@ -6,9 +6,9 @@ import torch
 
 from kdviz.data import synthetic_bundle
 from kdviz.engine import TrainConfig
-from kdviz.methods import DistillConfig
+from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig
-from kdviz.selfdistill import born_again, mutual_learning
+from kdviz.experiments.selfdistill import born_again, mutual_learning
 
 torch.set_num_threads(1)
 

@@ -1,10 +1,10 @@
-"""kdviz.stats: mean ± std, the 2·SE within-noise rule and the formatter, against hand computations."""
+"""kdviz.experiments.stats: mean ± std, the 2·SE within-noise rule and the formatter, against hand computations."""
 import math
 import statistics
 
 import pytest
 
-from kdviz.stats import MeanStd, compare, diff_stderr, format_mean_std, format_values, mean_std, within_noise
+from kdviz.experiments.stats import MeanStd, compare, diff_stderr, format_mean_std, format_values, mean_std, within_noise
 
 
 def test_mean_std_matches_statistics_module():

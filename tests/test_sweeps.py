@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kdviz import data as kdata
-from kdviz import sweeps as sw
+from kdviz.experiments import sweeps as sw
 
 TINY = (("student_hidden", (16,)), ("teacher_hidden", (32,)), ("teacher_epochs", 2), ("epochs", 3),
         ("batch_size", 32), ("n_labelled", 60), ("lr", 1e-2))

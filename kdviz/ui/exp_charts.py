@@ -2,7 +2,7 @@
 
 Figures are plain Plotly builders (plain data in); the ``show_*`` helpers draw a scenario or
 sweep result with Streamlit. Every comparison is shown as mean ± std over seeds, with the
-2·SE within-noise verdict of ``kdviz.stats`` beside it.
+2·SE within-noise verdict of ``kdviz.experiments.stats`` beside it.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from kdviz import scenarios as sc
+from kdviz.experiments import scenarios as sc
 from kdviz.hosted import clamp_count
-from kdviz.plots import PALETTE
-from kdviz.stats import format_mean_std
+from kdviz.figures import PALETTE
+from kdviz.experiments.stats import format_mean_std
 from kdviz.ui import live
 from kdviz.ui.hosted import limits
 

@@ -15,7 +15,7 @@ import streamlit as st
 import torch
 
 from kdviz import data as kdata
-from kdviz.jobs import DATA_SOURCES, load_bundle
+from kdviz.runtime.tasks import DATA_SOURCES, load_bundle
 from kdviz.ui.jobs import get_manager, session_jobs, stop_session_jobs
 from kdviz.ui.live import QUEUED_REFRESH_S
 

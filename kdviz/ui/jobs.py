@@ -8,7 +8,7 @@ Pages use five functions (all called from the Streamlit script thread only)::
     stop_session_jobs()              # the sidebar's "stop all"
     get_manager().counts()           # {"running": n, "queued": m}, server-wide
 
-``spec`` is plain data: ``{"fn": "kdviz.jobs:teacher_job", ...}`` (see ``kdviz/jobs.py``);
+``spec`` is plain data: ``{"fn": "kdviz.runtime.tasks:teacher_job", ...}`` (see ``kdviz/jobs.py``);
 ``out_dir`` is filled in when missing (``$KDVIZ_JOBS_DIR``, else ``<tmp>/kdviz-jobs``, then ``<name>-<id>``).
 
 A :class:`JobHandle` is read by the page after ``h.poll()`` (non-blocking: drains the events
@@ -51,7 +51,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from kdviz.hosted import job_limit, threads_per_job
-from kdviz.worker import check_job_path, spare_main, start_without_main, worker_main
+from kdviz.runtime.worker import check_job_path, spare_main, start_without_main, worker_main
 
 DEFAULT_CAP = 1500  # points kept per run and series
 EVENT_QUEUE_MAX = 20000  # a worker blocks (training pauses) when this many events wait undrained
@@ -156,7 +156,7 @@ class SparePool:
     starts the next spare; without a live spare it falls back to a cold start.
     """
 
-    def __init__(self, preload: tuple[str, ...] = ("kdviz.jobs",), data_source: str | None = None) -> None:
+    def __init__(self, preload: tuple[str, ...] = ("kdviz.runtime.tasks",), data_source: str | None = None) -> None:
         self.preload, self.data_source = preload, data_source
         self._spare: Worker | None = None
         self._lock = threading.Lock()

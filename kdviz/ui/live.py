@@ -140,7 +140,7 @@ def live_panel(name: str, draw: Callable[[JobHandle | None], None], interval: fl
 
 
 def _save(name: str, kind: str, prefix: str) -> None:
-    from kdviz.runs import RunStore, save_job_result
+    from kdviz.runs.store import RunStore, save_job_result
 
     handle = get_job(name)
     if handle is None or handle.result is None:

@@ -308,7 +308,7 @@ def test_hosted_mode_says_what_it_clamped(page, browser, hosted_server):
 
 # ----------------------------------------------------------------------------- every distillation method (issue #4)
 def distill_methods() -> list[str]:
-    from kdviz.methods import METHOD_INFO
+    from kdviz.methods.objective import METHOD_INFO
 
     return [m for m in METHOD_INFO if m != "kd"]  # soft-target KD is always on; the rest are the page's options
 
@@ -352,7 +352,7 @@ def test_distill_method_is_selectable_and_trains(page, app_url, nav, method):
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    from kdviz.methods import METHOD_INFO
+    from kdviz.methods.objective import METHOD_INFO
 
     info = METHOD_INFO[method]
     open_page(page, app_url, nav["Distill"])

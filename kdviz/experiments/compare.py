@@ -14,7 +14,7 @@ Protocol (documented so a table can be read honestly):
   (seed 0), so all methods and seeds see the same images.
 - Wall time is training only (teacher forward passes included), without evaluation.
 - "Within noise": ``|Δmean| < 2·sqrt(std_a²/n_a + std_b²/n_b)`` (sample std, ddof = 1), the rule of
-  :mod:`kdviz.stats`; with a single seed every difference counts as within noise.
+  :mod:`kdviz.experiments.stats`; with a single seed every difference counts as within noise.
 """
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .data import DataBundle, load_data
-from .engine import TrainConfig, evaluate, make_model, resolve_device, run_to_end, train
-from .jobs import transfer_set
-from .methods import METHOD_INFO, DistillConfig, Term, build_objective
-from .models import ModelConfig
-from .stats import compare as compare_stats
-from .stats import mean_std
+from kdviz.data import DataBundle, load_data
+from kdviz.engine import TrainConfig, evaluate, make_model, resolve_device, run_to_end, train
+from kdviz.runtime.tasks import transfer_set
+from kdviz.methods.objective import METHOD_INFO, DistillConfig, Term, build_objective
+from kdviz.models import ModelConfig
+from kdviz.experiments.stats import compare as compare_stats
+from kdviz.experiments.stats import mean_std
 
 SCRATCH = "scratch"
 DEFAULT_METHODS = ("kd", "fitnet", "at", "rkd_d", "rkd_a", "sp", "dkd", "crd")
@@ -243,7 +243,7 @@ def register_cli(subparsers) -> None:
 
 def _teacher_for(args, bundle: DataBundle, device: torch.device) -> nn.Module:
     if args.teacher:
-        from .checkpoints import load_checkpoint
+        from kdviz.checkpoints import load_checkpoint
 
         model, cfg, _ = load_checkpoint(args.teacher)
         print(f"teacher: {cfg.label()} from {args.teacher}", flush=True)
@@ -253,7 +253,7 @@ def _teacher_for(args, bundle: DataBundle, device: torch.device) -> nn.Module:
     model = make_model(cfg, 0, device)
     run_to_end(train(model, bundle.train, TrainConfig(epochs=args.teacher_epochs, batch_size=128, log_every=100), device=device))
     if args.save_teacher:
-        from .checkpoints import save_checkpoint
+        from kdviz.checkpoints import save_checkpoint
 
         print(f"teacher saved to {save_checkpoint(args.save_teacher, model, cfg, {'data_source': bundle.source})}", flush=True)
     return model.eval()

@@ -10,7 +10,7 @@ measurable difference within seconds) and varies one thing:
                    teacher, generation k by generation k − 1 (same student architecture)
 - ``methods``      "logit" (soft targets), "feature" (FitNets hint + CE) and "logit+feature"
 
-Each point reports mean ± std over seeds (``kdviz.stats``), the gain over the scratch student and
+Each point reports mean ± std over seeds (``kdviz.experiments.stats``), the gain over the scratch student and
 whether it is within noise, and whether the point is within noise of the best point.
 """
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from . import data as kdata
-from .engine import eval_from_logits, predict_logits, resolve_device
-from .methods import DistillConfig, Term
-from .scenarios import (
+from kdviz import data as kdata
+from kdviz.engine import eval_from_logits, predict_logits, resolve_device
+from kdviz.methods.objective import DistillConfig, Term
+from kdviz.experiments.scenarios import (
     drain,
     ScenarioConfig,
     build_transfer,
@@ -41,7 +41,7 @@ from .scenarios import (
     train_network,
     with_overrides,
 )
-from .stats import compare
+from kdviz.experiments.stats import compare
 
 SWEEP_PARAMS = ("T", "alpha", "width", "generations", "methods")
 SWEEP_SCENARIOS = ("few-labels", "omitted-digit", "unlabelled")
@@ -284,7 +284,7 @@ def config_from_spec(spec: dict) -> SweepConfig:
 
 def sweep_job(spec: dict) -> Iterator[dict]:
     """App job: spec keys ``exercise`` or ``sweep``, plus ``data``, ``device``, ``teacher_ckpt``, ``cache_dir``."""
-    from .jobs import load_bundle
+    from kdviz.runtime.tasks import load_bundle
 
     try:
         if not isinstance(spec, dict):
@@ -300,7 +300,7 @@ def sweep_job(spec: dict) -> Iterator[dict]:
 
 def _cli_sweep(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
-    from .jobs import load_bundle
+    from kdviz.runtime.tasks import load_bundle
 
     if args.exercise:
         spec = {"exercise": args.exercise, "sweep": {"seeds": tuple(range(args.seeds))} if args.seeds else {}}

@@ -5,7 +5,7 @@
 - :func:`mutual_learning` — Deep Mutual Learning (Zhang et al. 2018): two students start from
   scratch and, on the same batches, each minimises CE + KL(peer ‖ self).
 
-Both are generators of plain-dict events (the ``kdviz.jobs`` protocol: "status", "record",
+Both are generators of plain-dict events (the ``kdviz.runtime.tasks`` protocol: "status", "record",
 "result"); the trained models are the generator's return value (``models = yield from ...``).
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .data import TensorData, random_shift
-from .engine import (
+from kdviz.data import TensorData, random_shift
+from kdviz.engine import (
     NonFiniteLoss,
     StepRecord,
     TrainConfig,
@@ -35,8 +35,8 @@ from .engine import (
     total_steps,
     train,
 )
-from .methods import DistillConfig, Objective
-from .models import ModelConfig
+from kdviz.methods.objective import DistillConfig, Objective
+from kdviz.models import ModelConfig
 
 DML_RUNS = ("dml_a", "dml_b")
 

@@ -40,10 +40,10 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from . import data as kdata
-from .attention import QuickPairConfig, Snapshot, attention_2d, attention_transfer_setup, snapshot_steps, spatial_features, watch_records
-from .checkpoints import load_checkpoint, save_checkpoint
-from .engine import (
+from kdviz import data as kdata
+from kdviz.attention import QuickPairConfig, Snapshot, attention_2d, attention_transfer_setup, snapshot_steps, spatial_features, watch_records
+from kdviz.checkpoints import load_checkpoint, save_checkpoint
+from kdviz.engine import (
     EvalResult,
     NonFiniteLoss,
     StepRecord,
@@ -55,8 +55,8 @@ from .engine import (
     total_steps,
     train,
 )
-from .methods import DistillConfig, Term
-from .models import ModelConfig, param_count, size_mb
+from kdviz.methods.objective import DistillConfig, Term
+from kdviz.models import ModelConfig, param_count, size_mb
 
 DATA_SOURCES = ("auto", "synthetic")
 TIMING_BATCH = 256

@@ -22,10 +22,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checkpoints import CheckpointError, load_checkpoint
-from .data import DataBundle
-from .engine import StepRecord, TrainConfig, bf16_is_fast, evaluate, make_model, resolve_device, run_to_end, train
-from .models import ModelConfig
+from kdviz.checkpoints import CheckpointError, load_checkpoint
+from kdviz.data import DataBundle
+from kdviz.engine import StepRecord, TrainConfig, bf16_is_fast, evaluate, make_model, resolve_device, run_to_end, train
+from kdviz.models import ModelConfig
 
 DEFAULT_TEACHER_PATH = Path(__file__).parent / "assets" / "default_teacher.pt"
 RETRAIN_COMMAND = "python -m kdviz teacher --preset fast --out kdviz/assets/default_teacher.pt"
@@ -47,7 +47,7 @@ FAST_TEACHER = TeacherPreset(
     train=TrainConfig(epochs=2, batch_size=128, lr=0.01, optimizer="adam", schedule="onecycle", amp=True, log_every=20),
     description="CNN 16-32-64, 2 epochs, batch 128, Adam one-cycle (max lr 0.01), bf16 autocast where native",
 )
-# The omitted-digit demo's teacher (kdviz.scenarios' recipe, plus bf16 autocast): an MLP teacher
+# The omitted-digit demo's teacher (kdviz.experiments.scenarios' recipe, plus bf16 autocast): an MLP teacher
 # passes "3-ness" to an MLP student far better than the CNN does (bench/demo.py measures both).
 MLP_TEACHER = TeacherPreset(
     name="mlp",

@@ -39,7 +39,7 @@ NICE_ENV, DEFAULT_NICE = "KDVIZ_WORKER_NICE", 10
 
 
 def check_job_path(path: str) -> tuple[str, str]:
-    """``"kdviz.jobs:teacher_job"`` → ``("kdviz.jobs", "teacher_job")`` without importing anything."""
+    """``"kdviz.runtime.tasks:teacher_job"`` → ``("kdviz.runtime.tasks", "teacher_job")`` without importing anything."""
     module, sep, name = str(path).partition(":")
     parts = module.split(".")
     if not sep or not module.startswith(ALLOWED_PREFIX) or not all(p.isidentifier() for p in parts) or not name.isidentifier():
@@ -174,7 +174,7 @@ def spare_main(events, control, preload: tuple[str, ...] = (), data_source: str 
         for module in preload:
             importlib.import_module(module)
         if data_source:
-            importlib.import_module("kdviz.jobs").load_bundle(data_source)
+            importlib.import_module("kdviz.runtime.tasks").load_bundle(data_source)
     except Exception:  # noqa: BLE001 - the job will hit (and report) the same problem
         traceback.print_exc(file=sys.stderr)
     while True:

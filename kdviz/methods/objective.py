@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import losses
-from .models import feature_shapes
-from .regressors import make_regressor
-from .schedules import check_schedule, schedule_value
+from kdviz import losses
+from kdviz.models import feature_shapes
+from kdviz.methods.adapters import make_regressor
+from kdviz.methods.schedules import check_schedule, schedule_value
 
 # Decoupled KD (Zhao et al. 2022): the paper's CIFAR-100 setting alpha = 1 (TCKD), beta = 8 (NCKD).
 # The paper also ramps the DKD weight up over the first 20 epochs; runs here last a few epochs,

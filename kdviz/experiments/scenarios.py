@@ -2,7 +2,7 @@
 
 Each scenario builds a *transfer set* (what the student is taught on), trains a distilled and a
 scratch student of the same architecture, seed and data order over one or more seeds, and
-reports mean ± std (``kdviz.stats``). The same code runs as an app job (generator functions
+reports mean ± std (``kdviz.experiments.stats``). The same code runs as an app job (generator functions
 yielding event dicts, see ``kdviz/jobs.py``), from ``python -m kdviz scenario ...`` and from
 ``bench/kd_effect.py``.
 
@@ -33,9 +33,9 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from . import data as kdata
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .engine import (
+from kdviz import data as kdata
+from kdviz.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from kdviz.engine import (
     TrainConfig,
     bf16_is_fast,
     eval_from_logits,
@@ -45,9 +45,9 @@ from .engine import (
     total_steps,
     train,
 )
-from .methods import DistillConfig
-from .models import ModelConfig
-from .stats import compare, mean_std
+from kdviz.methods.objective import DistillConfig
+from kdviz.models import ModelConfig
+from kdviz.experiments.stats import compare, mean_std
 
 KINDS = ("omitted-digit", "few-labels", "unlabelled", "hinton")
 ROLES = ("distilled", "scratch")
@@ -585,7 +585,7 @@ def scenario_job(spec: dict, kind: str) -> Iterator[dict]:
     """Job body shared by the four scenario jobs. Spec keys: ``preset``, ``overrides`` (see ``OVERRIDES``),
     ``data`` ("auto" | "synthetic"), ``device``, ``teacher_ckpt``, ``cache_dir``, ``run_dir`` (Hinton: resume),
     ``keep_logits`` (default True)."""
-    from .jobs import load_bundle  # the app's data loader (MNIST or fallback, or synthetic for tests)
+    from kdviz.runtime.tasks import load_bundle  # the app's data loader (MNIST or fallback, or synthetic for tests)
 
     try:
         if not isinstance(spec, dict):
@@ -617,8 +617,8 @@ def hinton_job(spec: dict) -> Iterator[dict]:
     return scenario_job(spec, "hinton")
 
 
-JOB_FNS = {"omitted-digit": "kdviz.scenarios:omitted_digit_job", "few-labels": "kdviz.scenarios:few_labels_job",
-           "unlabelled": "kdviz.scenarios:unlabelled_job", "hinton": "kdviz.scenarios:hinton_job"}
+JOB_FNS = {"omitted-digit": "kdviz.experiments.scenarios:omitted_digit_job", "few-labels": "kdviz.experiments.scenarios:few_labels_job",
+           "unlabelled": "kdviz.experiments.scenarios:unlabelled_job", "hinton": "kdviz.experiments.scenarios:hinton_job"}
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -655,7 +655,7 @@ def report_lines(result: dict) -> list[str]:
 
 def _cli_scenario(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
-    from .jobs import load_bundle
+    from kdviz.runtime.tasks import load_bundle
 
     overrides = {k: v for k, v in {"seeds": args.seeds, "T": args.T, "alpha": args.alpha, "epochs": args.epochs,
                                    "omit": args.omit, "n_labelled": args.n_labelled}.items() if v is not None}

@@ -190,7 +190,7 @@ def _copy_checkpoint(source: Any, dest: Path, label: str) -> None:
 
     ``source``: a path, the checkpoint's bytes, or a ``(model, ModelConfig)`` pair to save.
     """
-    from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint  # torch only when needed
+    from kdviz.checkpoints import CheckpointError, load_checkpoint, save_checkpoint  # torch only when needed
 
     if isinstance(source, tuple) and len(source) == 2:
         save_checkpoint(dest, source[0], source[1])
@@ -265,7 +265,7 @@ def config_flags(config: dict) -> list[tuple[str, str | None]]:
 
 def cli_flags(command: str) -> set[str] | None:
     """Option strings that ``python -m kdviz <command>`` accepts, or None if there is no such command."""
-    from .cli import build_parser  # imported late: kdviz.cli imports this module
+    from kdviz.cli import build_parser  # imported late: kdviz.cli imports this module
 
     try:
         parser = build_parser()
@@ -502,7 +502,7 @@ class RunStore:
 def _state_dict_bytes(path: Path, label: str) -> bytes:
     import torch
 
-    from .checkpoints import CheckpointError, load_checkpoint
+    from kdviz.checkpoints import CheckpointError, load_checkpoint
 
     try:
         model, _, _ = load_checkpoint(path)

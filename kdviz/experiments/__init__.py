@@ -1,0 +1,1 @@
+"""Experiments: scenarios, sweeps, method comparisons, statistics, recipes and shipped teachers."""

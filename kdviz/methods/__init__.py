@@ -1,0 +1,1 @@
+"""Distillation methods: the registry, the objective, adapters and schedules."""
