@@ -68,7 +68,8 @@ def batch(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 def make_trainer(tmp_path, student, teacher, rows=None, **kw) -> DistillationTrainer:
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-2,
-                             logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True)
+                             gradient_accumulation_steps=kw.pop("accumulate", 1), logging_steps=1, save_strategy="no",
+                             report_to=[], use_cpu=True, disable_tqdm=True)
     return DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=rows,
                                temperature=kw.pop("temperature", T), alpha=kw.pop("alpha", ALPHA), **kw)
 
@@ -186,22 +187,27 @@ def test_teacher_must_be_a_module_and_batches_need_labels(tmp_path):
 
 
 # ----------------------------------------------------------------------------- training
-@pytest.mark.parametrize("build, rows", [(gpt2, lm_examples), (distilbert, cls_examples)], ids=["gpt2", "distilbert"])
-def test_train_updates_student_only_and_logs_kd_and_ce(tmp_path, build, rows):
+@pytest.mark.parametrize("build, rows, shift", [(gpt2, lm_examples, True), (distilbert, cls_examples, False)],
+                         ids=["gpt2", "distilbert"])
+def test_train_updates_student_only_and_logs_kd_and_ce(tmp_path, build, rows, shift):
     student, teacher = build(0), build(1)
     teacher.train()  # the trainer must switch it to eval itself
     s_before = [p.detach().clone() for p in student.parameters()]
     t_before = [p.detach().clone() for p in teacher.parameters()]
-    trainer = make_trainer(tmp_path, student, teacher, rows())
+    trainer = make_trainer(tmp_path, student, teacher, rows(), accumulate=2)
     trainer.train()
     assert not teacher.training
     assert any(not torch.equal(a, p) for a, p in zip(s_before, student.parameters()))
     assert all(torch.equal(a, p) and p.grad is None for a, p in zip(t_before, teacher.parameters()))
     train_logs = [log for log in trainer.state.log_history if "loss" in log]
     assert len(train_logs) == 3
-    for log in train_logs:  # one batch per log: the logged loss is exactly alpha·kd + (1−alpha)·ce
+    for log in train_logs:  # mean of 2 accumulated batches: a loss not scaled for accumulation would log 2×
         assert log["kd"] > 0 and log["ce"] > 0
         assert log["loss"] == pytest.approx(ALPHA * log["kd"] + (1 - ALPHA) * log["ce"], rel=1e-4)
+    held_out = rows()[:2]
+    metrics = trainer.evaluate(held_out)  # evaluation runs the same loss, and adds no kd/ce to the train logs
+    expected = reference_loss(student, teacher, batch(held_out), shift)
+    assert metrics["eval_loss"] == pytest.approx(expected, rel=1e-4) and "kd" not in metrics
 
 
 def test_causal_lm_detection():
