@@ -96,7 +96,8 @@ class DistillationTrainer(Trainer):
     ``alpha`` weights the distillation term: total = alpha·KD + (1−alpha)·CE. If your code has
     ``loss = α·CE + (1−α)·KD``, pass ``alpha = 1 − that α``. The teacher is put in eval mode, run under
     ``torch.no_grad()`` on the student's device and never optimised or saved. Each batch needs
-    ``labels`` (-100 marks positions that do not count). ``causal_lm`` (default: detected from the
+    ``labels`` (-100 marks positions that do not count; a batch where none counts is refused with a
+    ValueError, as ``kd_loss`` refuses an empty mask). ``causal_lm`` (default: detected from the
     student's class) shifts logits and labels by one position.
     """
 
@@ -116,6 +117,8 @@ class DistillationTrainer(Trainer):
             raise ValueError(f"teacher_model must be a torch.nn.Module, got {type(teacher_model).__name__}")
         self.temperature = check_temperature(temperature)
         self.alpha = check_alpha(alpha)
+        self._logged_sums: dict[str, torch.Tensor] = {}
+        self._logged_batches = 0
         super().__init__(*args, **kwargs)
         check_same_vocab(teacher_model, self.model)
         # Our loss ignores num_items_in_batch; False also makes older Trainers divide by the accumulation steps.
@@ -125,8 +128,6 @@ class DistillationTrainer(Trainer):
         student_param = next(self.model.parameters(), None)
         if student_param is not None:
             self._follow_student(student_param.device)
-        self._logged_sums: dict[str, torch.Tensor] = {}
-        self._logged_batches = 0
 
     def _follow_student(self, device: torch.device) -> None:
         first = next(self.teacher_model.parameters(), None)
