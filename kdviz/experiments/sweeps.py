@@ -29,18 +29,9 @@ from torch import nn
 from kdviz import data as kdata
 from kdviz.engine import eval_from_logits, predict_logits, resolve_device
 from kdviz.methods.objective import DistillConfig, Term
-from kdviz.experiments.scenarios import (
-    drain,
-    ScenarioConfig,
-    build_transfer,
-    check_seeds,
-    live_test_set,
-    obtain_teacher,
-    preset,
-    summarise,
-    train_network,
-    with_overrides,
-)
+from kdviz.experiments.recipes import obtain_teacher, train_network
+from kdviz.experiments.results import live_test_set, summarise_values
+from kdviz.experiments.scenarios import ScenarioConfig, build_transfer, check_seeds, drain, preset, with_overrides
 from kdviz.experiments.stats import compare
 
 SWEEP_PARAMS = ("T", "alpha", "width", "generations", "methods")
@@ -229,7 +220,7 @@ def aggregate(points: list[dict], param: str, values: list, metric: str = "accur
               [p[metric] for p in points if p["role"] == "scratch" and p["value"] is None]
         if not dist:
             raise ValueError(f"no distilled result for {param}={v!r}")
-        rows.append({"value": v, "label": value_label(param, v), "distilled": summarise(dist), "scratch": summarise(scr) if scr else None,
+        rows.append({"value": v, "label": value_label(param, v), "distilled": summarise_values(dist), "scratch": summarise_values(scr) if scr else None,
                      "gain": _gain(dist, scr), "values": dist})
     best = max(rows, key=lambda r: r["distilled"]["mean"])
     for r in rows:
