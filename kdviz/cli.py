@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-CLI_MODULES = ("kdviz.commands", "kdviz.experiments.compare", "kdviz.experiments.cli", "kdviz.experiments.sweeps", "kdviz.runs.cli")
+CLI_MODULES = ("kdviz.commands", "kdviz.experiments.compare", "kdviz.experiments.cli", "kdviz.runs.cli")
 DEFAULT_COMMAND = "distill"
 
 
