@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
+from kdviz.runs.files import atomic_write, fsync_dir, json_bytes, jsonl_bytes
 from kdviz.runs.reproduce import reproduce_command
 from kdviz.runs.tables import records_csv
 
@@ -137,44 +138,6 @@ def finite_only(obj: Any) -> Any:
     if isinstance(obj, list):
         return [finite_only(v) for v in obj]
     return obj
-
-
-# ----------------------------------------------------------------------------- atomic file helpers
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable; not every platform can open a folder, which is fine."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder + fsync + ``os.replace``: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8")
-
-
-def _jsonl_bytes(records: Iterable[dict]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -323,10 +286,10 @@ class RunStore:
             (tmp / CKPT_DIR).mkdir(parents=True)
             for label, source in checkpoints.items():
                 _copy_checkpoint(source, tmp / CKPT_DIR / manifest["checkpoints"][_checkpoint_name(label)], label)
-            atomic_write(tmp / METRICS, _jsonl_bytes(records))
-            atomic_write(tmp / MANIFEST, _json_bytes(manifest))  # last: a folder without it is not a run
+            atomic_write(tmp / METRICS, jsonl_bytes(records))
+            atomic_write(tmp / MANIFEST, json_bytes(manifest))  # last: a folder without it is not a run
             os.rename(tmp, self.root / run_id)  # the one step that makes the run visible
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -379,7 +342,7 @@ class RunStore:
         folder = self.folder(run_id)
         run = self.load(run_id)
         manifest = _manifest(run.id, name, run.kind, run.created, run.config, run.final, run.checkpoints, run.reproduce, run.n_records)
-        atomic_write(folder / MANIFEST, _json_bytes(manifest))
+        atomic_write(folder / MANIFEST, json_bytes(manifest))
         return replace(run, name=name)
 
     def delete(self, run_id: str) -> None:
