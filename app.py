@@ -1,8 +1,7 @@
 """kdviz — a live, visual explorer for knowledge distillation. Run: ``streamlit run app.py``.
 
 This script is the frame: page config, navigation and the sidebar every page shares (data set
-status, device, job counts, stop-all). Pages are listed only when their file exists, so the
-app starts whatever subset of pages is installed.
+status, device, job counts, stop-all).
 """
 from __future__ import annotations
 
@@ -32,25 +31,16 @@ PAGES = (  # file under PAGES_DIR, title, icon
 )
 
 
-def available_pages() -> list[st.Page]:
-    """One st.Page per existing file; Home is the default (else the first page found)."""
-    found = [(name, title, icon) for name, title, icon in PAGES if (PAGES_DIR / name).is_file()]
-    if not found:
-        return []
-    default = "home.py" if any(name == "home.py" for name, _, _ in found) else found[0][0]
+def pages() -> list[st.Page]:
+    """One st.Page per entry of ``PAGES``; the first (Home) is the default."""
     # url paths default to the file stem ("teacher", "distill", ...)
-    return [st.Page(str(PAGES_DIR / name), title=title, icon=icon, default=name == default)
-            for name, title, icon in found]
+    return [st.Page(str(PAGES_DIR / name), title=title, icon=icon, default=i == 0) for i, (name, title, icon) in enumerate(PAGES)]
 
 
 def main() -> None:
     tune_server_process()
     st.set_page_config(page_title="kdviz — knowledge distillation", page_icon=":material/school:", layout="wide")
-    pages = available_pages()
-    if not pages:
-        st.error(f"No pages found in {PAGES_DIR}.")
-        return
-    page = st.navigation(pages)
+    page = st.navigation(pages())
     render_sidebar()
     hosted_badge()
     page.run()

@@ -8,24 +8,20 @@ in a background job (``kdviz.runtime.tasks.quick_pair_job``), and so does the sh
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 import streamlit as st
 import torch
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run app_pages/x.py` alone: find kdviz
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kdviz.attention import compare_stages  # noqa: E402
-from kdviz.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
-from kdviz.images import enlarge, to_pixels  # noqa: E402
-from kdviz.figures import attention_comparison, heatmap_row, series_lines  # noqa: E402
-from kdviz.ui.frame import current_device, data_source, get_bundle  # noqa: E402
-from kdviz.ui import live  # noqa: E402
-from kdviz.ui.hosted import cap  # noqa: E402
-from kdviz.ui.jobs import get_job, start_job  # noqa: E402
-from kdviz.ui.teachers import current_teacher  # noqa: E402
+from kdviz.attention import compare_stages
+from kdviz.checkpoints import CheckpointError, load_checkpoint
+from kdviz.images import enlarge, to_pixels
+from kdviz.figures import attention_comparison, heatmap_row, series_lines
+from kdviz.ui.frame import current_device, data_source, get_bundle
+from kdviz.ui import live
+from kdviz.ui.hosted import cap
+from kdviz.ui.jobs import get_job, start_job
+from kdviz.ui.teachers import current_teacher
 
 BUILTIN, YOURS = "Quick built-in CNN pair (trained here)", "Your teacher and a distilled student"
 JOB = "feature_maps"  # this session's quick-pair job (kdviz.ui.jobs registry name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from kdviz.experiments import scenarios as sc
+from kdviz.experiments.recipes import teacher_candidates
 from kdviz.ui import exp_charts, live
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import show_clamp_notes
@@ -22,12 +23,12 @@ KIND = "omitted-digit"
 def teacher_plan(bundle) -> str:
     """Which teacher the demo uses. Always the scenario's own MLP teacher (like the paper's): from the
     shipped CNN teacher an MLP student recognises far fewer of the unseen digits (48% vs 95% measured)."""
-    recipe = sc.preset(KIND).teacher
-    shipped = bundle.is_mnist and recipe == sc.FAST_TEACHER and sc.DEMO_TEACHER.is_file()
-    cached = sc.teacher_cache_path(exp_charts.teacher_cache_dir(), recipe, bundle.source).is_file()
-    when = ("shipped with kdviz (no teacher training needed)" if shipped else "already trained on this server (cached)"
-            if cached else "trained first — about 15–30 s on a CPU, then cached")
-    return f"{recipe.model.label()} with dropout, like the paper's, {when}"
+    cfg = sc.preset(KIND)
+    candidates = teacher_candidates(cfg.teacher, bundle, exp_charts.teacher_cache_dir(), cfg.default_teacher)
+    found = next((source for path, source in candidates if path.is_file()), None)
+    when = ("already trained on this server (cached)" if found == "cached" else "shipped with kdviz (no teacher training needed)"
+            if found else "trained first — about 15–30 s on a CPU, then cached")
+    return f"{cfg.teacher.model.label()} with dropout, like the paper's, {when}"
 
 
 def start() -> None:

@@ -5,32 +5,16 @@ Filters, the selected runs and the metric live in the URL, so a link opens the s
 """
 from __future__ import annotations
 
-import sys
 from functools import partial
-from pathlib import Path
 
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:  # `streamlit run app_pages/runs.py` puts only app_pages/ on the path
-    sys.path.insert(0, _ROOT)
+import pandas as pd
+import streamlit as st
 
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from kdviz.runs.store import (  # noqa: E402
-    ID_RE,
-    RUN_KINDS,
-    STUDENT_CHECKPOINTS,
-    Run,
-    RunError,
-    RunStore,
-    accuracy_summary,
-    comparison_rows,
-    filter_runs,
-    metric_names,
-)
-from kdviz.ui.run_charts import overlay_figure  # noqa: E402
-from kdviz.ui.urlstate import sync_url, url_state  # noqa: E402
-from kdviz.urlparams import Param  # noqa: E402
+from kdviz.runs.store import ID_RE, RUN_KINDS, STUDENT_CHECKPOINTS, Run, RunError, RunStore, filter_runs
+from kdviz.runs.tables import accuracy_summary, comparison_rows, metric_names
+from kdviz.ui.run_charts import overlay_figure
+from kdviz.ui.urlstate import sync_url, url_state
+from kdviz.urlparams import Param
 
 P = "runs_"  # session-state prefix of this page's settings
 MAX_SELECTED = 8

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 import torch
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run app_pages/x.py` alone: find kdviz
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kdviz import losses  # noqa: E402
+from kdviz import losses
 from kdviz.checkpoints import CheckpointError, load_checkpoint
 from kdviz.engine import TrainConfig, evaluate, make_model, run_to_end, train
 from kdviz.images import ImageError, ImageLimits, enlarge, prepare_digit, to_pixels
@@ -27,7 +23,8 @@ from kdviz.models import ModelConfig
 from kdviz.figures import probability_bars
 from kdviz.ui.frame import data_source, get_bundle
 from kdviz.ui.hosted import cap
-from kdviz.ui.teachers import DEFAULT_TEACHER, current_teacher
+from kdviz.experiments.recipes import DEFAULT_TEACHER
+from kdviz.ui.teachers import current_teacher
 from kdviz.ui.urlstate import sync_url, url_state
 
 P = "temp_"  # session-state prefix of the URL-backed settings: temp_T, temp_log, temp_img

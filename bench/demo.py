@@ -28,7 +28,9 @@ from dataclasses import replace
 
 from _util import machine_line, mnist_or_exit, setup_threads, verdict
 
+import kdviz.experiments.recipes as rc
 import kdviz.experiments.scenarios as sc
+from kdviz.experiments.results import live_test_set
 from kdviz.engine import bf16_is_fast
 
 
@@ -38,14 +40,14 @@ def amp_off(enabled: bool):
     if not enabled:
         yield
         return
-    saved = sc.PRESETS["omitted-digit"], sc.FAST_TEACHER
+    saved = sc.PRESETS["omitted-digit"], rc.DEMO_MLP_TEACHER
     cfg = saved[0]
     sc.PRESETS["omitted-digit"] = replace(cfg, student=replace(cfg.student, amp=False), teacher=replace(cfg.teacher, amp=False))
-    sc.FAST_TEACHER = replace(saved[1], amp=False)
+    rc.DEMO_MLP_TEACHER = replace(saved[1], amp=False)
     try:
         yield
     finally:
-        sc.PRESETS["omitted-digit"], sc.FAST_TEACHER = saved
+        sc.PRESETS["omitted-digit"], rc.DEMO_MLP_TEACHER = saved
 
 
 def run_demo(bundle, train_teacher: bool) -> dict:
@@ -53,10 +55,10 @@ def run_demo(bundle, train_teacher: bool) -> dict:
     cfg = sc.preset("omitted-digit")
     t0, cpu0 = time.perf_counter(), time.process_time()
     if train_teacher:  # what obtain_teacher does when no shipped or cached teacher fits
-        teacher = _result(sc.train_network(cfg.teacher, bundle.train, 0, "cpu", "teacher", test=sc.live_test_set(bundle.test)))
+        teacher = _result(rc.train_network(cfg.teacher, bundle.train, 0, "cpu", "teacher", test=live_test_set(bundle.test)))
         info = {"source": "trained", "path": "", "label": cfg.teacher.model.label()}
     else:
-        teacher, info = _result(sc.obtain_teacher(cfg.teacher, bundle, "cpu", allow_default=cfg.default_teacher))
+        teacher, info = _result(rc.obtain_teacher(cfg.teacher, bundle, "cpu", allow_default=cfg.default_teacher))
     t_teacher = time.perf_counter() - t0
     result = sc.run_scenario(cfg, bundle, teacher=teacher, teacher_info=info, device="cpu")
     distilled, scratch = result["summary"]["distilled"], result["summary"]["scratch"]

@@ -27,7 +27,9 @@ import torch  # noqa: E402
 
 from kdviz.data import load_data  # noqa: E402
 from kdviz.engine import resolve_device  # noqa: E402
-from kdviz.experiments.scenarios import obtain_teacher, pct, preset, run_scenario, with_overrides  # noqa: E402
+from kdviz.experiments.recipes import obtain_teacher  # noqa: E402
+from kdviz.experiments.results import pct  # noqa: E402
+from kdviz.experiments.scenarios import preset, run_scenario, with_overrides  # noqa: E402
 
 FEW_LABELS_MIN_GAIN = 0.01  # 1.0 point
 DIGIT_BEFORE, DIGIT_AFTER = 0.80, 0.95

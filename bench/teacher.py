@@ -1,4 +1,4 @@
-"""Time to a strong teacher: the FAST_TEACHER preset (CNN 16-32-64) on real MNIST over 3 seeds.
+"""Time to a strong teacher: the FAST_CNN_TEACHER preset (CNN 16-32-64) on real MNIST over 3 seeds.
 
 Run: ``KDVIZ_DATA_DIR=/path/to/data python bench/teacher.py [--seeds 3] [--threads 1]``
 
@@ -19,7 +19,7 @@ import torch
 
 from _util import machine_line, mnist_or_exit, setup_threads, verdict
 
-from kdviz.experiments.recipes import FAST_TEACHER, train_fast_teacher
+from kdviz.experiments.recipes import FAST_CNN_TEACHER, train_fast_teacher
 
 
 def calibration_gflops(size: int = 1024, reps: int = 20) -> float:
@@ -48,7 +48,7 @@ def main() -> None:
     setup_threads(args.threads)
     bundle = mnist_or_exit()
     print(machine_line(args.threads))
-    print(f"preset: {FAST_TEACHER.description}")
+    print(f"preset: {FAST_CNN_TEACHER.description}")
     print(f"{'seed':>4}  {'train wall s':>12}  {'CPU s':>6}  {'test acc':>8}  {'matmul GFLOP/s':>14}  {'load':>5}")
     rows = []
     for seed in range(args.seeds):

@@ -1,7 +1,7 @@
 """Command line: ``python -m kdviz [command] ...``.
 
 Subcommands come from the modules in ``CLI_MODULES``; each exposes ``register_cli(subparsers)``
-which adds a parser whose ``func`` default runs the command. Modules not yet present are skipped.
+which adds a parser whose ``func`` default runs the command.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-CLI_MODULES = ("kdviz.commands", "kdviz.experiments.compare", "kdviz.experiments.scenarios", "kdviz.experiments.sweeps", "kdviz.runs.store")
+CLI_MODULES = ("kdviz.commands", "kdviz.experiments.compare", "kdviz.experiments.cli", "kdviz.runs.cli")
 DEFAULT_COMMAND = "distill"
 
 
@@ -17,13 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m kdviz", description="kdviz: knowledge distillation on MNIST")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in CLI_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue
-        module.register_cli(sub)
+        importlib.import_module(name).register_cli(sub)
     return parser
 
 

@@ -3,14 +3,13 @@
 ``python -m kdviz distill`` trains (or loads) a teacher, then trains the same student twice
 from the same seed — from the labels alone and with distillation — and prints a table:
 parameters, test accuracy, agreement with the teacher and training wall time. Progress goes
-to stderr as a one-line text bar; the table goes to stdout.
+to stderr as tqdm bars; the table goes to stdout.
 
 ``python -m kdviz teacher --preset fast --out kdviz/assets/default_teacher.pt`` trains a teacher
 preset (``kdviz.experiments.recipes``) and saves it as a checkpoint (loaded with ``weights_only=True``).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -18,13 +17,15 @@ from typing import TextIO
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
 from kdviz.data import DataBundle, DataUnavailable, load_data, load_fallback, load_mnist, synthetic_bundle
 from kdviz.engine import StepRecord, TrainConfig, agreement, evaluate, make_model, resolve_device, run_to_end, total_steps, train
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig, param_count
-from kdviz.experiments.recipes import DEFAULT_TEACHER_PATH, PRESETS, get_preset, load_default_teacher, train_teacher
+from kdviz.experiments.recipes import DEFAULT_TEACHER, TEACHER_PRESETS, load_default_teacher, teacher_preset, train_teacher
+from kdviz.runs.tables import text_table
 
 DATA_CHOICES = ("auto", "mnist", "fallback", "synthetic")
 
@@ -59,20 +60,18 @@ def parse_model(spec: str) -> ModelConfig:
 
 
 class ProgressBar:
-    """One text line on ``stream``, redrawn per record: ``label [######------]  45%  loss 0.532``."""
+    """A tqdm bar on ``stream`` (default stderr) moved to each record's step, with its loss;
+    an ``on_record`` callback for :func:`kdviz.engine.run_to_end`."""
 
-    def __init__(self, label: str, total: int, stream: TextIO | None = None, width: int = 24):
-        self.label, self.total, self.width = label, max(1, total), width
-        self.stream = stream if stream is not None else sys.stderr
+    def __init__(self, label: str, total: int, stream: TextIO | None = None):
+        self.bar = tqdm(total=max(1, total), desc=f"{label:<10}", unit="step", file=stream if stream is not None else sys.stderr,
+                        ascii=True, dynamic_ncols=True)
 
     def __call__(self, rec: StepRecord) -> None:
-        done = min(1.0, rec.step / self.total)
-        filled = round(done * self.width)
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r{self.label:<10} [{bar}] {100 * done:3.0f}%  loss {rec.total:.3f}")
+        self.bar.update(min(rec.step, self.bar.total) - self.bar.n)
+        self.bar.set_postfix_str(f"loss {rec.total:.3f}")  # redraws the line
         if rec.done:
-            self.stream.write("\n")
-        self.stream.flush()
+            self.bar.close()
 
 
 def _set_threads(threads: int | None) -> None:
@@ -90,7 +89,7 @@ def register_cli(subparsers) -> None:
 
 def _register_teacher(subparsers) -> None:
     p = subparsers.add_parser("teacher", help="train a teacher preset and save it as a checkpoint")
-    p.add_argument("--preset", default="fast", choices=sorted(PRESETS), help="teacher preset (default: fast, a CNN ≥ 99%% in ~15 s)")
+    p.add_argument("--preset", default="fast", choices=sorted(TEACHER_PRESETS), help="teacher preset (default: fast, a CNN ≥ 99%% in ~15 s)")
     p.add_argument("--out", default="teacher.pt", help="checkpoint path to write (default: teacher.pt)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="mnist", choices=DATA_CHOICES, help="training data (default: mnist)")
@@ -103,9 +102,9 @@ def run_teacher(args) -> int:
     _set_threads(args.threads)
     bundle = load_bundle(args.data)
     out = Path(args.out)
-    if out.resolve() == DEFAULT_TEACHER_PATH.resolve() and not bundle.is_mnist:
+    if out.resolve() == DEFAULT_TEACHER.resolve() and not bundle.is_mnist:
         raise ValueError(f"the shipped default teacher must be trained on MNIST, not {bundle.name}; use --data mnist")
-    preset, device = get_preset(args.preset), resolve_device(args.device)
+    preset, device = teacher_preset(args.preset), resolve_device(args.device)
     print(f"training teacher preset {preset.name!r} on {bundle.name} ({len(bundle.train):,} images): {preset.description}", file=sys.stderr)
     bar = ProgressBar("teacher", total_steps(len(bundle.train), preset.train))
     model, cfg, meta = train_teacher(bundle, preset, args.seed, device, on_record=bar)
@@ -121,8 +120,8 @@ def _register_distill(subparsers) -> None:
     p = subparsers.add_parser("distill", help="teacher → student with and without distillation; prints a results table (default command)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--teacher", metavar="PATH", help="load the teacher from this checkpoint instead of training one")
-    source.add_argument("--default-teacher", action="store_true", help=f"use the shipped teacher ({DEFAULT_TEACHER_PATH.name})")
-    p.add_argument("--teacher-preset", default="fast", choices=sorted(PRESETS), help="preset to train when no teacher is given")
+    source.add_argument("--default-teacher", action="store_true", help=f"use the shipped teacher ({DEFAULT_TEACHER.name})")
+    p.add_argument("--teacher-preset", default="fast", choices=sorted(TEACHER_PRESETS), help="preset to train when no teacher is given")
     p.add_argument("--student", default="mlp:128", help="student architecture, e.g. mlp:128, mlp:800,800 or cnn:8,16")
     p.add_argument("--epochs", type=float, default=2.0, help="student epochs (default 2)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -144,7 +143,7 @@ def _obtain_teacher(args, bundle: DataBundle, device: torch.device) -> tuple[nn.
     if args.default_teacher:
         model, cfg, _ = load_default_teacher()
         return model.to(device).eval(), cfg, "shipped default", None
-    preset = get_preset(args.teacher_preset)
+    preset = teacher_preset(args.teacher_preset)
     bar = ProgressBar("teacher", total_steps(len(bundle.train), preset.train))
     model, cfg, meta = train_teacher(bundle, preset, args.seed, device, on_record=bar)
     return model, cfg, f"trained (preset {preset.name})", meta["train_s"]
@@ -177,7 +176,7 @@ def run_distill(args) -> int:
     ]
     print(f"{bundle.name}: {len(bundle.train):,} training / {len(bundle.test):,} test images; student {args.epochs:g} epoch(s), "
           f"batch {args.batch_size}, seed {args.seed}, device {device}")
-    print(format_table(rows))
+    print(distill_table(rows))
     return 0
 
 
@@ -190,16 +189,10 @@ def _row(name: str, cfg: ModelConfig, model: nn.Module, bundle: DataBundle, teac
     }
 
 
-def format_table(rows: list[dict]) -> str:
+def distill_table(rows: list[dict]) -> str:
     """Plain-text table: model, architecture, params, test accuracy, agreement with the teacher, time."""
-    head = ("model", "architecture", "params", "test acc", "agrees w/ teacher", "train time", "")
-    cells = [head] + [(
-        r["model"], r["arch"], f"{r['params']:,}", f"{100 * r['test_acc']:.2f}%",
-        "—" if r["agreement"] is None else f"{100 * r['agreement']:.2f}%",
-        "—" if r["seconds"] is None else f"{r['seconds']:.1f} s", r["note"],
-    ) for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
-    right = {2, 3, 4, 5}
-    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in cells]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return text_table([{
+        "model": r["model"], "architecture": r["arch"], "params": f"{r['params']:,}", "test acc": f"{100 * r['test_acc']:.2f}%",
+        "agrees w/ teacher": "—" if r["agreement"] is None else f"{100 * r['agreement']:.2f}%",
+        "train time": "—" if r["seconds"] is None else f"{r['seconds']:.1f} s", "note": r["note"],
+    } for r in rows])

@@ -134,7 +134,6 @@ def test_watch_runs_in_a_job_for_your_pair_and_can_be_stopped(env, tmp_path, no_
     assert at.button(key="fm_watch_stop").disabled
 
 
-@pytest.mark.skipif(not (ROOT / "app.py").is_file(), reason="app.py (the navigation frame) is not installed")
 def test_inside_the_app(env):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.switch_page("app_pages/feature_maps.py").run()

@@ -6,7 +6,6 @@ job-count/stop-all panel is tested in a script without navigation.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -15,24 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
 
 
-def _app_copy(tmp_path: Path, pages: dict[str, str | None]) -> Path:
-    """app.py in a temp folder with the given pages (None: copy the real page file)."""
-    shutil.copy(ROOT / "app.py", tmp_path / "app.py")
-    (tmp_path / "app_pages").mkdir()
-    for name, text in pages.items():
-        target = tmp_path / "app_pages" / name
-        if text is None:
-            shutil.copy(ROOT / "app_pages" / name, target)
-        else:
-            target.write_text(text)
-    return tmp_path / "app.py"
-
-
-def test_app_renders_frame_and_pages(app_env, tmp_path):
-    # only this engineer's pages (the default is then the first one found: Teacher)
-    app = _app_copy(tmp_path, {"teacher.py": None, "distill.py": None})
-    at = AppTest.from_file(str(app), default_timeout=TIMEOUT).run()
-    assert not at.exception and at.title[0].value == "Teacher"
+def test_app_renders_frame_and_pages(app_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception and at.title[0].value == "Knowledge distillation, live"  # Home is the default page
     sidebar_text = " ".join(m.value for m in at.sidebar.markdown)
     assert "synthetic test digits" in sidebar_text and "512 train" in sidebar_text
     assert "Jobs:" in sidebar_text
@@ -63,12 +47,6 @@ def test_not_mnist_banner_for_the_offline_fallback(app_env):
     assert not at.exception
     assert "Not MNIST" in at.warning[0].value and "/nowhere" in at.warning[0].value
     assert "NOT MNIST" in at.sidebar.markdown[0].value
-
-
-def test_only_existing_pages_are_listed(app_env, tmp_path):
-    app = _app_copy(tmp_path, {"distill.py": "import streamlit as st\nst.title('Only distill')\n"})
-    at = AppTest.from_file(str(app), default_timeout=TIMEOUT).run()
-    assert not at.exception and at.title[0].value == "Only distill"  # the default when home.py is absent
 
 
 def test_job_counts_and_stop_all(app_env, tick):

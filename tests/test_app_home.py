@@ -9,6 +9,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from kdviz.experiments import scenarios as sc
+from kdviz.experiments.results import bias_accuracy
 from kdviz.ui import exp_charts
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "home.py")
@@ -74,7 +75,7 @@ def test_bias_slider_recomputes_accuracy_from_stored_logits(no_spawn, demo_resul
     logits = torch.tensor(demo_result["logits"]["distilled"])
     for bias in (0.0, 2.5):
         at.slider(key="home_bias").set_value(bias).run()
-        _, on_digit = sc.bias_accuracy(logits, demo_result["labels"], 3, bias)  # independent of the page
+        _, on_digit = bias_accuracy(logits, demo_result["labels"], 3, bias)  # independent of the page
         assert _metric(at, "Distilled: digit 3") == f"{100 * on_digit:.1f}%"
     best = demo_result["runs"]["distilled"][0]["best_bias"]
     at.button(key="home_best_bias").click().run()

@@ -42,7 +42,6 @@ def test_filter_and_topics(env):
     assert 0 < len(at.expander) < 16
 
 
-@pytest.mark.skipif(not (ROOT / "app.py").is_file(), reason="app.py (the navigation frame) is not installed")
 def test_page_links_work_inside_the_app(env, monkeypatch, tmp_path):
     monkeypatch.setenv("KDVIZ_JOBS_DIR", str(tmp_path / "jobs"))
     monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "runs"))

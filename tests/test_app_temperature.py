@@ -131,7 +131,6 @@ def test_stability_demo(page):
     assert m["KL(p ‖ p) via log_softmax"] == "0"
 
 
-@pytest.mark.skipif(not (ROOT / "app.py").is_file(), reason="app.py (the navigation frame) is not installed")
 def test_inside_the_app(page, monkeypatch, tmp_path):
     monkeypatch.setenv("KDVIZ_JOBS_DIR", str(tmp_path / "jobs"))
     monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "runs"))

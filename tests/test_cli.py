@@ -9,10 +9,10 @@ import torch
 
 from kdviz import cli
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
-from kdviz.commands import ProgressBar, format_table, load_bundle, parse_model
-from kdviz.engine import StepRecord, TrainConfig, agreement, evaluate, make_model, run_to_end, train
+from kdviz.commands import ProgressBar, distill_table, load_bundle, parse_model
+from kdviz.engine import StepRecord, TrainConfig, agreement, evaluate, make_model, run_to_end, total_steps, train
 from kdviz.models import ModelConfig
-from kdviz.experiments.recipes import DEFAULT_TEACHER_PATH
+from kdviz.experiments.recipes import DEFAULT_TEACHER
 
 TEACHER = ModelConfig(hidden=(64,))
 
@@ -48,7 +48,7 @@ def test_distill_is_the_default_command_and_prints_the_table(teacher_ckpt, capsy
     code = cli.main(["--data", "synthetic", "--epochs", "1", "--teacher", str(teacher_ckpt), "--threads", "1", "--device", "cpu"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert re.search(r"model\s+architecture\s+params\s+test acc\s+agrees w/ teacher\s+train time", out)
+    assert re.search(r"model\s+architecture\s+params\s+test acc\s+agrees w/ teacher\s+train time\s+note", out)
     rows = table_rows(out)
     assert set(rows) == {"teacher", "student (labels only)", "student (distilled)"}
     # the teacher row against an independent evaluation of the checkpoint
@@ -61,8 +61,10 @@ def test_distill_is_the_default_command_and_prints_the_table(teacher_ckpt, capsy
     assert scratch[1] == distilled[1] == "MLP 784-128-10" and scratch[2] == distilled[2] == "101,770"
     assert all(re.fullmatch(r"\d+\.\d\d%", row[i]) for row in (scratch, distilled) for i in (3, 4))
     assert re.fullmatch(r"\d+\.\d+ s", distilled[5])
-    # progress bars on stderr, finishing at 100% for each student
-    assert re.search(r"scratch\s+\[#+\] 100%", err) and re.search(r"distilled\s+\[#+\] 100%", err)
+    # tqdm progress bars on stderr, finishing at 100% (all steps) for each student
+    steps = total_steps(len(bundle.train), TrainConfig(epochs=1, batch_size=64))
+    for name in ("scratch", "distilled"):
+        assert re.search(rf"{name}\s*: 100%\|#+\| {steps}/{steps} .*loss \d+\.\d{{3}}", err), err
 
 
 def test_distill_rows_match_a_direct_run_from_the_same_seed(teacher_ckpt, capsys):
@@ -92,11 +94,11 @@ def test_teacher_command_trains_and_saves_a_loadable_checkpoint(tmp_path, capsys
 
 
 def test_default_teacher_is_only_written_from_mnist(capsys):
-    before = DEFAULT_TEACHER_PATH.stat().st_mtime_ns if DEFAULT_TEACHER_PATH.exists() else None
-    code = cli.main(["teacher", "--data", "synthetic", "--out", str(DEFAULT_TEACHER_PATH)])
+    before = DEFAULT_TEACHER.stat().st_mtime_ns if DEFAULT_TEACHER.exists() else None
+    code = cli.main(["teacher", "--data", "synthetic", "--out", str(DEFAULT_TEACHER)])
     assert code == 2
     assert "must be trained on MNIST" in capsys.readouterr().err
-    after = DEFAULT_TEACHER_PATH.stat().st_mtime_ns if DEFAULT_TEACHER_PATH.exists() else None
+    after = DEFAULT_TEACHER.stat().st_mtime_ns if DEFAULT_TEACHER.exists() else None
     assert after == before
 
 
@@ -114,14 +116,22 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(argv, message, capsys):
 
 def test_progress_bar_and_table_format():
     stream = io.StringIO()
-    bar = ProgressBar("run", total=10, stream=stream, width=10)
+    bar = ProgressBar("run", total=10, stream=stream)
     rec = StepRecord(step=5, epoch=0.5, total=0.25, losses={}, raw={}, lr=0.1, T=None, alpha=None,
                      samples_per_s=1.0, elapsed_s=1.0, train_acc=0.5)
     bar(rec)
-    assert stream.getvalue() == "\rrun        [#####-----]  50%  loss 0.250"
-    rows = [{"model": "teacher", "arch": "CNN 8", "params": 1234, "test_acc": 0.99, "agreement": None, "seconds": None, "note": ""}]
-    lines = format_table(rows).splitlines()
-    assert len(lines) == 3 and set(lines[1]) == {"-"} and "1,234" in lines[2] and "99.00%" in lines[2]
+    assert re.search(r"run\s*:  50%\|#+\s*\| 5/10 .*loss 0\.250", stream.getvalue().split("\r")[-1])
+    bar(StepRecord(**{**rec.__dict__, "step": 10, "total": 0.125, "done": True}))
+    assert re.search(r"run\s*: 100%\|#+\| 10/10 .*loss 0\.125", stream.getvalue()) and stream.getvalue().endswith("\n")
+    rows = [{"model": "teacher", "arch": "CNN 8", "params": 1234, "test_acc": 0.99, "agreement": None, "seconds": None, "note": ""},
+            {"model": "student", "arch": "MLP 784-8-10", "params": 6370, "test_acc": 0.5, "agreement": 0.25, "seconds": 1.25,
+             "note": "T=4"}]
+    lines = distill_table(rows).splitlines()
+    assert len(lines) == 4 and set(lines[1]) == {"-"}
+    assert re.split(r"\s{2,}", lines[2]) == ["teacher", "CNN 8", "1,234", "99.00%", "—", "—"]
+    assert re.split(r"\s{2,}", lines[3]) == ["student", "MLP 784-8-10", "6,370", "50.00%", "25.00%", "1.2 s", "T=4"]
+    # columns line up under their headers
+    assert [lines[0].index(h) for h in ("params", "test acc")] == [lines[3].index("6,370"), lines[3].index("50.00%")]
 
 
 def test_parse_model():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,13 +12,17 @@ from kdviz.checkpoints import CheckpointError
 from kdviz.data import load_mnist, synthetic_bundle
 from kdviz.engine import bf16_is_fast, evaluate, total_steps
 from kdviz.experiments.recipes import (
-    DEFAULT_TEACHER_PATH,
-    FAST_TEACHER,
+    DEFAULT_TEACHER,
+    DEMO_MLP_TEACHER,
+    DEMO_TEACHER,
+    FAST_CNN_TEACHER,
+    MLP_TEACHER,
     RETRAIN_COMMAND,
-    get_preset,
     load_default_teacher,
+    teacher_preset,
     train_fast_teacher,
 )
+from kdviz.models import ModelConfig
 
 NO_MNIST = not os.environ.get("KDVIZ_DATA_DIR")
 
@@ -31,12 +36,12 @@ def one_thread():
 
 
 def test_default_teacher_is_small_and_loads_with_weights_only():
-    assert DEFAULT_TEACHER_PATH.is_file(), f"missing {DEFAULT_TEACHER_PATH}; make it with: {RETRAIN_COMMAND}"
-    assert DEFAULT_TEACHER_PATH.stat().st_size < 3_000_000
-    raw = torch.load(DEFAULT_TEACHER_PATH, map_location="cpu", weights_only=True)  # plain tensors and data only
+    assert DEFAULT_TEACHER.is_file(), f"missing {DEFAULT_TEACHER}; make it with: {RETRAIN_COMMAND}"
+    assert DEFAULT_TEACHER.stat().st_size < 3_000_000
+    raw = torch.load(DEFAULT_TEACHER, map_location="cpu", weights_only=True)  # plain tensors and data only
     assert raw["format"] == "kdviz-checkpoint-v1"
     model, cfg, meta = load_default_teacher()
-    assert cfg == FAST_TEACHER.model and not model.training
+    assert cfg == FAST_CNN_TEACHER.model and not model.training
     assert meta["preset"] == "fast" and meta["data_source"] == "mnist" and meta["test_acc"] >= 0.99
     assert "python -m kdviz teacher --preset fast" in meta["command"]
     for key, value in raw["state_dict"].items():
@@ -62,9 +67,9 @@ def test_missing_default_teacher_says_how_to_make_it(tmp_path):
 def test_train_fast_teacher_returns_an_evaluated_eval_mode_model():
     bundle = synthetic_bundle(n_train=512, n_test=128, seed=2)
     model, cfg, meta = train_fast_teacher(bundle, seed=1, device="cpu")
-    assert cfg == FAST_TEACHER.model and not model.training
+    assert cfg == FAST_CNN_TEACHER.model and not model.training
     assert meta["test_acc"] == evaluate(model, bundle.test).accuracy
-    assert meta["steps"] == total_steps(512, FAST_TEACHER.train) == 8  # 2 epochs of 4 batches of 128
+    assert meta["steps"] == total_steps(512, FAST_CNN_TEACHER.train) == 8  # 2 epochs of 4 batches of 128
     assert meta["seed"] == 1 and meta["data_source"] == "synthetic" and meta["train_s"] > 0
     assert meta["amp"] == bf16_is_fast("cpu")  # bf16 autocast only where the CPU runs it natively
     again, _, _ = train_fast_teacher(bundle, seed=1, device="cpu")
@@ -72,8 +77,43 @@ def test_train_fast_teacher_returns_an_evaluated_eval_mode_model():
 
 
 def test_presets_are_frozen_and_looked_up_by_name():
-    assert get_preset("fast") is FAST_TEACHER
+    assert teacher_preset("fast") is FAST_CNN_TEACHER
     with pytest.raises(ValueError, match=r"unknown teacher preset 'nope'; choose one of \['fast', 'mlp'\]"):
-        get_preset("nope")
+        teacher_preset("nope")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        FAST_TEACHER.name = "slow"
+        FAST_CNN_TEACHER.name = "slow"
+    # the "mlp" preset trains exactly the classroom demo's teacher recipe
+    assert teacher_preset("mlp") is MLP_TEACHER and MLP_TEACHER.model == DEMO_MLP_TEACHER.model == ModelConfig(hidden=(1200, 1200), dropout=0.2)
+    t = MLP_TEACHER.train
+    assert (t.epochs, t.batch_size, t.lr, t.optimizer, t.schedule, t.amp) == (3, 128, 1e-3, "adam", "onecycle", True)
+
+
+def test_shipped_teachers_live_in_kdviz_assets():
+    root = Path(__file__).resolve().parents[1] / "kdviz" / "assets"
+    assert DEFAULT_TEACHER == root / "default_teacher.pt" and DEFAULT_TEACHER.is_file()
+    assert DEMO_TEACHER == root / "demo_teacher.pt" and DEMO_TEACHER.is_file()
+    _, cfg, meta = load_default_teacher(DEMO_TEACHER)
+    assert cfg == DEMO_MLP_TEACHER.model and meta["stored_dtype"] == "float16"
+
+
+def test_recipe_amp_is_checked_and_used_only_where_bf16_is_native(monkeypatch):
+    import kdviz.experiments.recipes as rc
+    from kdviz.experiments.scenarios import preset
+
+    with pytest.raises(ValueError, match="amp must be True or False"):
+        rc.Recipe(amp="yes")
+    seen = []
+    real_train = rc.train
+
+    def spy(model, data, cfg, **kw):
+        seen.append(cfg.amp)
+        return real_train(model, data, cfg, **kw)
+
+    monkeypatch.setattr(rc, "train", spy)
+    data = synthetic_bundle(n_train=64, n_test=32).train
+    recipe = rc.Recipe(ModelConfig(hidden=(8,)), epochs=0.5, amp=True)
+    for fast in (False, True):
+        monkeypatch.setattr(rc, "bf16_is_fast", lambda device, fast=fast: fast)
+        list(rc.train_network(recipe, data, 0, torch.device("cpu"), "s"))
+    assert seen == [False, True]  # autocast only where the hardware runs bf16 natively
+    assert preset("omitted-digit").student.amp and rc.DEMO_MLP_TEACHER.amp  # the classroom demo asks for it

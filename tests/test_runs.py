@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from kdviz.runs import reproduce, tables
 from kdviz.runs import store as R
 from kdviz.checkpoints import save_checkpoint
 from kdviz.cli import main as cli_main
@@ -287,27 +288,27 @@ DISTILL_SPEC = {
 
 
 def test_reproduce_command_from_a_job_spec():
-    cmd = R.reproduce_command("distill", DISTILL_SPEC, known={
+    cmd = reproduce.reproduce_command("distill", DISTILL_SPEC, known={
         "--data", "--student", "--epochs", "--batch-size", "--lr", "--seed", "--T", "--alpha", "--transfer"})
     assert cmd == ("python -m kdviz distill --data auto --student mlp:128 --epochs 2.0 --batch-size 64 "
                    "--lr 0.001 --seed 0 --T 4.0 --alpha 0.9 --transfer without:3")
-    partial = R.reproduce_command("teacher", {"model": {"arch": "cnn", "channels": [8, 16], "dropout": 0.2}, "live_test_n": 500},
+    partial = reproduce.reproduce_command("teacher", {"model": {"arch": "cnn", "channels": [8, 16], "dropout": 0.2}, "live_test_n": 500},
                                   known={"--model", "--model-dropout"})
     assert partial == "python -m kdviz teacher --model cnn:8,16 --model-dropout 0.2  # not settable from the command line: live-test-n=500"
-    assert R.reproduce_command("teacher", {"model": {"arch": "mlp", "hidden": [1200, 1200]}}, known={"--model"}) == (
+    assert reproduce.reproduce_command("teacher", {"model": {"arch": "mlp", "hidden": [1200, 1200]}}, known={"--model"}) == (
         "python -m kdviz teacher --model mlp:1200,1200")
-    assert R.reproduce_command("sweep", {"name": "a b; rm -rf /", "fast": True}, known={"--name", "--fast"}) == \
+    assert reproduce.reproduce_command("sweep", {"name": "a b; rm -rf /", "fast": True}, known={"--name", "--fast"}) == \
         "python -m kdviz sweep --name 'a b; rm -rf /' --fast"
 
 
 def test_reproduce_command_parses_with_the_real_cli():
     from kdviz.cli import build_parser
 
-    if R.cli_flags("distill") is None:
-        pytest.skip("kdviz has no `distill` command yet (kdviz/commands.py not present)")
     import shlex
 
-    cmd = R.reproduce_command("distill", {**DISTILL_SPEC, "teacher": "/tmp/t.pt"}).split("  #")[0]
+    assert reproduce.cli_flags("distill") >= {"--student", "--T", "--alpha", "--teacher"}
+
+    cmd = reproduce.reproduce_command("distill", {**DISTILL_SPEC, "teacher": "/tmp/t.pt"}).split("  #")[0]
     build_parser().parse_args(shlex.split(cmd)[3:])  # argparse exits (SystemExit) on an unknown flag
 
 
@@ -336,16 +337,16 @@ def test_save_job_result_copies_checkpoints_and_rewrites_paths(store, tmp_path):
 def test_curve_series_and_comparison_rows(store):
     a = store.load(save(store, "A", config={"T": 4.0, "alpha": 0.9, "seed": 0, "out_dir": "/a"}, final={"acc": 0.9, "per_class": [0.8, 1.0]}).id)
     b = store.load(save(store, "B", config={"T": 2.0, "alpha": 0.9, "seed": 0, "out_dir": "/b"}, records=records(3, scale=2.0)).id)
-    series = {label: (xs, ys) for label, xs, ys in R.curve_series(b, "losses.kd")}
+    series = {label: (xs, ys) for label, xs, ys in tables.curve_series(b, "losses.kd")}
     assert series["B · scratch"] == ([10, 20, 30], [1.8, 0.9, 0.6])
-    assert R.curve_series(a, "test_acc") == [("A · distilled", [50], [0.9]), ("A · scratch", [50], [0.9])]
-    assert R.metric_names(a.records) == ["total", "losses.kd", "losses.ce", "raw.kl", "test_acc"]
-    rows = R.comparison_rows([a, b], only_differing=True)
+    assert tables.curve_series(a, "test_acc") == [("A · distilled", [50], [0.9]), ("A · scratch", [50], [0.9])]
+    assert tables.metric_names(a.records) == ["total", "losses.kd", "losses.ce", "raw.kl", "test_acc"]
+    rows = tables.comparison_rows([a, b], only_differing=True)
     assert [r["config.T"] for r in rows] == [4.0, 2.0] and "config.alpha" not in rows[0]
     assert set(rows[0]) == {"name", "kind", "created", "config.T", "final.acc"}  # no plumbing, no lists
-    assert "config.alpha" in R.comparison_rows([a, b])[0]
-    assert R.accuracy_summary({"test_acc": {"distilled": 0.9712, "x": None}}) == "distilled 97.12%"
-    assert R.accuracy_summary({"test_acc": 0.5}) == "50.00%" and R.accuracy_summary({}) == ""
+    assert "config.alpha" in tables.comparison_rows([a, b])[0]
+    assert tables.accuracy_summary({"test_acc": {"distilled": 0.9712, "x": None}}) == "distilled 97.12%"
+    assert tables.accuracy_summary({"test_acc": 0.5}) == "50.00%" and tables.accuracy_summary({}) == ""
 
 
 # ----------------------------------------------------------------------------- CLI and environment
@@ -375,5 +376,14 @@ def test_default_root_from_environment(monkeypatch, tmp_path):
 
 
 def test_core_modules_do_not_import_streamlit():
-    for module in (R, __import__("kdviz.urlparams", fromlist=["x"])):
-        assert "streamlit" not in Path(module.__file__).read_text()
+    """The runs and experiments packages (and URL validation) import in a fresh interpreter without streamlit."""
+    import subprocess
+    import sys
+
+    root = Path(R.__file__).resolve().parents[2]
+    names = [f"kdviz.{p.parent.name}.{p.stem}" for d in ("runs", "experiments") for p in sorted((root / "kdviz" / d).glob("*.py"))]
+    assert {"kdviz.runs.store", "kdviz.runs.cli", "kdviz.experiments.results", "kdviz.experiments.cli"} <= set(names)
+    code = "import sys\n" + "".join(f"import {n}\n" for n in [*names, "kdviz.urlparams", "kdviz.cli"])
+    code += "assert 'streamlit' not in sys.modules, 'streamlit imported'\nprint('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr

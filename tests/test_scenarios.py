@@ -6,6 +6,7 @@ import torch
 
 from kdviz import data as kdata
 from kdviz.experiments import scenarios as sc
+from kdviz.experiments.results import bias_accuracy
 from kdviz.checkpoints import load_checkpoint
 
 TINY = {"student_hidden": [16], "teacher_hidden": [32], "teacher_epochs": 2, "epochs": 2, "scratch_epochs": 2,
@@ -91,32 +92,6 @@ def test_unlabelled_override_changes_scratch_recipe_too():
     assert cfg.scratch_recipe.model.hidden == (20,) and cfg.scratch_recipe.epochs == 3
 
 
-# ----------------------------------------------------------------------------- bias correction
-def test_bias_accuracy_matches_a_reference_loop():
-    g = torch.Generator().manual_seed(0)
-    logits, labels = torch.randn(200, 10, generator=g), torch.randint(0, 10, (200,), generator=g)
-    for bias in (0.0, 0.7, 2.5):
-        overall, digit = sc.bias_accuracy(logits.tolist(), labels.tolist(), 3, bias)
-        preds = [max(range(10), key=lambda c: float(row[c]) + (bias if c == 3 else 0.0)) for row in logits]
-        ref_all = sum(p == int(y) for p, y in zip(preds, labels)) / 200
-        threes = [p for p, y in zip(preds, labels) if int(y) == 3]
-        assert overall == pytest.approx(ref_all)
-        assert digit == pytest.approx(sum(p == 3 for p in threes) / len(threes))
-
-
-def test_bias_correction_recovers_a_digit_whose_logit_is_too_low():
-    labels = torch.tensor([3, 3, 3, 1, 1])
-    logits = torch.zeros(5, 10)
-    logits[:3, 3], logits[:3, 1] = 1.0, 2.0  # threes: right class 1 below the wrong one
-    logits[3:, 1] = 5.0
-    curve = sc.bias_curve(logits, labels, 3, biases=(0.0, 0.5, 1.5, 6.0))
-    assert curve["digit"] == [0.0, 0.0, 1.0, 1.0]
-    assert curve["overall"] == pytest.approx([0.4, 0.4, 1.0, 0.6])  # at 6 the ones become threes too
-    assert sc.best_bias(curve) == 1.5
-    with pytest.raises(ValueError, match="logits"):
-        sc.bias_accuracy(logits[0], labels, 3, 0.0)
-
-
 # ----------------------------------------------------------------------------- jobs end to end
 def _events(job, spec):
     return list(job({"data": "synthetic", **spec}))
@@ -138,7 +113,7 @@ def test_omitted_digit_job_end_to_end(tmp_path):
     z = torch.tensor(res["logits"]["distilled"])
     assert z.shape == (256, 10) and len(res["labels"]) == 256
     first = res["runs"]["distilled"][0]
-    assert sc.bias_accuracy(z, res["labels"], 3, 0.0) == pytest.approx((first["accuracy"], first["digit_acc"]))
+    assert bias_accuracy(z, res["labels"], 3, 0.0) == pytest.approx((first["accuracy"], first["digit_acc"]))
     s = res["summary"]["distilled"]["accuracy"]
     accs = [r["accuracy"] for r in res["runs"]["distilled"]]
     assert s["mean"] == pytest.approx(sum(accs) / 2) and s["n"] == 2
@@ -195,26 +170,3 @@ def test_cli_scenario(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "distilled" in out and "digit 3" in out
     assert json.loads((tmp_path / "r.json").read_text())["scenario"] == "omitted-digit"
-
-
-def test_recipe_amp_is_checked_and_used_only_where_bf16_is_native(monkeypatch):
-    import kdviz.experiments.scenarios as scen
-    from kdviz.models import ModelConfig
-
-    with pytest.raises(ValueError, match="amp must be True or False"):
-        scen.Recipe(amp="yes")
-    seen = []
-    real_train = scen.train
-
-    def spy(model, data, cfg, **kw):
-        seen.append(cfg.amp)
-        return real_train(model, data, cfg, **kw)
-
-    monkeypatch.setattr(scen, "train", spy)
-    data = kdata.synthetic_bundle(n_train=64, n_test=32).train
-    recipe = scen.Recipe(ModelConfig(hidden=(8,)), epochs=0.5, amp=True)
-    for fast in (False, True):
-        monkeypatch.setattr(scen, "bf16_is_fast", lambda device, fast=fast: fast)
-        list(scen.train_network(recipe, data, 0, torch.device("cpu"), "s"))
-    assert seen == [False, True]  # autocast only where the hardware runs bf16 natively
-    assert scen.preset("omitted-digit").student.amp and scen.FAST_TEACHER.amp  # the classroom demo asks for it

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kdviz.data import synthetic_bundle
-from kdviz.engine import TrainConfig
+from kdviz.engine import TrainConfig, make_model
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig
 from kdviz.experiments.selfdistill import born_again, mutual_learning
@@ -85,3 +85,20 @@ def test_mutual_learning_couples_the_students_and_is_deterministic(data):
     assert torch.equal(_final_head(data, b1, 0.5), _final_head(data, b1, 0.5))  # same seed, same result
     assert not torch.equal(_final_head(data, b1, 0.5), _final_head(data, b2, 0.5))  # A learns from B
     assert torch.equal(_final_head(data, b1, 0.0), _final_head(data, b2, 0.0))  # alpha = 0: no coupling
+
+
+def test_mutual_learning_first_step_losses_match_a_reference(data):
+    """One full-batch step: each student's logged losses against KL/CE computed here from fresh models."""
+    n, T, alpha = len(data.train), 3.0, 0.6
+    cfg_b = ModelConfig("mlp", hidden=(12,))
+    events, _ = drain(mutual_learning(MLP, cfg_b, data.train, TrainConfig(epochs=1, batch_size=n, log_every=1, seed=4),
+                                      T=T, alpha=alpha, device="cpu"))
+    records = {e["run"]: e for e in events if e["type"] == "record"}
+    with torch.no_grad():  # the same initial weights (seed, seed + 1), before any update
+        z = {"dml_a": make_model(MLP, 4)(data.train.x)[0], "dml_b": make_model(cfg_b, 5)(data.train.x)[0]}
+    for me, peer in (("dml_a", "dml_b"), ("dml_b", "dml_a")):
+        p_peer, p_me = torch.softmax(z[peer] / T, -1), torch.softmax(z[me] / T, -1)
+        kl = float((p_peer * (p_peer.log() - p_me.log())).sum(-1).mean())
+        ce = float(-torch.log_softmax(z[me], -1)[torch.arange(n), data.train.y].mean())
+        assert records[me]["losses"]["kd"] == pytest.approx(alpha * T * T * kl, rel=1e-4)
+        assert records[me]["losses"]["ce"] == pytest.approx((1 - alpha) * ce, rel=1e-4)

@@ -34,6 +34,7 @@ from kdviz.methods.objective import METHOD_INFO, DistillConfig, Term, build_obje
 from kdviz.models import ModelConfig
 from kdviz.experiments.stats import compare as compare_stats
 from kdviz.experiments.stats import mean_std
+from kdviz.runs.tables import text_table
 
 SCRATCH = "scratch"
 DEFAULT_METHODS = ("kd", "fitnet", "at", "rkd_d", "rkd_a", "sp", "dkd", "crd")
@@ -181,26 +182,19 @@ def _diff_cell(diff: float | None, noise: bool | None, is_self: bool) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """Aligned plain-text table: accuracy in %, mean ± std over seeds; a legend line below."""
-    head = ("method", "test acc % (mean ± std)", "seeds", "train s", "vs scratch (pts)", "vs best (pts)")
-    lines = []
-    for r in rows:
-        if not r["n"]:
-            lines.append((r["method"], r["status"], "", "", "", ""))
-            continue
-        acc = f"{100 * r['mean_acc']:.2f} ± {100 * r['std_acc']:.2f}"
-        lines.append((r["method"], acc, str(r["n"]), f"{r['mean_wall_s']:.1f}",
-                      _diff_cell(r["diff_vs_scratch"], r["noise_vs_scratch"], r["method"] == SCRATCH),
-                      _diff_cell(r["diff_vs_best"], r["noise_vs_best"], r["best"]) if not r["best"] else "best"))
-    # "not applicable" messages span the columns; only the measured rows set the widths
-    measured = [l for l, r in zip(lines, rows) if r["n"]] + [head]
-    widths = [max(len(l[i]) for l in measured) for i in range(len(head))]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.ljust(w) for c, w in zip(l, widths)).rstrip() if r["n"] else f"{l[0].ljust(widths[0])}  {l[1]}"
-            for l, r in zip(lines, rows)]
-    out.append("within noise: |Δmean| < 2·sqrt(std_a²/n_a + std_b²/n_b) (std with ddof=1); pts = percentage points")
-    return "\n".join(out)
+    """Plain-text table (``text_table``): accuracy in %, mean ± std over seeds; methods that do not
+    apply follow on one line each (their message would widen every column); a legend line below."""
+    measured = [r for r in rows if r["n"]]
+    table = text_table([{
+        "method": r["method"], "test acc % (mean ± std)": f"{100 * r['mean_acc']:.2f} ± {100 * r['std_acc']:.2f}",
+        "seeds": str(r["n"]), "train s": f"{r['mean_wall_s']:.1f}",
+        "vs scratch (pts)": _diff_cell(r["diff_vs_scratch"], r["noise_vs_scratch"], r["method"] == SCRATCH),
+        "vs best (pts)": "best" if r["best"] else _diff_cell(r["diff_vs_best"], r["noise_vs_best"], False),
+    } for r in measured])
+    width = max(len(r["method"]) for r in [{"method": "method"}, *measured])
+    skipped = [f"{r['method']:<{width}}  {r['status']}" for r in rows if not r["n"]]
+    legend = "within noise: |Δmean| < 2·sqrt(std_a²/n_a + std_b²/n_b) (std with ddof=1); pts = percentage points"
+    return "\n".join([*([table] if table else []), *skipped, legend])
 
 
 # ----------------------------------------------------------------------------- command line

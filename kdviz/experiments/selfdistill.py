@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import torch
 from torch import nn
 
-from kdviz.data import TensorData, random_shift
+from kdviz.data import HIDDEN_LABEL, TensorData, random_shift
 from kdviz.engine import (
     NonFiniteLoss,
     StepRecord,
@@ -97,6 +97,11 @@ def ensemble_accuracy(models: list[nn.Module], test: TensorData) -> float:
 
 
 # ----------------------------------------------------------------------------- deep mutual learning
+# The engine's ``train`` optimises one student against a fixed teacher; DML updates two students
+# in lockstep, each taught by the other's current logits. So DML builds its loop from the engine's
+# public pieces (make_optimizer, make_lr_schedule, batch_order, total_steps, steps_per_epoch,
+# StepRecord, NonFiniteLoss, evaluate) plus the ``Objective`` every method uses; what it still
+# keeps itself (the loss meter and the optimisation step) is private inside kdviz.engine.
 class _Meter:
     """Loss sums since the last record for one student (kept on the device; one sync per record)."""
 
@@ -125,23 +130,46 @@ class _Meter:
         return rec
 
 
-def _dml_step(models, opts, scheds, objective, x, y, T, alpha, meters, step) -> None:
+@dataclass
+class _Peer:
+    """One DML student with its own optimiser, learning-rate schedule and loss meter."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: object
+    meter: _Meter
+
+    @classmethod
+    def build(cls, model: nn.Module, cfg: TrainConfig, steps: int) -> "_Peer":
+        opt = make_optimizer(model.train().parameters(), cfg)
+        return cls(model, opt, make_lr_schedule(opt, cfg, steps), _Meter())
+
+    @property
+    def lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
+
+    def update(self, total: torch.Tensor, step: int) -> None:
+        """One optimisation step on ``total``; a NaN/inf loss stops training before it touches the weights (CPU)."""
+        if total.device.type == "cpu" and not torch.isfinite(total):
+            raise NonFiniteLoss(step, float(total.detach()), self.lr)
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+
+
+def _dml_step(peers: dict[str, _Peer], objective: Objective, x, y, T: float, alpha: float, step: int) -> None:
     """One lockstep update: both students see batch x; each learns from the other's detached logits."""
-    logits = {n: m(x)[0] for n, m in models.items()}  # [B, C] each
+    logits = {n: p.model(x)[0] for n, p in peers.items()}  # [B, C] each
+    labelled = y != HIDDEN_LABEL
     for name, peer in zip(DML_RUNS, reversed(DML_RUNS)):
         weighted, raw = objective(logits[name], {}, logits[peer].detach(), {}, y, T, alpha)
         total = sum(weighted.values())
-        if x.device.type == "cpu" and not torch.isfinite(total):
-            raise NonFiniteLoss(step, float(total.detach()), opts[name].param_groups[0]["lr"])
-        opts[name].zero_grad(set_to_none=True)
-        total.backward()
-        opts[name].step()
-        if scheds[name] is not None:
-            scheds[name].step()
-        labelled = y != -100
+        peers[name].update(total, step)
         acc = ((logits[name].argmax(-1) == y) & labelled).sum() / labelled.sum().clamp_min(1)
-        meters[name].add({"total": total, "train_acc": acc.float(), **{f"w:{k}": v for k, v in weighted.items()},
-                          **{f"r:{k}": v for k, v in raw.items()}}, y.shape[0])
+        peers[name].meter.add({"total": total, "train_acc": acc.float(), **{f"w:{k}": v for k, v in weighted.items()},
+                               **{f"r:{k}": v for k, v in raw.items()}}, y.shape[0])
 
 
 def mutual_learning(
@@ -169,7 +197,7 @@ def mutual_learning(
     data = data.to(device)
     models = {"dml_a": make_model(cfg_a, train_cfg.seed, device), "dml_b": make_model(cfg_b, train_cfg.seed + 1, device)}
     yield {"type": "status", "text": f"mutual learning: {cfg_a.label()} ⇄ {cfg_b.label()} on {len(data)} images (T={T:g}, alpha={alpha:g})"}
-    yield from _dml_loop(models, data, train_cfg, distill, test, device)
+    yield from _dml_loop(models, data, train_cfg, distill, test)
     result = {"type": "result", "run": "dml", "test_acc": None, "agreement": None}
     if test is not None:
         result["test_acc"] = {n: evaluate(m, test).accuracy for n, m in models.items()}
@@ -178,27 +206,26 @@ def mutual_learning(
     return models["dml_a"], models["dml_b"]
 
 
-def _dml_loop(models: dict, data: TensorData, cfg: TrainConfig, distill: DistillConfig, test, device) -> Iterator[dict]:
+def _dml_loop(models: dict, data: TensorData, cfg: TrainConfig, distill: DistillConfig, test) -> Iterator[dict]:
     steps, per_epoch = total_steps(len(data), cfg), steps_per_epoch(len(data), cfg.batch_size)
-    opts = {n: make_optimizer(m.train().parameters(), cfg) for n, m in models.items()}
-    scheds = {n: make_lr_schedule(o, cfg, steps) for n, o in opts.items()}
+    peers = {n: _Peer.build(m, cfg, steps) for n, m in models.items()}
     torch.manual_seed(cfg.seed)  # dropout masks
     gen = torch.Generator().manual_seed(cfg.seed)  # data order and jitter, shared by both students
-    order, objective = batch_order(len(data), cfg.batch_size, gen, device), Objective(distill)
-    meters, start = {n: _Meter() for n in models}, time.perf_counter()
+    order, objective = batch_order(len(data), cfg.batch_size, gen, data.x.device), Objective(distill)
+    start = time.perf_counter()
     for step in range(1, steps + 1):
         progress = (step - 1) / max(1, steps - 1)
         T, alpha = distill.T_at(progress), distill.alpha_at(progress)
         idx = next(order)
-        _dml_step(models, opts, scheds, objective, random_shift(data.x[idx], cfg.jitter, gen), data.y[idx], T, alpha, meters, step)
+        _dml_step(peers, objective, random_shift(data.x[idx], cfg.jitter, gen), data.y[idx], T, alpha, step)
         last = step == steps
         evaluate_now = test is not None and (last or step % (cfg.eval_every or per_epoch) == 0)
         if step % cfg.log_every == 0 or last or evaluate_now:
-            for name, model in models.items():
-                acc = evaluate(model, test).accuracy if evaluate_now else None
-                rec = meters[name].flush(step, per_epoch, opts[name].param_groups[0]["lr"], T, alpha, start, acc)
+            for name, peer in peers.items():
+                acc = evaluate(peer.model, test).accuracy if evaluate_now else None
+                rec = peer.meter.flush(step, per_epoch, peer.lr, T, alpha, start, acc)
                 rec.done = last
-                model.train()
+                peer.model.train()
                 if not all(math.isfinite(v) for v in (rec.total, *rec.losses.values())):
                     raise NonFiniteLoss(step, rec.total, rec.lr)
                 yield {"type": "record", "run": name, **rec.to_dict()}

@@ -15,32 +15,19 @@ whether it is within noise, and whether the point is within noise of the best po
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Callable, Iterator
 
-import torch
 from torch import nn
 
 from kdviz import data as kdata
 from kdviz.engine import eval_from_logits, predict_logits, resolve_device
 from kdviz.methods.objective import DistillConfig, Term
-from kdviz.experiments.scenarios import (
-    drain,
-    ScenarioConfig,
-    build_transfer,
-    check_seeds,
-    live_test_set,
-    obtain_teacher,
-    preset,
-    summarise,
-    train_network,
-    with_overrides,
-)
+from kdviz.experiments.recipes import obtain_teacher, train_network
+from kdviz.experiments.results import live_test_set, summarise_values
+from kdviz.experiments.scenarios import ScenarioConfig, build_transfer, check_seeds, drain, preset, with_overrides
 from kdviz.experiments.stats import compare
 
 SWEEP_PARAMS = ("T", "alpha", "width", "generations", "methods")
@@ -229,7 +216,7 @@ def aggregate(points: list[dict], param: str, values: list, metric: str = "accur
               [p[metric] for p in points if p["role"] == "scratch" and p["value"] is None]
         if not dist:
             raise ValueError(f"no distilled result for {param}={v!r}")
-        rows.append({"value": v, "label": value_label(param, v), "distilled": summarise(dist), "scratch": summarise(scr) if scr else None,
+        rows.append({"value": v, "label": value_label(param, v), "distilled": summarise_values(dist), "scratch": summarise_values(scr) if scr else None,
                      "gain": _gain(dist, scr), "values": dist})
     best = max(rows, key=lambda r: r["distilled"]["mean"])
     for r in rows:
@@ -296,53 +283,3 @@ def sweep_job(spec: dict) -> Iterator[dict]:
                                 cache_dir=spec.get("cache_dir") or "")
     except ValueError as err:
         yield {"type": "error", "text": str(err), "kind": type(err).__name__}
-
-
-def _cli_sweep(args: argparse.Namespace) -> int:
-    torch.set_num_threads(max(1, args.threads))
-    from kdviz.runtime.tasks import load_bundle
-
-    if args.exercise:
-        spec = {"exercise": args.exercise, "sweep": {"seeds": tuple(range(args.seeds))} if args.seeds else {}}
-    elif args.param:
-        spec = {"sweep": {"param": args.param, "scenario": args.scenario, **({"values": args.values} if args.values else {}),
-                          **({"seeds": args.seeds} if args.seeds else {})}}
-    else:
-        raise ValueError(f"name a parameter ({', '.join(SWEEP_PARAMS)}) or an --exercise ({', '.join(EXERCISES)})")
-    if args.param == "methods" and args.values:
-        spec["sweep"]["values"] = tuple(args.values)
-    cfg = config_from_spec(spec)
-    result = run_sweep(cfg, load_bundle(args.data), on_event=_print_status, device=args.device,
-                       teacher_ckpt=args.teacher or "", cache_dir=args.cache_dir)
-    print("\n".join(format_rows(result)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    return 0
-
-
-def _print_status(event: dict) -> None:
-    if event["type"] == "status":
-        print(f"[{event['text']}]", flush=True)
-
-
-def _value(text: str):
-    try:
-        return float(text)
-    except ValueError:
-        return text  # method variants
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser("sweep", help="sweep T, alpha, width, born-again generations or methods over seeds")
-    p.add_argument("param", nargs="?", choices=SWEEP_PARAMS, help="what to vary")
-    p.add_argument("--values", nargs="+", type=_value, default=None, help="grid (default: the standard one)")
-    p.add_argument("--exercise", choices=sorted(EXERCISES), default=None, help="a one-click exercise instead")
-    p.add_argument("--scenario", choices=SWEEP_SCENARIOS, default="few-labels")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
-    p.add_argument("--data", choices=("auto", "synthetic"), default="auto")
-    p.add_argument("--device", default=None)
-    p.add_argument("--teacher", default=None, help="teacher checkpoint (default: shipped, cached or trained)")
-    p.add_argument("--cache-dir", default="runs/teachers")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", default=None)
-    p.set_defaults(func=_cli_sweep)

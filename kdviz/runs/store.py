@@ -11,26 +11,27 @@ Crash safety: a run is assembled in a hidden ``.tmp-*`` folder and becomes visib
 Later edits (rename) rewrite the manifest through temp file + fsync + ``os.replace``; delete
 first renames the folder to a hidden ``.trash-*`` name. Hidden folders are never listed.
 A user-supplied name is display text only: ids are generated slugs checked against ``ID_RE``,
-so no name or id can reach outside the root. No Streamlit here.
+so no name or id can reach outside the root. No Streamlit here. The reproduce command comes from
+``kdviz.runs.reproduce``, tables and curves from ``kdviz.runs.tables``, the CLI from ``kdviz.runs.cli``.
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import io
 import json
 import math
 import os
 import re
 import secrets
-import shlex
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
+
+from kdviz.runs.files import atomic_write, fsync_dir, json_bytes, jsonl_bytes
+from kdviz.runs.reproduce import reproduce_command
+from kdviz.runs.tables import records_csv
 
 FORMAT = "kdviz-run-v1"
 MANIFEST = "run.json"
@@ -139,44 +140,6 @@ def finite_only(obj: Any) -> Any:
     return obj
 
 
-# ----------------------------------------------------------------------------- atomic file helpers
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable; not every platform can open a folder, which is fine."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder + fsync + ``os.replace``: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8")
-
-
-def _jsonl_bytes(records: Iterable[dict]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
-
-
 # ----------------------------------------------------------------------------- checkpoints
 def _checkpoint_name(name: Any) -> str:
     slug = re.sub(r"[^a-z0-9_-]+", "-", str(name).lower()).strip("-_")[:40]
@@ -211,89 +174,6 @@ def student_checkpoint(run: Run) -> str | None:
         if name in run.checkpoints:
             return name
     return next(iter(run.checkpoints), None)
-
-
-# ----------------------------------------------------------------------------- reproduce command
-# Job plumbing, not experiment settings: never turned into flags.
-_NOT_FLAGS = frozenset({"fn", "type", "device", "out_dir", "checkpoints", "records", "result"})
-# Nested groups of a job spec whose keys are command-line settings themselves (kdviz/jobs.py).
-_LIFTED = ("train", "distill")
-# Run kind → ``python -m kdviz`` subcommand.
-KIND_COMMANDS = {"teacher": "teacher", "distill": "distill", "scenario": "scenario", "sweep": "sweep", "compare": "compare"}
-
-
-def model_spec(cfg: Any) -> str:
-    """``{"arch": "mlp", "hidden": [128]}`` → ``"mlp:128"`` (the CLI's model spec); strings pass through."""
-    if isinstance(cfg, str):
-        return cfg
-    widths = cfg.get("hidden") if cfg.get("arch", "mlp") == "mlp" else cfg.get("channels")
-    return f"{cfg.get('arch', 'mlp')}:{','.join(str(int(w)) for w in widths or ())}"
-
-
-def _flag_value(value: Any) -> str | None:
-    if isinstance(value, dict) and "arch" in value:
-        return model_spec(value)
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, separators=(",", ":"))  # e.g. method terms
-    return str(value)
-
-
-def config_flags(config: dict) -> list[tuple[str, str | None]]:
-    """``[(flag, text)]`` from a config; ``text`` None means a bare flag (a True boolean).
-
-    ``snake_case`` keys become ``--kebab-case`` (``T`` stays ``--T``); groups in ``_LIFTED``
-    (``train``, ``distill``) are flattened one level; False/None/empty values are left out; a model
-    config becomes ``--student mlp:128`` plus ``--student-dropout 0.2`` when it has dropout.
-    """
-    items = []
-    for key, value in config.items():
-        if key in _LIFTED and isinstance(value, dict):
-            items += config_flags(value)
-            continue
-        if key in _NOT_FLAGS or key.startswith("_") or value is None or value is False or value in ([], {}, ""):
-            continue
-        flag = "--" + key.replace("_", "-")
-        text = None if value is True else _flag_value(value)
-        if value is True or text is not None:
-            items.append((flag, text))
-        if isinstance(value, dict) and value.get("dropout"):  # the arch:widths spec has no room for it
-            items.append((f"{flag}-dropout", str(value["dropout"])))
-    return items
-
-
-def cli_flags(command: str) -> set[str] | None:
-    """Option strings that ``python -m kdviz <command>`` accepts, or None if there is no such command."""
-    from kdviz.cli import build_parser  # imported late: kdviz.cli imports this module
-
-    try:
-        parser = build_parser()
-    except Exception:  # noqa: BLE001 — another module's CLI failing to import must not stop a save
-        return None
-    for action in parser._subparsers._group_actions if parser._subparsers else ():
-        sub = getattr(action, "choices", {}).get(command)
-        if sub is not None:
-            return {opt for a in sub._actions for opt in a.option_strings}
-    return None
-
-
-def reproduce_command(kind: str, config: dict, known: set[str] | None = None) -> str:
-    """``python -m kdviz <command> --flag value ...`` from a run's config.
-
-    ``known``: the flags the command accepts (default: read from the CLI parser when it has the
-    command); settings it does not accept are listed in a trailing shell comment, not dropped silently.
-    """
-    command = KIND_COMMANDS.get(kind, kind)
-    known = cli_flags(command) if known is None else known
-    words, extra = ["python", "-m", "kdviz", command], []
-    for flag, text in config_flags(config):
-        if known is not None and flag not in known:
-            extra.append(f"{flag[2:]}={text if text is not None else 'true'}")
-            continue
-        words += [flag] if text is None else [flag, text]
-    line = shlex.join(words)
-    return line + (f"  # not settable from the command line: {', '.join(extra)}" if extra else "")
 
 
 def _stored_paths(config: dict, checkpoints: dict, folder: Path, files: dict) -> dict:
@@ -406,10 +286,10 @@ class RunStore:
             (tmp / CKPT_DIR).mkdir(parents=True)
             for label, source in checkpoints.items():
                 _copy_checkpoint(source, tmp / CKPT_DIR / manifest["checkpoints"][_checkpoint_name(label)], label)
-            atomic_write(tmp / METRICS, _jsonl_bytes(records))
-            atomic_write(tmp / MANIFEST, _json_bytes(manifest))  # last: a folder without it is not a run
+            atomic_write(tmp / METRICS, jsonl_bytes(records))
+            atomic_write(tmp / MANIFEST, json_bytes(manifest))  # last: a folder without it is not a run
             os.rename(tmp, self.root / run_id)  # the one step that makes the run visible
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -462,7 +342,7 @@ class RunStore:
         folder = self.folder(run_id)
         run = self.load(run_id)
         manifest = _manifest(run.id, name, run.kind, run.created, run.config, run.final, run.checkpoints, run.reproduce, run.n_records)
-        atomic_write(folder / MANIFEST, _json_bytes(manifest))
+        atomic_write(folder / MANIFEST, json_bytes(manifest))
         return replace(run, name=name)
 
     def delete(self, run_id: str) -> None:
@@ -513,96 +393,13 @@ def _state_dict_bytes(path: Path, label: str) -> bytes:
     return buf.getvalue()
 
 
-# ----------------------------------------------------------------------------- records → tables, curves
+# ----------------------------------------------------------------------------- listing and job results
 def filter_runs(runs: list[Run], kind: str | None = None, name_contains: str | None = None) -> list[Run]:
     """Runs of ``kind`` (None = any) whose name contains ``name_contains`` (case-insensitive)."""
     if kind is not None and kind not in RUN_KINDS:
         raise RunError(f"run kind must be one of {RUN_KINDS}, got {kind!r}")
     needle = (name_contains or "").strip().lower()
     return [r for r in runs if (kind is None or r.kind == kind) and needle in r.name.lower()]
-
-
-def accuracy_summary(final: dict) -> str:
-    """Final test accuracy in words: ``"97.8%"`` or ``"distilled 97.1% · scratch 96.5% · teacher 98.9%"``."""
-    acc = final.get("test_acc")
-    if isinstance(acc, (int, float)) and not isinstance(acc, bool):
-        return f"{100 * acc:.2f}%"
-    if isinstance(acc, dict):
-        parts = [f"{k} {100 * v:.2f}%" for k, v in acc.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        return " · ".join(parts)
-    return ""
-
-
-def flatten(record: dict, prefix: str = "") -> dict:
-    """``{"losses": {"kd": 1}}`` → ``{"losses.kd": 1}``; lists become JSON text."""
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
-    return out
-
-
-def records_csv(records: list[dict]) -> str:
-    """CSV with one row per record; columns in order of first appearance; missing cells empty."""
-    rows = [flatten(r) for r in records]
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def metric_names(records: list[dict]) -> list[str]:
-    """Numeric per-step metrics present in the records (flattened names), for chart pickers."""
-    names: dict[str, None] = {}
-    for rec in records:
-        for key, value in flatten(rec).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "done"):
-                names.setdefault(key, None)
-    return list(names)
-
-
-def curve_series(run: Run, metric: str, x: str = "step") -> list[tuple[str, list, list]]:
-    """``(label, xs, ys)`` per sub-run (``record["run"]``: teacher/distilled/...) of ``metric``; None values skipped."""
-    groups: dict[str, tuple[list, list]] = {}
-    for rec in run.records or ():
-        flat = flatten(rec)
-        y = flat.get(metric)
-        if not isinstance(y, (int, float)) or isinstance(y, bool) or flat.get(x) is None:
-            continue
-        label = f"{run.name} · {rec['run']}" if rec.get("run") else run.name
-        xs, ys = groups.setdefault(label, ([], []))
-        xs.append(flat[x])
-        ys.append(y)
-    return [(label, xs, ys) for label, (xs, ys) in groups.items()]
-
-
-def _scalars(obj: dict, prefix: str = "") -> dict:
-    """Flattened scalar entries only (lists such as confusion matrices do not fit a table cell)."""
-    out = {}
-    for key, value in obj.items():
-        if isinstance(value, dict):
-            out.update(_scalars(value, f"{prefix}{key}."))
-        elif value is None or isinstance(value, (int, float, str, bool)):
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def comparison_rows(runs: list[Run], only_differing: bool = False) -> list[dict]:
-    """One row per run: name, kind, created, scalar config settings (job plumbing such as ``out_dir``
-    left out) and scalar final metrics; ``only_differing`` keeps the settings that differ between runs."""
-    configs = [_scalars({k: v for k, v in r.config.items() if k not in _NOT_FLAGS}) for r in runs]
-    keys = list(dict.fromkeys(k for c in configs for k in c))
-    if only_differing and len(runs) > 1:
-        keys = [k for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1]
-    rows = []
-    for run, cfg in zip(runs, configs):
-        finals = {f"final.{k}": v for k, v in _scalars(run.final).items()}
-        rows.append({"name": run.name, "kind": run.kind, "created": run.created, **{f"config.{k}": cfg.get(k) for k in keys}, **finals})
-    return rows
 
 
 def save_job_result(store: RunStore, kind: str, name: str, spec: dict, records: list[dict], result: dict | None) -> Run:
@@ -624,62 +421,3 @@ def save_job_result(store: RunStore, kind: str, name: str, spec: dict, records: 
     return store.save(name=name, kind=kind, config=dict(spec), records=clean, final=result, checkpoints=checkpoints)
 
 
-# ----------------------------------------------------------------------------- command line
-def register_cli(subparsers) -> None:
-    """``python -m kdviz runs list|show|delete``."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dir", help="runs folder (default: $KDVIZ_RUNS_DIR, else ~/.local/share/kdviz/runs)")
-    parser = subparsers.add_parser("runs", help="list, show or delete saved runs")
-    actions = parser.add_subparsers(dest="runs_action", metavar="ACTION", required=True)
-    ls = actions.add_parser("list", parents=[common], help="saved runs, newest first")
-    ls.add_argument("--kind", choices=RUN_KINDS)
-    ls.add_argument("--name", help="only runs whose name contains this text")
-    show = actions.add_parser("show", parents=[common], help="one run's settings, final metrics and reproduce command")
-    show.add_argument("id")
-    show.add_argument("--csv", action="store_true", help="print the per-step metrics as CSV instead")
-    rm = actions.add_parser("delete", parents=[common], help="delete a run")
-    rm.add_argument("id")
-    rm.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    parser.set_defaults(func=_run_cli)
-
-
-def _run_cli(args) -> int:
-    store = RunStore(args.dir)
-    if args.runs_action == "list":
-        return _cli_list(store, args.kind, args.name)
-    if args.runs_action == "show":
-        print(store.export_csv(args.id) if args.csv else _describe(store.load(args.id)), end="")
-        return 0
-    run = store.load(args.id)
-    if not args.yes and not _confirm(f"delete run {run.name!r} ({run.id})? [y/N] "):
-        print("not deleted")
-        return 1
-    store.delete(run.id)
-    print(f"deleted {run.id}")
-    return 0
-
-
-def _cli_list(store: RunStore, kind: str | None, name: str | None) -> int:
-    listing = store.list(kind=kind, name_contains=name)
-    for warning in listing.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    if not listing.runs:
-        print(f"no saved runs in {store.root}")
-    for run in listing.runs:
-        print(f"{run.id}  {run.kind:<8}  {run.created[:19]}  {run.name}")
-    return 0
-
-
-def _describe(run: Run) -> str:
-    lines = [f"{run.name}  ({run.kind}, {run.created}, {run.n_records} records)", f"id: {run.id}", "config:"]
-    lines += [f"  {k} = {v}" for k, v in flatten(run.config).items()]
-    lines += ["final:"] + [f"  {k} = {v}" for k, v in flatten(run.final).items()]
-    lines += ["checkpoints: " + (", ".join(run.checkpoints) or "none"), f"reproduce: {run.reproduce}"]
-    return "\n".join(lines) + "\n"
-
-
-def _confirm(prompt: str) -> bool:
-    if not sys.stdin.isatty():
-        print("refusing to delete without --yes when not run interactively", file=sys.stderr)
-        return False
-    return input(prompt).strip().lower() in ("y", "yes")

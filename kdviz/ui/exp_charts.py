@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from kdviz.experiments import results as res
 from kdviz.experiments import scenarios as sc
 from kdviz.hosted import clamp_count
 from kdviz.figures import PALETTE
@@ -138,14 +139,14 @@ def scenario_table(result: dict) -> pd.DataFrame:
     omit = result["config"]["omit"] if result["scenario"] == "omitted-digit" else None
     rows = [{"network": f"teacher ({t.get('label', '?')}, {t.get('source', '?')})", "test accuracy (%)": f"{100 * t['accuracy']:.2f}",
              "test errors": str(t["errors"])}]
-    for role in sc.ROLES:
+    for role in res.ROLES:
         row = {"network": f"{role} student", "test accuracy (%)": _pct(s[role]["accuracy"]),
                "test errors": _count(s[role]["errors"])}
         rows.append(row)
     if omit is not None:
         rows[0][f"digit {omit} (%)"] = f"{100 * t['per_class'][omit]:.1f}"
         rows[0]["after bias (%)"] = "—"
-        for row, role in zip(rows[1:], sc.ROLES):
+        for row, role in zip(rows[1:], res.ROLES):
             row[f"digit {omit} (%)"] = _pct(s[role]["digit_acc"], 1)
             row["after bias (%)"] = _pct(s[role]["digit_acc_after"], 1)
     return pd.DataFrame(rows)
@@ -233,14 +234,14 @@ def bias_panel(result: dict, prefix: str) -> None:
     st.button(f"Use b = {best:g} (maximises overall test accuracy, as in the paper)", key=f"{prefix}_best_bias",
               on_click=_set_bias, args=(key, float(best)))
     cols = st.columns(4)
-    for i, role in enumerate(sc.ROLES):
-        overall, on_digit = sc.bias_accuracy(_logits(result, role), labels, digit, bias)
-        base_overall, base_digit = sc.bias_accuracy(_logits(result, role), labels, digit, 0.0)
+    for i, role in enumerate(res.ROLES):
+        overall, on_digit = res.bias_accuracy(_logits(result, role), labels, digit, bias)
+        base_overall, base_digit = res.bias_accuracy(_logits(result, role), labels, digit, 0.0)
         cols[2 * i].metric(f"{role.capitalize()}: digit {digit}", f"{100 * on_digit:.1f}%", f"{100 * (on_digit - base_digit):+.1f} pts vs b = 0")
         cols[2 * i + 1].metric(f"{role.capitalize()}: all digits", f"{100 * overall:.2f}%", f"{100 * (overall - base_overall):+.2f} pts")
-    curves = {role: result["runs"][role][0]["bias_curve"] for role in sc.ROLES}
+    curves = {role: result["runs"][role][0]["bias_curve"] for role in res.ROLES}
     st.plotly_chart(bias_chart(curves, digit, bias), key=f"{prefix}_bias_chart", theme=None)
-    p = result.get("paper", sc.PAPER_OMITTED)
+    p = result.get("paper", res.PAPER_OMITTED)
     run = result["runs"]["distilled"][0]
     n_digit = sum(1 for y in labels if int(y) == digit)
     st.caption(f"The paper (Hinton, Vinyals & Dean 2015, §3): {p['errors']} test errors, {p['errors_on_digit']} of them on the "
@@ -259,7 +260,7 @@ def show_scenario_result(result: dict, prefix: str, bias: bool = True) -> None:
     for line in comparison_lines(result):
         st.markdown("- " + line)
     per_class = {"teacher": [{"mean": v, "std": 0.0} for v in result["teacher"]["per_class"]],
-                 **{role: result["summary"][role]["per_class"] for role in sc.ROLES}}
+                 **{role: result["summary"][role]["per_class"] for role in res.ROLES}}
     title = "Test accuracy per digit" + (f" (mean ± std over {n} seeds)" if n > 1 else "")
     st.plotly_chart(per_class_bars(per_class, omit, title), key=f"{prefix}_per_class", theme=None)
     if "paper_errors" in result:
@@ -267,7 +268,7 @@ def show_scenario_result(result: dict, prefix: str, bias: bool = True) -> None:
         st.dataframe(pd.DataFrame([{"network": "teacher", "paper (errors)": p["teacher"], "here (errors)": str(result["teacher"]["errors"])},
                                    *({"network": role, "paper (errors)": p[role],
                                       "here (errors)": _count(s[role]["errors"])}
-                                     for role in sc.ROLES)]), hide_index=True, key=f"{prefix}_paper")
+                                     for role in res.ROLES)]), hide_index=True, key=f"{prefix}_paper")
     if omit is not None and bias:
         bias_panel(result, prefix)
 

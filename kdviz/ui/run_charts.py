@@ -2,14 +2,15 @@
 
 A thin adapter over ``kdviz.figures.accuracy_curves`` (which draws one line per named record list,
 skips missing values and shows accuracies as percent); nested metrics such as ``losses.kd`` are
-flattened by ``kdviz.runs.store.curve_series`` first.
+flattened by ``kdviz.runs.tables.curve_series`` first.
 """
 from __future__ import annotations
 
 import plotly.graph_objects as go
 
 from kdviz.figures import accuracy_curves
-from kdviz.runs.store import Run, curve_series
+from kdviz.runs.store import Run
+from kdviz.runs.tables import curve_series
 
 
 def overlay_figure(runs: list[Run], metric: str, x: str = "step", log_y: bool = False) -> go.Figure:

@@ -16,11 +16,11 @@ from pathlib import Path
 import streamlit as st
 
 from kdviz.checkpoints import CheckpointError, load_checkpoint
+from kdviz.experiments.recipes import DEFAULT_TEACHER
 from kdviz.hosted import check_upload_size
 from kdviz.models import param_count, size_mb
 from kdviz.ui.hosted import cap, limits
 
-DEFAULT_TEACHER = Path(__file__).resolve().parents[1] / "assets" / "default_teacher.pt"
 CKPT_KEY, SUMMARY_KEY = "teacher_ckpt", "teacher_summary"
 
 

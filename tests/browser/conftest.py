@@ -43,8 +43,6 @@ def browser_available() -> None:
     reason = chromium_unavailable_reason()
     if reason:
         pytest.skip(f"browser tests skipped: {reason}")
-    if not APP.exists():
-        pytest.skip(f"browser tests skipped: {APP} does not exist yet")
 
 
 @pytest.fixture(scope="session")
