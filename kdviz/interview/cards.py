@@ -49,13 +49,13 @@ CARDS = (
          "and α = 1 is pure imitation. Many tutorials and libraries write it the other way round, "
          "α·CE + (1 − α)·KD. Neither is wrong, but copying an α between codebases without checking which term it "
          "multiplies flips the recipe. Always read the formula, not the variable name.",
-         ("distill.py", "temperature.py"), "temperature"),
+         (("distill.py", "distill_alpha"), ("temperature.py", "calc_alpha")), "temperature"),
     Card("What is 'dark knowledge'?",
          "The information in the teacher's probabilities for the *wrong* classes: a 2 that is 10⁻⁶ likely a 3 and "
          "10⁻⁹ likely a 7 says 2s resemble 3s more than 7s. Hard labels carry none of it. Hinton et al.'s evidence: a "
          "student distilled on a transfer set with **no 3s at all** still recognised most test 3s once the bias of "
          "class 3 was raised — it learned what a 3 is from how the teacher's outputs for other digits leaned toward 3.",
-         ("temperature.py", "experiments.py"), "temperature"),
+         (("temperature.py", "temp_log"), ("experiments.py", "exp_kind")), "temperature"),
     Card("What must match between the teacher's and the student's outputs?",
          "The output space: the same number of classes **in the same order** (for language models the same "
          "tokenizer and vocabulary, with positions aligned). The soft targets must come from **logits** "
@@ -63,7 +63,7 @@ CARDS = (
          "softmax(p / T) of probabilities is not the teacher's tempered distribution. Both networks must also see the "
          "same input for each example (same preprocessing, same augmentation). A shape mismatch must be an error, "
          "never a silent broadcast.",
-         ("temperature.py", "distill.py"), "temperature"),
+         (("temperature.py", "calc_teacher"), ("distill.py", "distill_transfer")), "temperature"),
     Card("Can a student beat its teacher? When?",
          "Yes, in several documented cases: when the student is as large as the teacher (born-again networks, "
          "Furlanello et al. 2018), when the teacher is an ensemble or overfitted and the soft targets act as a "
@@ -71,21 +71,21 @@ CARDS = (
          "when the student gets more data or training. A much smaller student on the same data usually stays below "
          "a strong teacher. Claims either way need several seeds: differences of a few tenths of a percent on MNIST "
          "are often within noise.",
-         ("experiments.py", "distill.py"), "methods"),
+         (("experiments.py", "exp_seeds"), ("distill.py", "distill_alpha")), "methods"),
     Card("Feature distillation vs logit distillation?",
          "Logit (response) KD matches output distributions only: it works between any two architectures with the same "
          "output space and costs one KL. Feature KD matches intermediate representations — FitNets regress student "
          "features onto the teacher's (a learned adapter), attention transfer matches *where* CNN stages respond, "
          "RKD/SP match the geometry *between* samples (so dimensions may differ), CRD contrasts embeddings. They need "
          "layer choices, shape adapters and loss weights, and are usually added *on top of* logit KD.",
-         ("feature_maps.py", "distill.py"), "methods"),
+         (("feature_maps.py", "fm_train"), ("distill.py", "distill_methods")), "methods"),
     Card("What does attention transfer compare, and why are the maps normalised?",
          "For a CNN stage f [C, H, W] the attention map is mean over channels of f², flattened and L2-normalised "
          "(Zagoruyko & Komodakis 2017). Summing over channels lets networks with different widths be compared; the "
          "normalisation removes their different activation scales, so only the spatial pattern counts. The spatial "
          "sizes must agree (pool the larger one). Differences between unit-norm maps are tiny, hence β = 1000. "
          "An MLP has no spatial maps, so AT does not apply to it.",
-         (("feature_maps.py", "fm_watch"),), "methods"),
+         (("feature_maps.py", "fm_train"),), "methods"),
     Card("Why cache the teacher's logits — and when can you not?",
          "The teacher is frozen, so if every epoch shows it the same inputs its logits never change: compute them once "
          "(MNIST: 60,000 × 10 floats, 2.4 MB) and skip the teacher's forward pass on every step. You cannot when the "
@@ -115,7 +115,7 @@ CARDS = (
          "Unlabelled examples contribute only the KD term (kdviz marks their label −100 and the CE term skips them). "
          "What matters is that the transfer set covers the inputs the student will meet; Hinton et al. also "
          "distilled with a transfer set from which a whole class had been removed.",
-         ("distill.py", "experiments.py"), "practice"),
+         (("distill.py", "distill_transfer"), ("experiments.py", "exp_kind")), "practice"),
     Card("How does KD work for language models?",
          "Token-level KD applies the same KL at every position: logits [B, S, V] with the vocabulary as the classes. "
          "Padding (and usually the prompt) must be **masked**, and the mean taken over the counted tokens — "
@@ -129,7 +129,7 @@ CARDS = (
          "better than the student, lower when it is noisy or the transfer set is small. Thanks to the T² factor, "
          "alpha keeps roughly the same meaning when T changes. Check that the gain over a student trained from "
          "scratch (same seeds, same steps) is larger than the seed-to-seed spread.",
-         ("distill.py", "experiments.py"), "practice"),
+         (("distill.py", "distill_T"), ("experiments.py", "exp_sweep_param")), "practice"),
 )
 
 
