@@ -74,7 +74,7 @@ def spot_the_bug() -> None:
     {"ok": st.success, "no": st.error, "info": st.info}.get(kind, lambda *_: None)(message)
     if st.session_state.get(f"{P}solved_{bug.id}"):
         st.markdown("**The fix** (it calls `kdviz.losses.kd_loss` / `ce_loss`):")
-        st.code(bug.fixed_snippet, language="python", line_numbers=True)
+        st.code(bug.fixed_snippet, language="python", line_numbers=True, wrap_lines=True)
     run_both_controls(bug)
 
 
@@ -87,7 +87,8 @@ def run_both_controls(bug: bugs.Bug) -> None:
     c1.slider("Steps per run", *STEPS_RANGE, step=5, key=P + "steps")
     c2.button("Run both", key=P + "run", type="primary", on_click=_run_both, args=(bug,), width="stretch",
               icon=":material/play_arrow:")
-    if st.session_state.get(P + "run_note"):
+    handle = get_job(JOB)
+    if st.session_state.get(P + "run_note") and handle is not None and handle.active:
         st.caption(st.session_state[P + "run_note"])
     live.live_panel(JOB, draw_run_both)
 
