@@ -77,3 +77,16 @@ def test_measured_effect_of_every_bug(capsys):
     assert a["padded_batchmean"]["buggy"]["loss"] > a["padded_batchmean"]["fixed"]["loss"]
     assert all(math.isfinite(r["fixed"]["loss"]) for r in rows.values())
     assert get_bug("log_of_softmax").T == 1.0  # fp16 + T = 1: a gap of 17 is enough to overflow (see test_interview_bugs)
+
+
+def test_run_both_figure_marks_a_nan_and_refuses_unknown_metrics():
+    from kdviz.interview.figures import run_both_figure
+
+    runs = {"buggy": [{"step": 1, "total": 2.0, "finite": True}, {"step": 2, "total": math.nan, "finite": False}],
+            "fixed": [{"step": 1, "total": 1.0, "finite": True}, {"step": 2, "total": 0.5, "finite": True}]}
+    fig = run_both_figure(runs, "total")
+    lines = {t.name: list(t.x) for t in fig.data if t.mode == "lines+markers"}
+    assert lines == {"buggy": [1], "fixed": [1, 2]}  # the NaN is not drawn as a point…
+    assert [t.text[0] for t in fig.data if t.mode == "markers+text"] == ["NaN/inf at step 2"]  # …but marked
+    with pytest.raises(ValueError, match="metric must be one of"):
+        run_both_figure(runs, "bogus")

@@ -20,7 +20,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Callable
 
-from kdviz.interview import steps
+from kdviz.interview import lookup, steps
 
 Step = Callable[..., "object"]
 
@@ -127,9 +127,7 @@ _BY_ID = {b.id: b for b in BUGS}
 
 
 def get_bug(bug_id: str) -> Bug:
-    if bug_id not in _BY_ID:
-        raise ValueError(f"unknown bug id {bug_id!r}; known: {', '.join(BUG_IDS)}")
-    return _BY_ID[bug_id]
+    return lookup(_BY_ID, bug_id, "bug")
 
 
 @dataclass(frozen=True)

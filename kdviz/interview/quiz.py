@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from kdviz import losses
+from kdviz.interview import lookup
 from kdviz.interview.bugs import Verdict, get_bug
 
 DT = torch.float64
@@ -117,9 +118,7 @@ _BY_ID = {q.id: q for q in QUESTIONS}
 
 
 def get_question(qid: str) -> Question:
-    if qid not in _BY_ID:
-        raise ValueError(f"unknown question id {qid!r}; known: {', '.join(QUESTION_IDS)}")
-    return _BY_ID[qid]
+    return lookup(_BY_ID, qid, "question")
 
 
 def parse_number(text) -> float:
