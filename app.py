@@ -28,6 +28,7 @@ PAGES = (  # file under PAGES_DIR, title, icon
     ("experiments.py", "Experiments", ":material/science:"),
     ("runs.py", "Saved runs", ":material/folder_open:"),
     ("interview.py", "Interview prep", ":material/quiz:"),
+    ("lesson.py", "Lesson", ":material/co_present:"),
 )
 
 

@@ -1,160 +1,183 @@
-"""Interview prep: the ideas behind knowledge distillation as questions, answers hidden until asked for.
+"""Interview prep: spot the bug in real distillation code (and run both versions), a self-graded quiz,
+and the question cards. The content lives in ``kdviz.interview`` (no Streamlit); this page only draws it.
 
-Each answer links to the page that shows the idea live. Runs inside the app or alone.
+The section, the bug and the question are in the URL (``?mode=quiz&q=p1_T4``, ``?bug=swapped_kl``);
+unknown ids are refused with a warning. Runs inside the app or alone (``streamlit run app_pages/interview.py``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run app_pages/x.py` alone: find kdviz
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kdviz.interview import bugs, quiz  # noqa: E402
+from kdviz.interview.cards import CARDS, PAGE_TITLES, matches  # noqa: E402
+from kdviz.interview.figures import METRICS, run_both_figure  # noqa: E402
+from kdviz.ui import live  # noqa: E402
+from kdviz.ui.frame import current_device, data_source  # noqa: E402
+from kdviz.ui.jobs import get_job, start_job  # noqa: E402
+from kdviz.ui.urlstate import sync_url, url_state  # noqa: E402
+
+P, JOB = "iv_", "interview"
 PAGES_DIR = Path(__file__).resolve().parent
-PAGE_TITLES = {
-    "temperature.py": "Temperature lab", "teacher.py": "Teacher", "distill.py": "Distill",
-    "feature_maps.py": "Feature maps", "experiments.py": "Experiments", "runs.py": "Saved runs",
-}
+MODES = {"bugs": "Spot the bug", "quiz": "Quiz", "cards": "Question cards"}
+SCHEMA = {"mode": (str, "bugs", list(MODES)), "bug": (str, bugs.BUG_IDS[0], list(bugs.BUG_IDS)),
+          "q": (str, quiz.QUESTION_IDS[0], list(quiz.QUESTION_IDS))}
+STEPS_RANGE, STEPS_DEFAULT = (5, 400), 120
+RUN_LABELS = {"buggy": "buggy step", "fixed": "fixed step"}
 
 
-@dataclass(frozen=True)
-class Card:
-    question: str
-    answer: str  # markdown
-    pages: tuple[str, ...]  # files under app_pages/ that show it live, best first
-    topic: str
+# ----------------------------------------------------------------------------- spot the bug
+def _check(bug: bugs.Bug) -> None:
+    line = st.session_state.get(f"{P}line_{bug.id}")
+    if line is None:
+        st.session_state[f"{P}verdict_{bug.id}"] = ("info", "Pick a line number first.")
+        return
+    verdict = bugs.check_line(bug, int(line))
+    st.session_state[f"{P}verdict_{bug.id}"] = ("ok" if verdict.correct else "no", verdict.message)
+    if verdict.correct:
+        st.session_state[f"{P}solved_{bug.id}"] = True
 
 
-CARDS = (
-    Card("Why divide the logits by a temperature T > 1?",
-         "A well-trained teacher puts almost all its probability on one class at T = 1; the wrong classes get "
-         "10⁻⁶…10⁻¹⁰ and contribute next to nothing to the loss, although *their ratios* say which classes the teacher "
-         "finds similar. softmax(z / T) with T > 1 flattens the distribution so those ratios become visible to the "
-         "student. Too high a T makes everything uniform; in the limit, KD becomes matching the (zero-meaned) logits. "
-         "Hinton et al. found all T above 8 similar for students with 300+ units per layer, and T ≈ 2.5–4 best for "
-         "a 30-unit student. Teacher and student use the *same* T during training; the student is used at T = 1.",
-         ("temperature.py",), "temperature"),
-    Card("Why is the soft-target loss multiplied by T²?",
-         "The gradient of KL(softmax(t/T) ‖ softmax(s/T)) with respect to the student logits is (q − p)/T, and as T "
-         "grows q − p itself shrinks like 1/T, so the gradient scales as 1/T². Multiplying by T² keeps the soft term's "
-         "pull comparable across temperatures, so changing T does not silently re-weight it against the hard-label "
-         "cross-entropy (Hinton et al. 2015, §2).",
-         ("temperature.py",), "temperature"),
-    Card("Why log_softmax instead of log(softmax(z))?",
-         "Numerical stability. For confident logits such as [1000, −1000, 0], softmax underflows to exact zeros in "
-         "float32, log(0) = −inf, and a KL term 0·(−inf) is NaN — training dies. log_softmax computes "
-         "z − logsumexp(z) directly and stays finite. Related trap: PyTorch's `F.kl_div(input, target)` expects "
-         "*log*-probabilities as input, and `reduction='mean'` divides by B·C — use `'batchmean'` for the true KL.",
-         ("temperature.py",), "temperature"),
-    Card("What does alpha mean here, and what is the opposite convention?",
-         "In kdviz, alpha weights the **distillation** term: total = α·T²·KL + (1 − α)·CE, so α = 0 is plain training "
-         "and α = 1 is pure imitation. Many tutorials and libraries write it the other way round, "
-         "α·CE + (1 − α)·KD. Neither is wrong, but copying an α between codebases without checking which term it "
-         "multiplies flips the recipe. Always read the formula, not the variable name.",
-         ("distill.py", "temperature.py"), "temperature"),
-    Card("What is 'dark knowledge'?",
-         "The information in the teacher's probabilities for the *wrong* classes: a 2 that is 10⁻⁶ likely a 3 and "
-         "10⁻⁹ likely a 7 says 2s resemble 3s more than 7s. Hard labels carry none of it. Hinton et al.'s evidence: a "
-         "student distilled on a transfer set with **no 3s at all** still recognised most test 3s once the bias of "
-         "class 3 was raised — it learned what a 3 is from how the teacher's outputs for other digits leaned toward 3.",
-         ("temperature.py", "experiments.py"), "temperature"),
-    Card("What must match between the teacher's and the student's outputs?",
-         "The output space: the same number of classes **in the same order** (for language models the same "
-         "tokenizer and vocabulary, with positions aligned). The soft targets must come from **logits** "
-         "(log-probabilities also work, since softmax ignores a per-row constant) — never from probabilities, because "
-         "softmax(p / T) of probabilities is not the teacher's tempered distribution. Both networks must also see the "
-         "same input for each example (same preprocessing, same augmentation). A shape mismatch must be an error, "
-         "never a silent broadcast.",
-         ("temperature.py", "distill.py"), "temperature"),
-    Card("Can a student beat its teacher? When?",
-         "Yes, in several documented cases: when the student is as large as the teacher (born-again networks, "
-         "Furlanello et al. 2018), when the teacher is an ensemble or overfitted and the soft targets act as a "
-         "regulariser, when the student also sees the true labels (the CE term corrects the teacher's mistakes), or "
-         "when the student gets more data or training. A much smaller student on the same data usually stays below "
-         "a strong teacher. Claims either way need several seeds: differences of a few tenths of a percent on MNIST "
-         "are often within noise.",
-         ("experiments.py", "distill.py"), "methods"),
-    Card("Feature distillation vs logit distillation?",
-         "Logit (response) KD matches output distributions only: it works between any two architectures with the same "
-         "output space and costs one KL. Feature KD matches intermediate representations — FitNets regress student "
-         "features onto the teacher's (a learned adapter), attention transfer matches *where* CNN stages respond, "
-         "RKD/SP match the geometry *between* samples (so dimensions may differ), CRD contrasts embeddings. They need "
-         "layer choices, shape adapters and loss weights, and are usually added *on top of* logit KD.",
-         ("feature_maps.py", "distill.py"), "methods"),
-    Card("What does attention transfer compare, and why are the maps normalised?",
-         "For a CNN stage f [C, H, W] the attention map is mean over channels of f², flattened and L2-normalised "
-         "(Zagoruyko & Komodakis 2017). Summing over channels lets networks with different widths be compared; the "
-         "normalisation removes their different activation scales, so only the spatial pattern counts. The spatial "
-         "sizes must agree (pool the larger one). Differences between unit-norm maps are tiny, hence β = 1000. "
-         "An MLP has no spatial maps, so AT does not apply to it.",
-         ("feature_maps.py",), "methods"),
-    Card("Why cache the teacher's logits — and when can you not?",
-         "The teacher is frozen, so if every epoch shows it the same inputs its logits never change: compute them once "
-         "(MNIST: 60,000 × 10 floats, 2.4 MB) and skip the teacher's forward pass on every step. You cannot when the "
-         "inputs change per step — random augmentation (shifts, crops, mixup): the teacher must see the *same* "
-         "augmented image as the student — when a feature term needs the teacher's activations (unless you cache "
-         "those too, far larger), when the teacher runs stochastically, or when it is still learning (mutual learning). "
-         "For LLMs people cache only the top-k logits per token because V is 32k–256k.",
-         ("distill.py",), "practice"),
-    Card("What does DKD (decoupled KD) decouple?",
-         "Zhao et al. 2022 split the KD loss into TCKD — a binary KL on target vs. all non-target probability — and "
-         "NCKD — a KL over the non-target classes only, renormalised. Classic KD equals TCKD + (1 − p_t)·NCKD with p_t "
-         "the teacher's target probability, so the more confident the teacher, the more the dark knowledge (NCKD) is "
-         "suppressed. DKD weights the two independently, α·TCKD + β·NCKD (e.g. α = 1, β = 8 on CIFAR-100).",
-         ("distill.py",), "methods"),
-    Card("What are born-again networks?",
-         "Furlanello et al. 2018: distil a teacher into a student with the *same* architecture, then use that student "
-         "as the next teacher, for several generations, optionally ensembling them. The students often outperform "
-         "the original teacher — evidence that KD is not only compression but also a strong regulariser.",
-         ("experiments.py",), "methods"),
-    Card("What is deep mutual learning?",
-         "Zhang et al. 2018: no pre-trained teacher. Two (or more) networks train at the same time, each on "
-         "cross-entropy plus a KL towards the other's current predictions. Both end up better than when trained "
-         "alone. Because the 'teacher' changes every step, its outputs cannot be cached.",
-         ("experiments.py",), "methods"),
-    Card("Can you distil on unlabelled data?",
-         "Yes: the soft-target term needs only the teacher's outputs, so the teacher labels the transfer set. "
-         "Unlabelled examples contribute only the KD term (kdviz marks their label −100 and the CE term skips them). "
-         "What matters is that the transfer set covers the inputs the student will meet; Hinton et al. also "
-         "distilled with a transfer set from which a whole class had been removed.",
-         ("distill.py", "experiments.py"), "practice"),
-    Card("How does KD work for language models?",
-         "Token-level KD applies the same KL at every position: logits [B, S, V] with the vocabulary as the classes. "
-         "Padding (and usually the prompt) must be **masked**, and the mean taken over the counted tokens — "
-         "averaging over B·S lets padding dilute the loss. Teacher and student need the same tokenizer, or an "
-         "alignment method. Alternatives: sequence-level KD (Kim & Rush 2016) trains on teacher-generated text, and "
-         "reverse KL (e.g. MiniLLM) makes the student mode-seeking. `kdviz.losses.kd_loss` takes such a mask.",
-         ("temperature.py",), "practice"),
-    Card("How would you pick T and alpha in practice?",
-         "Sweep them, with several seeds, on a validation set. Rules of thumb: T between 2 and 8 for small "
-         "students (higher T for students with enough capacity), alpha high (0.5–0.9) when the teacher is much "
-         "better than the student, lower when it is noisy or the transfer set is small. Thanks to the T² factor, "
-         "alpha keeps roughly the same meaning when T changes. Check that the gain over a student trained from "
-         "scratch (same seeds, same steps) is larger than the seed-to-seed spread.",
-         ("distill.py", "experiments.py"), "practice"),
-)
+def _reveal(bug: bugs.Bug) -> None:
+    st.session_state[f"{P}solved_{bug.id}"] = True
+    st.session_state[f"{P}verdict_{bug.id}"] = ("info", f"The answer: line(s) {', '.join(map(str, bug.answer_lines))}. "
+                                                 + bug.explanation)
 
 
-def page_links(pages: tuple[str, ...]) -> None:
-    """Link to each page that exists. Run alone (e.g. in AppTest) there is no navigation: a caption instead."""
-    for page in pages:
-        if not (PAGES_DIR / page).is_file():
-            continue
-        title = PAGE_TITLES.get(page, page)
-        try:
-            st.page_link(f"app_pages/{page}", label=f"See it live: {title}", icon=":material/play_circle:")
-        except Exception:  # StreamlitPageNotFoundError etc.: this page is not part of a multipage app
-            st.caption(f"See it live on the **{title}** page.")
+def _run_both(bug: bugs.Bug) -> None:
+    """Start the comparison; pressing again while it runs for this bug does nothing (no second queue entry)."""
+    handle = get_job(JOB)
+    if handle is not None and handle.active and handle.spec.get("bug") == bug.id:
+        st.session_state[P + "run_note"] = "Already running — the charts below update live."
+        return
+    st.session_state.pop(P + "run_note", None)
+    start_job(JOB, {"fn": "kdviz.interview.runner:run_both_job", "bug": bug.id, "steps": int(st.session_state[P + "steps"]),
+                    "data": data_source(), "device": current_device()})
 
 
-def matches(card: Card, query: str) -> bool:
-    q = query.strip().lower()
-    return not q or q in card.question.lower() or q in card.answer.lower()
+def spot_the_bug() -> None:
+    bug = bugs.get_bug(st.selectbox("Snippet", bugs.BUG_IDS, key=P + "bug", format_func=lambda b: bugs.get_bug(b).title))
+    st.markdown("One training step of knowledge distillation, with **one** classic bug. Which line is wrong?")
+    st.code(bug.snippet, language="python", line_numbers=True)
+    lines = list(range(1, len(bug.snippet.splitlines()) + 1))
+    st.radio("The wrong line", lines, index=None, horizontal=True, key=f"{P}line_{bug.id}")
+    c1, c2 = st.columns(2)
+    c1.button("Check my line", key=P + "check", type="primary", on_click=_check, args=(bug,), width="stretch")
+    c2.button("Show the answer", key=P + "reveal", on_click=_reveal, args=(bug,), width="stretch")
+    kind, message = st.session_state.get(f"{P}verdict_{bug.id}", (None, ""))
+    {"ok": st.success, "no": st.error, "info": st.info}.get(kind, lambda *_: None)(message)
+    if st.session_state.get(f"{P}solved_{bug.id}"):
+        st.markdown("**The fix** (it calls `kdviz.losses.kd_loss` / `ce_loss`):")
+        st.code(bug.fixed_snippet, language="python", line_numbers=True, wrap_lines=True)
+    run_both_controls(bug)
 
 
-def main() -> None:
-    st.title(":material/quiz: Interview prep")
-    st.caption("Knowledge distillation as interview questions. Answer out loud first, then open the card. "
-               "Each answer links to the page where you can see the idea happen.")
+def run_both_controls(bug: bugs.Bug) -> None:
+    st.subheader("Run both")
+    st.caption(f"Trains the same small student twice on MNIST, from the same weights and batches: once with the buggy "
+               f"step above, once with the fixed one. What to look for: {bug.effect}.")
+    st.session_state.setdefault(P + "steps", STEPS_DEFAULT)
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    c1.slider("Steps per run", *STEPS_RANGE, step=5, key=P + "steps")
+    c2.button("Run both", key=P + "run", type="primary", on_click=_run_both, args=(bug,), width="stretch",
+              icon=":material/play_arrow:")
+    handle = get_job(JOB)
+    if st.session_state.get(P + "run_note") and handle is not None and handle.active:
+        st.caption(st.session_state[P + "run_note"])
+    live.live_panel(JOB, draw_run_both)
+
+
+def draw_run_both(handle) -> None:
+    if handle is None:
+        st.caption("Press **Run both**: loss, gradient norm and accuracy of both runs appear here live.")
+        return
+    st.caption(f"Snippet: **{bugs.get_bug(handle.spec['bug']).title}**")
+    live.status_line(handle)
+    live.progress(handle, handle.spec.get("steps"))
+    runs = {name: handle.records(name) for name in RUN_LABELS}
+    cols = st.columns(len(METRICS))
+    for col, metric in zip(cols, METRICS):
+        col.plotly_chart(live.figure(f"iv_{metric}", handle, lambda m=metric: run_both_figure(runs, m)),
+                         key=f"iv_chart_{metric}", theme=None)
+    if handle.result:
+        rows = [{"run": RUN_LABELS[name], "final loss": r["final_loss"], "test accuracy": r["final_test_acc"],
+                 "mean gradient norm": r["mean_grad_norm"],
+                 "NaN/inf": f"at step {r['nonfinite_step']}" if r["nonfinite_step"] else "none", "steps": r["steps"]}
+                for name, r in handle.result["runs"].items()]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="iv_result_table")
+
+
+# ----------------------------------------------------------------------------- quiz
+def tally() -> quiz.Tally:
+    return st.session_state.setdefault(P + "tally", quiz.Tally())
+
+
+def _answer(q: quiz.Question) -> None:
+    given = st.session_state.get(f"{P}ans_{q.id}")
+    try:
+        verdict = quiz.grade(q, given if not q.numeric else (given or ""))
+    except ValueError as err:
+        st.session_state[f"{P}qmsg_{q.id}"] = ("warn", f"Could not grade that: {err}.")
+        return
+    tally().record(q, verdict.correct)
+    st.session_state[f"{P}qmsg_{q.id}"] = ("ok" if verdict.correct else "no", verdict.message)
+
+
+def _next(order: list[str]) -> None:
+    current = st.session_state[P + "q"]
+    later = order[order.index(current) + 1:] if current in order else order
+    st.session_state[P + "q"] = (later or order)[0]
+
+
+def quiz_section() -> None:
+    t = tally()
+    right, answered = t.score()
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Score", f"{right} / {answered}", help="Right answers / questions answered (your latest answer counts).")
+    c2.metric("Questions", len(quiz.QUESTIONS))
+    drill = c3.toggle("Drill me: only what I missed", key=P + "drill")
+    if t.topics_to_revisit():
+        st.info("Topics to revisit: " + ", ".join(t.topics_to_revisit()), icon=":material/replay:")
+    order = quiz.drill_order(t) if drill else list(quiz.QUESTION_IDS)
+    if not order:
+        st.success("Nothing missed so far — nothing to drill. Turn drill mode off to keep going.")
+        return
+    if st.session_state[P + "q"] not in order:
+        st.session_state[P + "q"] = order[0]
+    q = quiz.get_question(st.selectbox("Question", order, key=P + "q", format_func=lambda i: f"{order.index(i) + 1}. {i}"))
+    st.markdown(f"**{q.prompt}**")
+    if q.numeric:
+        st.text_input("Your answer (a number)", key=f"{P}ans_{q.id}", placeholder="e.g. 0.25")
+    else:
+        st.radio("Your answer", range(len(q.choices)), index=None, key=f"{P}ans_{q.id}", format_func=lambda i: q.choices[i])
+    c1, c2 = st.columns(2)
+    c1.button("Check answer", key=P + "answer", type="primary", on_click=_answer, args=(q,), width="stretch")
+    c2.button("Next question", key=P + "next", on_click=_next, args=(order,), width="stretch")
+    kind, message = st.session_state.get(f"{P}qmsg_{q.id}", (None, ""))
+    {"ok": st.success, "no": st.error, "warn": st.warning}.get(kind, lambda *_: None)(message)
+    if q.see in PAGE_TITLES and kind in ("ok", "no"):
+        page_link(q.see, f"See it live: {PAGE_TITLES[q.see]}")
+
+
+# ----------------------------------------------------------------------------- cards
+def page_link(page: str, label: str) -> None:
+    """Link to a page that exists. Run alone (e.g. in AppTest) there is no navigation: a caption instead."""
+    if not (PAGES_DIR / page).is_file():
+        return
+    try:
+        st.page_link(f"app_pages/{page}", label=label, icon=":material/play_circle:")
+    except Exception:  # StreamlitPageNotFoundError etc.: this page is not part of a multipage app
+        st.caption(f"{label} (open the **{PAGE_TITLES.get(page, page)}** page).")
+
+
+def cards_section() -> None:
+    st.caption("Answer out loud first, then open the card. Each answer links to the page where the idea happens.")
     c1, c2, c3 = st.columns([3, 2, 1])
     query = c1.text_input("Filter", placeholder="e.g. T², cache, LLM", key="iv_filter")
     topics = c2.multiselect("Topics", sorted({c.topic for c in CARDS}), key="iv_topics")
@@ -164,9 +187,19 @@ def main() -> None:
     for i, card in enumerate(shown, start=1):
         with st.expander(f"**{i}. {card.question}**", expanded=show_all):
             st.markdown(card.answer)
-            page_links(card.pages)
+            for page in dict.fromkeys(page for page, _ in card.links):
+                page_link(page, f"See it live: {PAGE_TITLES.get(page, page)}")
     if not shown:
         st.info("No question matches that filter.")
+
+
+def main() -> None:
+    st.title(":material/quiz: Interview prep")
+    url_state(SCHEMA, P)  # unknown ?bug= / ?q= / ?mode= values: a warning naming them, and the default
+    mode = st.radio("Section", list(MODES), key=P + "mode", horizontal=True, format_func=MODES.get,
+                    label_visibility="collapsed")
+    {"bugs": spot_the_bug, "quiz": quiz_section, "cards": cards_section}[mode]()
+    sync_url(SCHEMA, P)
 
 
 main()

@@ -34,6 +34,18 @@ QUICK_STEPS = 300
 DT = torch.float64  # the calculator works in double precision, so its 4-decimal display is exact
 # What a widely copied tutorial wrote for the default example (see the expander below).
 TUTORIAL_LOGPROB0, TUTORIAL_KD, TUTORIAL_TOTAL = -0.7315, 0.0153, 0.2399
+TUTORIAL_RATIOS = (0.0504, 0.0504, -0.1996)  # its log p − log q per class (exact: 0.0516, 0.0516, −0.1984)
+# Examples the calculator can load: a classic lesson's logits, and a soft label given as probabilities
+# (its logits are their logs, so at T = 1 the soft targets are exactly that label).
+SOFT_LABEL = (0.05, 0.90, 0.05)
+CALC_PRESETS = {
+    "Default example": CALC_DEFAULTS,
+    "Classic lesson: student [2.0, 5.0, 1.0], teacher [2.1, 5.8, 1.2], label 1":
+        {"calc_teacher": "2.1, 5.8, 1.2", "calc_student": "2.0, 5.0, 1.0", "calc_label": 1},
+    "Soft label dog/cat [0.05, 0.90, 0.05] (teacher logits = log p, T = 1)":
+        {"calc_teacher": ", ".join(f"{math.log(v):.6f}" for v in SOFT_LABEL), "calc_student": "2.0, 5.0, 1.0",
+         "calc_label": 1, "calc_T": 1.0},
+}
 
 
 # ----------------------------------------------------------------------------- teacher
@@ -204,10 +216,17 @@ def show_steps(z_t, z_s, label: int, T: float, alpha: float, r: dict) -> None:
                "shown rounded, so a rounded sum may differ from the sum of rounded terms in the last digit.")
 
 
+def _load_preset(name: str) -> None:
+    st.session_state.update(CALC_PRESETS[name])
+
+
 def calculator() -> dict | None:
     """Inputs + all steps; returns the example's intermediates, or None after showing the error."""
     for key, value in CALC_DEFAULTS.items():
         st.session_state.setdefault(key, value)
+    cols = st.columns(len(CALC_PRESETS))
+    for i, (col, name) in enumerate(zip(cols, CALC_PRESETS)):
+        col.button(name, key=f"calc_preset_{i}", on_click=_load_preset, args=(name,), width="stretch")
     c1, c2 = st.columns(2)
     c1.text_input("Teacher logits z_t (comma-separated)", key="calc_teacher")
     c2.text_input("Student logits z_s (same number of classes)", key="calc_student")
@@ -228,26 +247,30 @@ def calculator() -> dict | None:
 
 
 # ----------------------------------------------------------------------------- notes
-def rounding_variants(r: dict, T: float, alpha: float) -> tuple[dict, list[dict]]:
-    """The default example's KL recomputed with the tutorial's −0.7315 in place of the exact log q₀.
+def _row(name: str, ratios: torch.Tensor, p: torch.Tensor, T: float, alpha: float, ce: float) -> dict:
+    """One table row: the log-ratios log p − log q, the KL terms p·(log p − log q), their sum, KD and the total."""
+    terms = p * ratios  # [C] KL summands
+    kd = T * T * float(terms.sum())
+    return {"variant": name, "log p − log q": ", ".join(f"{float(v):+.4f}" for v in ratios),
+            "KL terms": ", ".join(f"{float(v):+.4f}" for v in terms), "KL = Σ": f"{float(terms.sum()):.6f}",
+            "KD = T²·KL": f"{kd:.4f}", "total": f"{alpha * kd + (1 - alpha) * ce:.4f}", "_kd": kd}
 
-    Returns ``(log_q per variant, table rows)``; the last row is what the tutorial wrote (its KL sum implied).
-    """
-    only_first = r["log_q"].clone()
-    only_first[0] = TUTORIAL_LOGPROB0
-    shifted = r["log_q"] + (TUTORIAL_LOGPROB0 - r["log_q"][0])  # all three off by the same amount (a rounded log Σe^z)
-    variants = {"exact (kdviz.losses)": r["log_q"], "log q₀ = −0.7315, rest exact": only_first,
-                "all log q off by the same amount": shifted}
-    table = []
-    for name, log_q in variants.items():
-        terms = r["p"] * (r["log_p"] - log_q)  # [C] KL summands
-        kd = T * T * float(terms.sum())
-        table.append({"student log q": name, "KL terms": ", ".join(f"{float(v):+.4f}" for v in terms),
-                      "KL = Σ": f"{float(terms.sum()):.6f}", "KD = T²·KL": f"{kd:.4f}",
-                      "total": f"{alpha * kd + (1 - alpha) * float(r['ce']):.4f}", "_kd": kd})
-    table.append({"student log q": "the tutorial's annotation", "KL terms": "(not shown)",
-                  "KL = Σ": f"{TUTORIAL_KD / (T * T):.6f}", "KD = T²·KL": f"{TUTORIAL_KD}", "total": f"{TUTORIAL_TOTAL}"})
-    return variants, table
+
+def tutorial_rows(r: dict, T: float, alpha: float) -> list[dict]:
+    """The default example recomputed: exactly; with the tutorial's −0.7315 for log q₀ (alone, or as a shift of all
+    three); and with the tutorial's own log-ratios and 4-decimal p, which reproduce its KD exactly. Last row: its annotation."""
+    ratios, ce = r["log_p"] - r["log_q"], float(r["ce"])
+    only_first = ratios.clone()
+    only_first[0] = r["log_p"][0] - TUTORIAL_LOGPROB0
+    shift = r["log_q"][0] - TUTORIAL_LOGPROB0  # all three log q off by the same amount (a rounded log Σe^z)
+    p4 = torch.round(r["p"], decimals=4)  # p as the tutorial printed it
+    rows = [_row("exact (kdviz.losses)", ratios, r["p"], T, alpha, ce),
+            _row("log q₀ = −0.7315, rest exact", only_first, r["p"], T, alpha, ce),
+            _row("all log q off by the same amount", ratios + shift, r["p"], T, alpha, ce),
+            _row("the tutorial's log-ratios, its 4-decimal p", torch.tensor(TUTORIAL_RATIOS, dtype=DT), p4, T, alpha, ce)]
+    rows.append({"variant": "the tutorial's annotation", "log p − log q": "", "KL terms": "(not shown)",
+                 "KL = Σ": f"{TUTORIAL_KD / (T * T):.6f}", "KD = T²·KL": f"{TUTORIAL_KD}", "total": f"{TUTORIAL_TOTAL}"})
+    return rows
 
 
 def tutorial_note() -> None:
@@ -256,27 +279,30 @@ def tutorial_note() -> None:
     z_t, z_s = parse_logits(d["calc_teacher"], "teacher logits"), parse_logits(d["calc_student"], "student logits")
     T, alpha = d["calc_T"], d["calc_alpha"]
     r = worked_example(z_t, z_s, d["calc_label"], T, alpha)
-    variants, table = rounding_variants(r, T, alpha)
-    lowest = min(row.pop("_kd") for row in table[:-1])  # the smallest KD any rounding variant gives
-    implied_kl, ce4 = TUTORIAL_KD / (T * T), round(float(r["ce"]), 4)
-    shift = abs(TUTORIAL_LOGPROB0 - float(r["log_q"][0]))
+    rows = tutorial_rows(r, T, alpha)
+    lowest = min(row.pop("_kd") for row in rows[1:3])  # the smallest KD a rounding variant gives
+    for row in rows:
+        row.pop("_kd", None)
+    ratios = r["log_p"] - r["log_q"]
+    gap = float(ratios[0]) - TUTORIAL_RATIOS[0]  # the same for every class
+    ce4 = round(float(r["ce"]), 4)
+    told, exact = ", ".join(f"{v:.4f}" for v in TUTORIAL_RATIOS), ", ".join(f"{float(v):.4f}" for v in ratios)
     with st.expander("Why a widely copied tutorial gets 0.0153 and 0.2399 for this example (and why they are wrong)"):
         st.markdown(
-            f"For the default inputs the tutorial annotates the first student log-probability as **{TUTORIAL_LOGPROB0}** "
-            f"(exact: {float(r['log_q'][0]):.5f}), the KD term as **{TUTORIAL_KD}** and the total as **{TUTORIAL_TOTAL}**. "
-            f"The correct values are KD = {float(r['kd']):.4f} and total = {float(r['total']):.4f}. "
-            "Here is what the rounding can and cannot explain, recomputed live:")
-        st.dataframe(pd.DataFrame(table), hide_index=True)
-        st.caption("Log-probabilities used: " + "; ".join(
-            f"{name}: {', '.join(f'{float(v):.4f}' for v in log_q)}" for name, log_q in variants.items())
-            + f". The tutorial's KL sum is implied: {TUTORIAL_KD} / T² = {implied_kl:.6f}.")
+            f"For the default inputs the tutorial writes the per-class log-ratios log pᵢ − log qᵢ as "
+            f"**{told}**, the KD term as **{TUTORIAL_KD}** and the total as "
+            f"**{TUTORIAL_TOTAL}**. The exact log-ratios are {exact}, so KD = "
+            f"{float(r['kd']):.4f} and the total is {float(r['total']):.4f}. Recomputed live:")
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
         st.markdown(
-            f"- **Rounding explains little.** Even with every log-probability off by the same {shift:.4f}, "
-            f"KD only drops to {lowest:.4f}.\n"
-            f"- **The KL terms were mis-added.** KD = {TUTORIAL_KD} needs Σ = {implied_kl:.6f}, but the terms above "
-            f"sum to at least {lowest / (T * T):.6f} in every variant, none of which comes near {TUTORIAL_KD}. The gap "
-            f"({lowest / (T * T) - implied_kl:.6f} in the KL sum, ×{T * T:g} = {lowest - TUTORIAL_KD:.4f} in KD) is an "
-            "arithmetic slip in adding the three terms, one of which is negative.\n"
+            f"- **The slip is in the log-ratios, not in the sum.** With its own log-ratios and its 4-decimal p, the "
+            f"three KL terms add up to {rows[3]['KL = Σ']}, and T² × that is {rows[3]['KD = T²·KL']}: exactly its "
+            f"{TUTORIAL_KD}. The addition is right.\n"
+            f"- **Each log-ratio is {gap:.4f} too small.** Since Σpᵢ = 1, lowering every log-ratio by the same amount c "
+            f"lowers the KL by exactly c: {float(r['kl']):.6f} − {gap:.6f} = {float(r['kl']) - gap:.6f}, and "
+            f"×{T * T:g} gives {T * T * (float(r['kl']) - gap):.4f} ≈ {TUTORIAL_KD}.\n"
+            f"- **Rounding explains little.** Its log q₀ = {TUTORIAL_LOGPROB0} is {abs(TUTORIAL_LOGPROB0 - float(r['log_q'][0])):.4f} "
+            f"off the exact {float(r['log_q'][0]):.5f}; even with every log q off by that much, KD only drops to {lowest:.4f}.\n"
             f"- **The last line is consistent with the wrong KD:** {alpha:g} × {TUTORIAL_KD} + {1 - alpha:g} × {ce4} "
             f"= {alpha * TUTORIAL_KD + (1 - alpha) * ce4:.5f} ≈ {TUTORIAL_TOTAL}, so the error is entirely in the KD term; "
             f"the correct total is {float(r['total']):.4f}.\n"

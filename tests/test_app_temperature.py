@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import pytest
@@ -142,11 +143,40 @@ def test_inside_the_app(page, monkeypatch, tmp_path):
 
 def test_tutorial_note_recomputes_the_rounding(page):
     table = page.dataframe[0].value
-    assert list(table["KD = T²·KL"]) == ["0.0199", "0.0193", "0.0186", "0.0153"]
-    assert list(table["total"]) == ["0.2422", "0.2418", "0.2415", "0.2399"]
-    assert table["KL = Σ"].iloc[-1] == "0.003825"  # 0.0153 / T², T = 2
+    assert list(table["KD = T²·KL"]) == ["0.0199", "0.0193", "0.0186", "0.0153", "0.0153"]
+    assert list(table["total"]) == ["0.2422", "0.2418", "0.2415", "0.2398", "0.2399"]
+    assert list(table["log p − log q"])[0] == "+0.0516, +0.0516, -0.1984"  # exact
+    assert list(table["log p − log q"])[3] == "+0.0504, +0.0504, -0.1996"  # what the tutorial wrote
+    assert table["KL = Σ"].iloc[3] == table["KL = Σ"].iloc[-1] == "0.003825"  # its own terms add up to its 0.0153 / T²
     note = next(m.value for m in page.markdown if "Rounding explains little" in m.value)
+    assert "The slip is in the log-ratios, not in the sum" in note and "Each log-ratio is 0.0012 too small" in note
+    assert "0.004987 − 0.001168 = 0.003819" in note and "gives 0.0153" in note
     assert "0.5 × 0.0153 + 0.5 × 0.4644 = 0.23985" in note and "KD only drops to 0.0186" in note
+    assert "mis-added" not in note
+
+
+def _hand_kd_ce(teacher: list[float], student: list[float], label: int, T: float) -> tuple[str, str]:
+    """T²·KL(softmax(t/T) ‖ softmax(s/T)) and CE from the definitions, in plain floats."""
+    def softmax(z, t):
+        e = [math.exp(v / t) for v in z]
+        return [v / sum(e) for v in e]
+    p, q = softmax(teacher, T), softmax(student, T)
+    kd = T * T * sum(a * math.log(a / b) for a, b in zip(p, q))
+    return f"{kd:.4f}", f"{-math.log(softmax(student, 1.0)[label]):.4f}"
+
+
+@pytest.mark.parametrize("preset, teacher, T", [(1, [2.1, 5.8, 1.2], 2.0), (2, [math.log(v) for v in (0.05, 0.9, 0.05)], 1.0)])
+def test_calculator_presets(page, preset, teacher, T):
+    """The classic lesson's logits and the dog/cat soft label [0.05, 0.90, 0.05], against hand arithmetic."""
+    page.button(key=f"calc_preset_{preset}").click().run()
+    assert page.text_input(key="calc_student").value == "2.0, 5.0, 1.0" and page.number_input(key="calc_label").value == 1
+    m = metrics(page)
+    assert (m["KD = T²·KL"], m["CE"]) == _hand_kd_ce(teacher, [2.0, 5.0, 1.0], 1, T)
+    if preset == 2:  # teacher logits = log p: at T = 1 the soft targets are the label itself
+        assert page.number_input(key="calc_T").value == 1.0
+        assert r"0.0500,\ 0.9000,\ 0.0500" in latex(page)
+    page.button(key="calc_preset_0").click().run()
+    assert metrics(page)["total"] == "0.2422"
 
 
 # ----------------------------------------------------------------------------- settings in the URL
