@@ -3,7 +3,7 @@
 Each scenario builds a *transfer set* (what the student is taught on), trains a distilled and a
 scratch student of the same architecture, seed and data order over one or more seeds, and
 reports mean ± std (``kdviz.experiments.stats``). The same code runs as an app job (generator functions
-yielding event dicts, see ``kdviz/jobs.py``), from ``python -m kdviz scenario ...`` and from
+yielding event dicts, see ``kdviz/runtime/protocol.py``), from ``python -m kdviz scenario ...`` and from
 ``bench/kd_effect.py``.
 
 Scenarios (``PRESETS``):
@@ -585,11 +585,9 @@ def scenario_job(spec: dict, kind: str) -> Iterator[dict]:
     """Job body shared by the four scenario jobs. Spec keys: ``preset``, ``overrides`` (see ``OVERRIDES``),
     ``data`` ("auto" | "synthetic"), ``device``, ``teacher_ckpt``, ``cache_dir``, ``run_dir`` (Hinton: resume),
     ``keep_logits`` (default True)."""
-    from kdviz.runtime.tasks import load_bundle  # the app's data loader (MNIST or fallback, or synthetic for tests)
+    from kdviz.data import load_bundle  # the app's data loader (MNIST or fallback, or synthetic for tests)
 
     try:
-        if not isinstance(spec, dict):
-            raise ValueError(f"a job spec must be a dict, got {type(spec).__name__}")
         cfg = _job_config(spec, kind)
         yield {"type": "status", "text": "loading data"}
         bundle = load_bundle(spec.get("data", "auto"))
@@ -655,7 +653,7 @@ def report_lines(result: dict) -> list[str]:
 
 def _cli_scenario(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
-    from kdviz.runtime.tasks import load_bundle
+    from kdviz.data import load_bundle
 
     overrides = {k: v for k, v in {"seeds": args.seeds, "T": args.T, "alpha": args.alpha, "epochs": args.epochs,
                                    "omit": args.omit, "n_labelled": args.n_labelled}.items() if v is not None}

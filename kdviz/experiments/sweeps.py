@@ -284,11 +284,9 @@ def config_from_spec(spec: dict) -> SweepConfig:
 
 def sweep_job(spec: dict) -> Iterator[dict]:
     """App job: spec keys ``exercise`` or ``sweep``, plus ``data``, ``device``, ``teacher_ckpt``, ``cache_dir``."""
-    from kdviz.runtime.tasks import load_bundle
+    from kdviz.data import load_bundle
 
     try:
-        if not isinstance(spec, dict):
-            raise ValueError(f"a job spec must be a dict, got {type(spec).__name__}")
         cfg = config_from_spec(spec)
         yield {"type": "status", "text": "loading data"}
         bundle = load_bundle(spec.get("data", "auto"))
@@ -300,7 +298,7 @@ def sweep_job(spec: dict) -> Iterator[dict]:
 
 def _cli_sweep(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
-    from kdviz.runtime.tasks import load_bundle
+    from kdviz.data import load_bundle
 
     if args.exercise:
         spec = {"exercise": args.exercise, "sweep": {"seeds": tuple(range(args.seeds))} if args.seeds else {}}

@@ -216,7 +216,7 @@ def student_checkpoint(run: Run) -> str | None:
 # ----------------------------------------------------------------------------- reproduce command
 # Job plumbing, not experiment settings: never turned into flags.
 _NOT_FLAGS = frozenset({"fn", "type", "device", "out_dir", "checkpoints", "records", "result"})
-# Nested groups of a job spec whose keys are command-line settings themselves (kdviz/jobs.py).
+# Nested groups of a job spec whose keys are command-line settings themselves (kdviz/runtime/training_jobs.py).
 _LIFTED = ("train", "distill")
 # Run kind → ``python -m kdviz`` subcommand.
 KIND_COMMANDS = {"teacher": "teacher", "distill": "distill", "scenario": "scenario", "sweep": "sweep", "compare": "compare"}
