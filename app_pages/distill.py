@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-import torch
 
+from kdviz.data import parse_transfer
 from kdviz.engine import TrainConfig, total_steps
 from kdviz.hosted import clamp_model_config, clamp_train_config
 from kdviz.methods.objective import METHOD_INFO, default_layer
@@ -42,16 +42,6 @@ def transfer_choice() -> str:
     if kind == "without":
         return "without:" + ",".join(str(d) for d in sorted(s.get("distill_omit", [3])))
     return "full"
-
-
-def transfer_size(y: torch.Tensor, choice: str) -> int:
-    kind, _, arg = choice.partition(":")
-    if kind == "subset":
-        return min(int(arg), len(y))
-    if kind == "without":
-        digits = [int(d) for d in arg.split(",") if d]
-        return int((~torch.isin(y, torch.tensor(digits, dtype=y.dtype))).sum()) if digits else len(y)
-    return len(y)
 
 
 def kd_inputs() -> None:
@@ -134,10 +124,10 @@ def start() -> None:
             raise ValueError("there is no teacher yet: train one on the Teacher page or use the shipped default")
         student, notes_m = clamp_model_config(forms.model_from_state(JOB), limits())
         choice = transfer_choice()
-        n = transfer_size(get_bundle(data_source()).train.y, choice)
+        n = parse_transfer(choice).size(get_bundle(data_source()).train.y)  # the job parses it once more, in its process
         train, notes_t = clamp_train_config(forms.train_from_state(JOB), limits(), n_train=n)
         s = st.session_state
-        spec = {"fn": "kdviz.runtime.tasks:distill_job", "teacher": path, "student": forms.spec_dict(student),
+        spec = {"fn": "kdviz.runtime.training_jobs:distill_job", "teacher": path, "student": forms.spec_dict(student),
                 "train": forms.spec_dict(train), "distill": {"T": float(s.get("distill_T", 4.0)), "alpha": float(s.get("distill_alpha", 0.9))},
                 "terms": terms_from_state(), "transfer": choice, "data": data_source(), "device": current_device(),
                 "ui": {"total_steps": total_steps(max(1, n), train), "teacher_acc": (summary or {}).get("test_acc")}}

@@ -2,8 +2,8 @@
 
 Attention map a(f) = normalize(vec(mean_c f_c²)) (Zagoruyko & Komodakis 2017), from ``kdviz.attention``.
 Runs inside the app or alone: ``streamlit run app_pages/feature_maps.py``. The built-in pair trains
-in a background job (``kdviz.runtime.tasks.quick_pair_job``), and so does the short attention-transfer run
-(``kdviz.runtime.tasks.watch_at_job``), so the page stays responsive while they train.
+in a background job (``kdviz.runtime.feature_jobs.quick_pair_job``), and so does the short attention-transfer run
+(``kdviz.runtime.feature_jobs.watch_at_job``), so the page stays responsive while they train.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def your_models():
 def _start_pair() -> None:
     """Button callback: train the quick pair in a worker process (the page polls it; nothing blocks)."""
     steps = int(st.session_state["fm_steps"])
-    start_job(JOB, {"fn": "kdviz.runtime.tasks:quick_pair_job", "steps": steps, "data": data_source(), "device": current_device()})
+    start_job(JOB, {"fn": "kdviz.runtime.feature_jobs:quick_pair_job", "steps": steps, "data": data_source(), "device": current_device()})
 
 
 def draw_pair_job(handle) -> None:
@@ -150,7 +150,7 @@ def stage_maps(teacher, student, x) -> list[str]:
 def _start_watch(paths: dict, labels: str) -> None:
     """Button callback: train a fresh student against the teacher in a worker process (nothing blocks)."""
     state = st.session_state
-    start_job(WATCH_JOB, {"fn": "kdviz.runtime.tasks:watch_at_job", "teacher": paths["teacher"], "student": paths["student"],
+    start_job(WATCH_JOB, {"fn": "kdviz.runtime.feature_jobs:watch_at_job", "teacher": paths["teacher"], "student": paths["student"],
                           "layer": state["fm_layer"], "steps": int(state["fm_watch_steps"]), "index": int(state.get("fm_index", 0)),
                           "probe_n": PROBE_SIZE, "data": data_source(), "device": current_device(), "ui": {"labels": labels}})
 

@@ -23,7 +23,7 @@ def start() -> None:
         model, notes_m = clamp_model_config(forms.model_from_state(JOB), limits())
         n_train = len(get_bundle(data_source()).train)
         train, notes_t = clamp_train_config(forms.train_from_state(JOB), limits(), n_train=n_train)
-        spec = {"fn": "kdviz.runtime.tasks:teacher_job", "model": forms.spec_dict(model), "train": forms.spec_dict(train),
+        spec = {"fn": "kdviz.runtime.training_jobs:teacher_job", "model": forms.spec_dict(model), "train": forms.spec_dict(train),
                 "data": data_source(), "device": current_device(), "ui": {"total_steps": total_steps(n_train, train)}}
         start_job(JOB, spec)
     except ValueError as err:

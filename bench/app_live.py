@@ -36,7 +36,7 @@ from _util import mnist_or_exit, verdict  # noqa: E402  (puts the checkout on sy
 from browser_support import CHROMIUM, CHROMIUM_ARGS, StreamlitServer, server_env, tree_rss  # noqa: E402
 from ui_actions import click, metric_value, open_page, set_text  # noqa: E402
 
-from kdviz.runtime.tasks import teacher_job  # noqa: E402
+from kdviz.runtime.training_jobs import teacher_job  # noqa: E402
 
 HIDDEN, BATCH, EPOCHS = "128", "64", "50"  # 50 epochs of 60k images: one run lasts ~1 minute
 SAMPLE_S = 5.0
@@ -45,7 +45,7 @@ LIVE = re.compile(r"live view: every [\d.]+ s .*?update (\d+)")
 
 def headless_rate(out_dir: str) -> float:
     """samples/s of the same job the page starts, iterated in this process on one thread."""
-    spec = {"fn": "kdviz.runtime.tasks:teacher_job", "data": "auto", "device": "cpu", "out_dir": out_dir,
+    spec = {"fn": "kdviz.runtime.training_jobs:teacher_job", "data": "auto", "device": "cpu", "out_dir": out_dir,
             "model": {"arch": "mlp", "hidden": [int(HIDDEN)], "dropout": 0.2},
             "train": {"epochs": float(EPOCHS), "batch_size": int(BATCH), "lr": 1e-3, "optimizer": "adam"}}
     last = None

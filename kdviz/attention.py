@@ -1,4 +1,5 @@
-"""Attention maps of CNN stages for one image, and a short attention-transfer run to watch.
+"""Attention maps of CNN stages for one image, and a short attention-transfer run to watch
+(driven by ``kdviz.runtime.feature_jobs``).
 
 Maps are Zagoruyko & Komodakis' ``a(f) = normalize(vec(mean_c f_c²))`` from
 :func:`kdviz.losses.attention_map`, reshaped to ``[H, W]`` (unit L2 norm, so maps of different
@@ -17,7 +18,7 @@ from torch import nn
 
 from kdviz import losses
 from kdviz.data import TensorData
-from kdviz.engine import StepRecord, TrainConfig, make_model, train
+from kdviz.engine import StepRecord, TrainConfig, train
 from kdviz.methods.objective import DistillConfig, Term, build_objective
 from kdviz.models import ModelConfig
 
@@ -154,12 +155,11 @@ def at_distance(
 # ----------------------------------------------------------------------------- a short AT run
 @dataclass(frozen=True)
 class QuickPairConfig:
-    """A small CNN teacher and an attention-transferred CNN student, trainable in seconds on a CPU."""
+    """A small CNN teacher and an attention-transferred CNN student, trainable in seconds on a CPU
+    (``kdviz.runtime.feature_jobs.quick_pair_job``; its ``steps`` go to :meth:`train_config`)."""
 
     teacher: ModelConfig = ModelConfig("cnn", channels=(16, 32, 64))
     student: ModelConfig = ModelConfig("cnn", channels=(8, 16, 32))
-    teacher_steps: int = 300
-    student_steps: int = 300
     student_layer: str = "stage2"
     teacher_layer: str = "stage2"
     at_weight: float = 1000.0  # Zagoruyko & Komodakis' β = 1000
@@ -172,9 +172,8 @@ class QuickPairConfig:
     def __post_init__(self) -> None:
         if self.teacher.arch != "cnn" or self.student.arch != "cnn":
             raise ValueError(f"attention transfer needs CNNs, got {self.teacher.label()} and {self.student.label()}")
-        for name in ("teacher_steps", "student_steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
     def train_config(self, steps: int, log_every: int = 50) -> TrainConfig:
         return TrainConfig(max_steps=steps, epochs=1000, batch_size=self.batch_size, lr=self.lr,
@@ -190,23 +189,6 @@ class ATSetup:
     note: str  # "" when AT is used, else why plain KD was used instead
 
 
-def _objective_has_at(distill: DistillConfig, student: nn.Module, teacher: nn.Module) -> bool:
-    """Run the objective once on two blank images: does its loss dict contain an AT term?"""
-    objective = build_objective(distill, student, teacher)
-    x = torch.zeros(2, 1, 28, 28, device=next(student.parameters()).device)
-    modes = student.training, teacher.training
-    student.eval(), teacher.eval()
-    try:
-        with torch.no_grad():
-            s_logits, s_feats = student(x)
-            t_logits, t_feats = teacher(x.to(next(teacher.parameters()).device))
-            weighted, _ = objective(s_logits, s_feats, t_logits, t_feats, torch.zeros(2, dtype=torch.long, device=x.device),
-                                    distill.T, distill.alpha)
-    finally:
-        student.train(modes[0]), teacher.train(modes[1])
-    return any(key.lower().startswith("at") for key in weighted)
-
-
 def attention_transfer_setup(
     student: nn.Module,
     teacher: nn.Module,
@@ -216,26 +198,15 @@ def attention_transfer_setup(
     T: float = 4.0,
     alpha: float = 0.9,
 ) -> ATSetup:
-    """KD plus ``Term("at", weight, student_layer, teacher_layer)``, or plain KD when the objective
-    cannot do AT (it raises ``ValueError`` for the term, or silently leaves it out)."""
-    plain = DistillConfig(T=T, alpha=alpha)
+    """KD plus ``Term("at", weight, student_layer, teacher_layer)``, or plain KD (with a note saying why)
+    when the objective refuses the term for this pair (``build_objective`` checks the layers' shapes)."""
     try:
         distill = DistillConfig(T=T, alpha=alpha, terms=(Term("at", weight, student_layer, teacher_layer),))
-        if _objective_has_at(distill, student, teacher):
-            return ATSetup(distill, True, "")
-        reason = "the distillation objective does not compute an AT term yet"
+        build_objective(distill, student, teacher)
     except ValueError as err:
-        reason = str(err)
-    return ATSetup(plain, False, f"Attention transfer is not available ({reason}); the student used plain soft-target KD instead.")
-
-
-def train_teacher(cfg: QuickPairConfig, data: TensorData, device=None, on_record=None) -> nn.Module:
-    """The quick CNN teacher, trained from scratch for ``cfg.teacher_steps`` steps."""
-    teacher = make_model(cfg.teacher, seed=cfg.seed)
-    for rec in train(teacher, data, cfg.train_config(cfg.teacher_steps), device=device):
-        if on_record is not None:
-            on_record(rec)
-    return teacher.eval()
+        note = f"Attention transfer is not available ({err}); the student used plain soft-target KD instead."
+        return ATSetup(DistillConfig(T=T, alpha=alpha), False, note)
+    return ATSetup(distill, True, "")
 
 
 @dataclass(frozen=True)
@@ -293,51 +264,3 @@ def watch_records(
     for rec in train(student, data, cfg, teacher=teacher, distill=setup.distill, device=device):
         yield rec, (snap(rec.step, rec.train_acc) if wanted is None or rec.step in wanted or rec.done else None)
         student.train()  # the engine does not re-enter train mode after a yield
-
-
-def watch_attention_transfer(
-    teacher: nn.Module,
-    student: nn.Module,
-    data: TensorData,
-    probe: torch.Tensor,
-    cfg: TrainConfig,
-    setup: ATSetup,
-    student_layer: str,
-    teacher_layer: str,
-    device=None,
-    at_steps=None,
-) -> Iterator[Snapshot]:
-    """Only the snapshots of :func:`watch_records`: one before the first step and one at each
-    record whose step is in ``at_steps`` (all when None; the last record always)."""
-    for _, shot in watch_records(teacher, student, data, probe, cfg, setup, student_layer, teacher_layer, device, at_steps):
-        if shot is not None:
-            yield shot
-
-
-@dataclass
-class QuickPair:
-    teacher: nn.Module
-    student: nn.Module
-    setup: ATSetup
-    snapshots: list[Snapshot]
-
-
-def train_quick_pair(cfg: QuickPairConfig, data: TensorData, probe: torch.Tensor, device=None, on_progress=None) -> QuickPair:
-    """Train the teacher, then the student with AT (or KD, see ``ATSetup.note``), keeping snapshots.
-
-    ``on_progress(fraction, text)`` is called along the way (progress bars).
-    """
-    total = cfg.teacher_steps + cfg.student_steps
-    report = on_progress or (lambda fraction, text: None)
-    teacher = train_teacher(cfg, data, device, lambda r: report(r.step / total, f"teacher step {r.step}"))
-    student = make_model(cfg.student, seed=cfg.seed + 1)
-    setup = attention_transfer_setup(student, teacher, cfg.student_layer, cfg.teacher_layer, cfg.at_weight, cfg.T, cfg.alpha)
-    every = max(1, cfg.student_steps // 60)
-    train_cfg = cfg.train_config(cfg.student_steps, log_every=every)
-    at_steps = snapshot_steps(cfg.student_steps, 7, every)
-    snaps = []
-    for snap in watch_attention_transfer(teacher, student, data, probe, train_cfg, setup, cfg.student_layer,
-                                         cfg.teacher_layer, device, at_steps):
-        snaps.append(snap)
-        report((cfg.teacher_steps + snap.step) / total, f"student step {snap.step}")
-    return QuickPair(teacher.eval(), student.eval(), setup, snaps)

@@ -3,9 +3,12 @@
 The whole data set lives in one ``[N, 1, 28, 28]`` float tensor, normalised once, so the
 training loop batches by indexing (airbench style) instead of a per-sample DataLoader.
 Labels are ``[N]`` int64; ``-100`` marks an image whose label is hidden from the loss.
+:func:`load_bundle` caches the data set per process (jobs, the app); transfer sets (what a
+student learns from) are named by strings such as ``"without:3"`` (:func:`parse_transfer`).
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from dataclasses import dataclass, replace
@@ -18,6 +21,9 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 HIDDEN_LABEL = -100
 FALLBACK_FILE = Path(__file__).parent / "assets" / "uci_digits.csv.gz"
 FALLBACK_NAME = "UCI handwritten digits (8×8, upscaled) — NOT MNIST"
+DATA_SOURCES = ("auto", "synthetic")  # "auto": MNIST, else the fallback; "synthetic": tests
+DATA_SOURCE_ENV = "KDVIZ_DATA_SOURCE"
+TRANSFER_HELP = "use full, subset:N, without:D[,D] or labelled:N"
 
 
 @dataclass(frozen=True)
@@ -136,32 +142,64 @@ def synthetic_bundle(n_train: int = 512, n_test: int = 256, seed: int = 0, noise
     return DataBundle(make(n_train), make(n_test), "synthetic", "synthetic test digits")
 
 
+def check_source(source: str) -> str:
+    if source not in DATA_SOURCES:
+        raise ValueError(f"data source must be one of {DATA_SOURCES}, got {source!r}")
+    return source
+
+
+def env_data_source() -> str:
+    """``KDVIZ_DATA_SOURCE`` ("auto" | "synthetic"), default "auto"; another value is a ValueError naming it."""
+    source = os.environ.get(DATA_SOURCE_ENV, "auto").strip().lower() or "auto"
+    if source not in DATA_SOURCES:
+        raise ValueError(f"{DATA_SOURCE_ENV} must be one of {DATA_SOURCES}, got {source!r}")
+    return source
+
+
+@functools.lru_cache(maxsize=2)
+def load_bundle(source: str = "auto") -> DataBundle:
+    """The data set, loaded once per process (a warm worker preloads it; callers never modify it)."""
+    return synthetic_bundle() if check_source(source) == "synthetic" else load_data()
+
+
 # ----------------------------------------------------------------------------- transfer sets
 def random_subset(data: TensorData, n: int, seed: int = 0) -> TensorData:
     """N images drawn at random without replacement (labels kept)."""
-    if not 1 <= n <= len(data):
-        raise ValueError(f"subset size must lie in [1, {len(data)}], got {n}")
+    _check_subset_size(n, len(data))
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     return data.select(perm[:n].to(data.x.device))
 
 
-def without_digits(data: TensorData, digits: tuple[int, ...] | list[int]) -> TensorData:
-    """The set with every image of the given digits removed (Hinton et al. 2015, §3)."""
+def _check_subset_size(n: int, total: int) -> None:
+    if not 1 <= n <= total:
+        raise ValueError(f"subset size must lie in [1, {total}], got {n}")
+
+
+def _omit_mask(y: torch.Tensor, digits: tuple[int, ...] | list[int]) -> torch.Tensor:
+    """``[N]`` bool: True for the images to keep (their digit is not in ``digits``)."""
     digits = tuple(int(d) for d in digits)
     if any(not 0 <= d <= 9 for d in digits):
         raise ValueError(f"digits to omit must lie in 0..9, got {digits}")
-    keep = ~torch.isin(data.y, torch.tensor(digits, dtype=data.y.dtype, device=data.y.device))
-    return data.select(keep.nonzero().squeeze(1))
+    return ~torch.isin(y, torch.tensor(digits, dtype=y.dtype, device=y.device))
+
+
+def without_digits(data: TensorData, digits: tuple[int, ...] | list[int]) -> TensorData:
+    """The set with every image of the given digits removed (Hinton et al. 2015, §3)."""
+    return data.select(_omit_mask(data.y, digits).nonzero().squeeze(1))
 
 
 def labelled_plus_unlabelled(data: TensorData, n_labelled: int, seed: int = 0) -> TensorData:
     """All images, but only ``n_labelled`` random ones keep their label; the rest get HIDDEN_LABEL."""
-    if not 0 <= n_labelled <= len(data):
-        raise ValueError(f"labelled count must lie in [0, {len(data)}], got {n_labelled}")
+    _check_labelled_count(n_labelled, len(data))
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).to(data.y.device)
     y = torch.full_like(data.y, HIDDEN_LABEL)
     y[perm[:n_labelled]] = data.y[perm[:n_labelled]]
     return TensorData(data.x, y)
+
+
+def _check_labelled_count(n: int, total: int) -> None:
+    if not 0 <= n <= total:
+        raise ValueError(f"labelled count must lie in [0, {total}], got {n}")
 
 
 def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -178,3 +216,70 @@ def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator | None
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [B, 1, W]
     batch = torch.arange(b, device=x.device)[:, None, None]
     return padded[batch, 0, rows, cols].unsqueeze(1)
+
+
+# ----------------------------------------------------------------------------- transfer-set names
+@dataclass(frozen=True)
+class TransferChoice:
+    """A parsed transfer-set name: ``kind`` "full" | "subset" | "without" | "labelled" and its argument."""
+
+    text: str  # as written, e.g. "without:3,5"
+    kind: str
+    arg: int | tuple[int, ...] | None
+
+    def select(self, train: TensorData, seed: int = 0) -> TensorData:
+        """The images the student learns from (a ValueError naming the choice when it does not fit ``train``)."""
+        try:
+            if self.kind == "subset":
+                out = random_subset(train, self.arg, seed)
+            elif self.kind == "without":
+                out = without_digits(train, self.arg)
+            elif self.kind == "labelled":
+                out = labelled_plus_unlabelled(train, self.arg, seed)
+            else:
+                out = train
+        except ValueError as err:
+            raise _invalid(self.text, err) from err
+        if len(out) == 0:
+            raise ValueError(f"transfer set {self.text!r} is empty")
+        return out
+
+    def size(self, y: torch.Tensor) -> int:
+        """How many images :meth:`select` keeps of a set with labels ``y [N]``, without copying any image."""
+        try:
+            if self.kind == "subset":
+                _check_subset_size(self.arg, len(y))
+                return self.arg
+            if self.kind == "without":
+                return int(_omit_mask(y, self.arg).sum())
+            if self.kind == "labelled":
+                _check_labelled_count(self.arg, len(y))
+        except ValueError as err:
+            raise _invalid(self.text, err) from err
+        return len(y)  # full, labelled: every image (labelled only hides labels)
+
+
+def parse_transfer(choice: str) -> TransferChoice:
+    """``"subset:100"`` → kind "subset", arg 100; ``"without:3,5"`` → ("without", (3, 5)); ``"full"`` → ("full", None)."""
+    text = str(choice)
+    kind, _, arg = text.partition(":")
+    try:
+        if kind == "full" and not arg:
+            return TransferChoice(text, kind, None)
+        if kind in ("subset", "labelled"):
+            return TransferChoice(text, kind, int(arg))
+        if kind == "without":
+            return TransferChoice(text, kind, tuple(int(d) for d in arg.split(",") if d.strip()))
+    except ValueError as err:
+        raise _invalid(text, err) from err
+    raise _invalid(text)
+
+
+def _invalid(text: str, err: Exception | None = None) -> ValueError:
+    why = f" ({err})" if err is not None else ""
+    return ValueError(f"transfer set {text!r} is invalid{why}; {TRANSFER_HELP}")
+
+
+def transfer_set(train: TensorData, choice: str | TransferChoice, seed: int = 0) -> TensorData:
+    """The images the student learns from: "full", "subset:N", "without:3[,5]", "labelled:N" (or a parsed choice)."""
+    return (choice if isinstance(choice, TransferChoice) else parse_transfer(choice)).select(train, seed)

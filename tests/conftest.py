@@ -48,7 +48,8 @@ def no_spawn(app_env):
     """Jobs the app starts are accepted (specs can be inspected) but no worker process starts."""
     import queue
 
-    from kdviz.ui.jobs import Worker, get_manager
+    from kdviz.runtime.launch import Worker
+    from kdviz.ui.jobs import get_manager
 
     manager = get_manager()
     real, manager.launcher = manager.launcher, lambda spec: Worker(_IdleProcess(), queue.Queue(), queue.Queue())

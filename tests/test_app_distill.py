@@ -8,7 +8,7 @@ import pytest
 from apptools import step_of
 from streamlit.testing.v1 import AppTest
 
-from kdviz.runtime.tasks import teacher_job
+from kdviz.runtime.training_jobs import teacher_job
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "distill.py")

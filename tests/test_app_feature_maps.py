@@ -38,7 +38,7 @@ def test_renders_and_trains_the_builtin_pair_in_a_job(env, tick):
     at.button(key="fm_train").click().run()  # returns at once: the pair trains in a worker process
     assert not at.exception and not at.error, (at.exception, at.error)
     handle = get_job_of(at)
-    assert handle.spec["fn"] == "kdviz.runtime.tasks:quick_pair_job" and handle.spec["steps"] == 20
+    assert handle.spec["fn"] == "kdviz.runtime.feature_jobs:quick_pair_job" and handle.spec["steps"] == 20
     assert not charts(at) and not at.button(key="fm_stop").disabled  # training: no maps yet, Stop enabled
     tick(at, lambda a: len(charts(a)) == 3, timeout=120)  # the live fragment polls until the job is done
     assert not at.error, [e.value for e in at.error]
@@ -53,7 +53,7 @@ def test_renders_and_trains_the_builtin_pair_in_a_job(env, tick):
     at.button(key="fm_watch").click().run()  # returns at once: the student trains in a worker process
     assert not at.exception and not at.error, (at.exception, at.error)
     watch = get_job_of(at, "feature_maps_watch")
-    assert watch.spec["fn"] == "kdviz.runtime.tasks:watch_at_job" and watch.spec["steps"] == 20 and watch.spec["layer"] == "stage2"
+    assert watch.spec["fn"] == "kdviz.runtime.feature_jobs:watch_at_job" and watch.spec["steps"] == 20 and watch.spec["layer"] == "stage2"
     assert watch.spec["index"] == 5 and watch.spec["teacher"] == handle.result["checkpoints"]["teacher"]
     assert watch.spec["student"] == handle.result["checkpoints"]["student"]
     tick(at, lambda a: len(charts(a)) == 5, timeout=120)  # + snapshot row + distance curve, from the job's result

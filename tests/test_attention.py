@@ -18,13 +18,12 @@ from kdviz.attention import (
     snapshot_steps,
     spatial_features,
     stage_attention,
-    watch_attention_transfer,
     watch_records,
 )
 from kdviz.data import synthetic_bundle
 from kdviz.engine import make_model
 from kdviz.losses import at_loss
-from kdviz.methods.objective import DistillConfig
+from kdviz.methods.objective import DistillConfig, Term
 from kdviz.models import ModelConfig
 
 TEACHER = ModelConfig("cnn", channels=(6, 8, 10))
@@ -131,25 +130,30 @@ def test_setup_falls_back_to_kd_when_objective_refuses_at(monkeypatch):
     assert not setup.uses_at and setup.distill.terms == () and "unknown method 'at'" in setup.note
 
 
-def test_setup_uses_at_when_the_objective_computes_it():
+def test_setup_uses_at_when_the_pair_has_the_stages():
     setup = attention_transfer_setup(make_model(STUDENT), make_model(TEACHER), "stage2", "stage2", weight=500.0)
-    if setup.uses_at:
-        assert setup.note == "" and setup.distill.terms[0].method == "at" and setup.distill.terms[0].weight == 500.0
-    else:  # an objective without AT must be reported, never silently ignored
-        assert "not available" in setup.note and setup.distill.terms == ()
+    assert setup.uses_at, setup.note  # the objective computes AT: a fallback here is a regression
+    assert setup.note == "" and setup.distill.terms == (Term("at", 500.0, "stage2", "stage2"),)
+
+
+def test_setup_falls_back_to_kd_with_the_objectives_reason_for_a_missing_stage():
+    setup = attention_transfer_setup(make_model(STUDENT), make_model(TEACHER), "stage3", "stage3")
+    assert not setup.uses_at and setup.distill == DistillConfig(T=4.0, alpha=0.9)
+    assert "not available" in setup.note and "stage3" in setup.note
 
 
 def _watch(setup_for, steps=40):
+    """Snapshots at steps 0, 10 and ``steps`` of a short run (only the snapshots of :func:`watch_records`)."""
     data = synthetic_bundle(n_train=256, n_test=32)
     teacher, student = make_model(TEACHER, seed=0), make_model(STUDENT, seed=1)
     setup = setup_for(student, teacher)
     cfg = QuickPairConfig(teacher=TEACHER, student=STUDENT, batch_size=32).train_config(steps, log_every=5)
-    snaps = list(watch_attention_transfer(teacher, student, data.train, data.test.x[:16], cfg, setup, "stage2", "stage2",
-                                          device="cpu", at_steps=[0, 10, steps]))
-    return setup, snaps
+    pairs = watch_records(teacher, student, data.train, data.test.x[:16], cfg, setup, "stage2", "stage2",
+                          device="cpu", at_steps=[0, 10, steps])
+    return setup, [shot for _, shot in pairs if shot is not None]
 
 
-def test_watch_attention_transfer_moves_student_toward_teacher():
+def test_watch_records_moves_student_toward_teacher():
     setup, snaps = _watch(lambda s, t: attention_transfer_setup(s, t, "stage2", "stage2"))
     assert [s.step for s in snaps] == [0, 10, 40]
     assert snaps[0].train_acc is None and all(s.student_map.shape == (7, 7) for s in snaps)
@@ -164,7 +168,7 @@ def test_watch_refuses_mlp_before_training():
     data = synthetic_bundle(n_train=64, n_test=8)
     mlp = make_model(ModelConfig("mlp", hidden=(8,)))
     cfg = QuickPairConfig().train_config(5)
-    gen = watch_attention_transfer(make_model(TEACHER), mlp, data.train, data.test.x[:4], cfg, None, "stage2", "stage2")
+    gen = watch_records(make_model(TEACHER), mlp, data.train, data.test.x[:4], cfg, None, "stage2", "stage2")
     with pytest.raises(ValueError, match="spatial feature maps"):
         next(gen)
 
@@ -191,5 +195,5 @@ def test_watch_refuses_a_stage_the_student_lacks():
 def test_quick_pair_config_is_validated():
     with pytest.raises(ValueError, match="CNN"):
         QuickPairConfig(student=ModelConfig("mlp"))
-    with pytest.raises(ValueError, match="teacher_steps"):
-        QuickPairConfig(teacher_steps=0)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        QuickPairConfig(batch_size=0)

@@ -118,7 +118,55 @@ def test_core_imports_without_streamlit():
     """Every core module imports in a fresh interpreter without pulling in streamlit."""
     import pathlib
 
-    names = sorted(p.stem for p in pathlib.Path(data.__file__).parent.glob("*.py") if p.stem != "__main__")
-    code = "import sys\n" + "".join(f"import kdviz.{n}\n" for n in names) + "assert 'streamlit' not in sys.modules, 'streamlit imported'\nprint('ok')"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=pathlib.Path(data.__file__).parent.parent)
+    package = pathlib.Path(data.__file__).parent
+    modules = sorted(".".join(p.relative_to(package.parent).with_suffix("").parts) for p in package.rglob("*.py")
+                     if p.stem not in ("__main__", "__init__") and "ui" not in p.relative_to(package).parts[:-1])
+    assert "kdviz.runtime.manager" in modules and "kdviz.data" in modules  # subpackages too, kdviz/ui excepted
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "assert 'streamlit' not in sys.modules, 'streamlit imported'\nprint('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=package.parent)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+# ----------------------------------------------------------------------------- data sources and transfer sets
+def test_data_source_from_environment(monkeypatch):
+    monkeypatch.delenv(data.DATA_SOURCE_ENV, raising=False)
+    assert data.env_data_source() == "auto"
+    monkeypatch.setenv(data.DATA_SOURCE_ENV, " Synthetic ")
+    assert data.env_data_source() == "synthetic"
+    monkeypatch.setenv(data.DATA_SOURCE_ENV, "imagenet")
+    with pytest.raises(ValueError, match="KDVIZ_DATA_SOURCE must be one of .* got 'imagenet'"):
+        data.env_data_source()
+    with pytest.raises(ValueError, match="data source must be one of .* got 'mnist'"):
+        data.load_bundle("mnist")
+    assert data.load_bundle("synthetic") is data.load_bundle("synthetic")  # loaded once per process
+
+
+def test_transfer_sets_select_what_their_names_say():
+    train = data.synthetic_bundle().train
+    labels = train.y.tolist()
+    assert len(data.transfer_set(train, "subset:100")) == 100
+    omitted = data.transfer_set(train, "without:3,5").y.tolist()
+    assert omitted == [y for y in labels if y not in (3, 5)]  # reference: filter the labels by hand, order kept
+    assert data.transfer_set(train, "labelled:50").labelled_count() == 50
+    assert data.transfer_set(train, "full") is train
+    assert data.transfer_set(train, data.parse_transfer("subset:7")).x.shape == (7, 1, 28, 28)  # a parsed choice too
+
+
+@pytest.mark.parametrize("choice", ["full", "subset:100", "without:3", "without:0,9", "without:", "labelled:50"])
+def test_transfer_size_counts_what_select_keeps(choice):
+    train = data.synthetic_bundle().train
+    parsed = data.parse_transfer(choice)
+    assert parsed.text == choice and parsed.size(train.y) == len(parsed.select(train))
+
+
+@pytest.mark.parametrize("bad", ["all", "subset:", "without:x", "labelled:-1", "full:3", "subset:0", "subset:513",
+                                 "without:10", "without:0,1,2,3,4,5,6,7,8,9"])
+def test_bad_transfer_names_are_refused_by_name(bad):
+    with pytest.raises(ValueError, match=f"transfer set '{bad}' is"):
+        data.transfer_set(data.synthetic_bundle().train, bad)  # 512 images
+
+
+@pytest.mark.parametrize("bad", ["subset:0", "subset:513", "labelled:-1", "labelled:513", "without:10"])
+def test_transfer_size_refuses_what_select_refuses(bad):
+    with pytest.raises(ValueError, match=f"transfer set '{bad}' is invalid"):
+        data.parse_transfer(bad).size(data.synthetic_bundle().train.y)

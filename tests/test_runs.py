@@ -280,7 +280,7 @@ def test_bad_inputs(store, ckpt, tmp_path):
 
 # ----------------------------------------------------------------------------- reproduce, job results, curves
 DISTILL_SPEC = {
-    "fn": "kdviz.runtime.tasks:distill_job", "data": "auto", "device": None, "out_dir": "/tmp/x",
+    "fn": "kdviz.runtime.training_jobs:distill_job", "data": "auto", "device": None, "out_dir": "/tmp/x",
     "student": {"arch": "mlp", "hidden": [128], "channels": [16, 32], "dropout": 0.0, "num_classes": 10},
     "train": {"epochs": 2.0, "batch_size": 64, "lr": 0.001, "seed": 0},
     "distill": {"T": 4.0, "alpha": 0.9}, "terms": [], "transfer": "without:3",

@@ -10,7 +10,7 @@ import torch
 from kdviz.experiments import sweeps
 from kdviz.experiments.results import report_lines
 from kdviz.experiments.scenarios import PRESETS, preset, run_scenario, with_overrides
-from kdviz.runtime.tasks import load_bundle  # the app's data loader: MNIST or its fallback, or synthetic
+from kdviz.data import load_bundle  # the app's data loader: MNIST or its fallback, or synthetic
 
 
 def register_cli(subparsers) -> None:

@@ -29,7 +29,7 @@ from torch import nn
 
 from kdviz.data import DataBundle, load_data
 from kdviz.engine import TrainConfig, evaluate, make_model, resolve_device, run_to_end, train
-from kdviz.runtime.tasks import transfer_set
+from kdviz.data import transfer_set
 from kdviz.methods.objective import METHOD_INFO, DistillConfig, Term, build_objective
 from kdviz.models import ModelConfig
 from kdviz.experiments.stats import compare as compare_stats

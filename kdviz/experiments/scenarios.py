@@ -3,7 +3,7 @@
 Each scenario builds a *transfer set* (what the student is taught on), trains a distilled and a
 scratch student of the same architecture, seed and data order over one or more seeds, and
 reports mean ± std (``kdviz.experiments.results``). The same code runs as an app job (generator
-functions yielding event dicts, see ``kdviz.runtime.tasks``), from ``python -m kdviz scenario ...``
+functions yielding event dicts, see ``kdviz.runtime.protocol``), from ``python -m kdviz scenario ...``
 (``kdviz.experiments.cli``) and from ``bench/kd_effect.py``. How networks are trained and where
 teachers come from lives in ``kdviz.experiments.recipes``.
 
@@ -336,11 +336,9 @@ def scenario_job(spec: dict, kind: str) -> Iterator[dict]:
     """Job body shared by the four scenario jobs. Spec keys: ``preset``, ``overrides`` (see ``OVERRIDES``),
     ``data`` ("auto" | "synthetic"), ``device``, ``teacher_ckpt``, ``cache_dir``, ``run_dir`` (Hinton: resume),
     ``keep_logits`` (default True)."""
-    from kdviz.runtime.tasks import load_bundle  # the app's data loader (MNIST or fallback, or synthetic for tests)
+    from kdviz.data import load_bundle  # the app's data loader (MNIST or fallback, or synthetic for tests)
 
     try:
-        if not isinstance(spec, dict):
-            raise ValueError(f"a job spec must be a dict, got {type(spec).__name__}")
         cfg = _job_config(spec, kind)
         yield {"type": "status", "text": "loading data"}
         bundle = load_bundle(spec.get("data", "auto"))

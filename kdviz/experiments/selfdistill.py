@@ -5,7 +5,7 @@
 - :func:`mutual_learning` — Deep Mutual Learning (Zhang et al. 2018): two students start from
   scratch and, on the same batches, each minimises CE + KL(peer ‖ self).
 
-Both are generators of plain-dict events (the ``kdviz.runtime.tasks`` protocol: "status", "record",
+Both are generators of plain-dict events (the ``kdviz/runtime/protocol.py`` protocol: "status", "record",
 "result"); the trained models are the generator's return value (``models = yield from ...``).
 """
 from __future__ import annotations

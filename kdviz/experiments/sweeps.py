@@ -271,11 +271,9 @@ def config_from_spec(spec: dict) -> SweepConfig:
 
 def sweep_job(spec: dict) -> Iterator[dict]:
     """App job: spec keys ``exercise`` or ``sweep``, plus ``data``, ``device``, ``teacher_ckpt``, ``cache_dir``."""
-    from kdviz.runtime.tasks import load_bundle
+    from kdviz.data import load_bundle
 
     try:
-        if not isinstance(spec, dict):
-            raise ValueError(f"a job spec must be a dict, got {type(spec).__name__}")
         cfg = config_from_spec(spec)
         yield {"type": "status", "text": "loading data"}
         bundle = load_bundle(spec.get("data", "auto"))

@@ -1,7 +1,7 @@
 """Run both: train a student with a bug's buggy step and with its fixed step, side by side, as a job.
 
 ``run_both_job(spec)`` is a job for the app's runtime (``"fn": "kdviz.interview.runner:run_both_job"``,
-see ``kdviz.runtime.tasks`` for the event format). Spec keys: ``bug`` (an id from
+see ``kdviz.runtime.protocol`` for the event format). Spec keys: ``bug`` (an id from
 ``kdviz.interview.bugs``), ``steps`` (per run, default 120), ``data`` ("auto" | "synthetic"),
 ``device``. Both runs start from the same student weights and see the same batches; records carry
 ``total`` (the loss), ``grad_norm``, ``train_acc``, ``test_acc`` (on a fixed test sample, a few times
@@ -31,7 +31,9 @@ from kdviz.engine import make_model, resolve_device
 from kdviz.interview.bugs import Bug, get_bug
 from kdviz.losses import IGNORE_INDEX
 from kdviz.models import ModelConfig
-from kdviz.runtime.tasks import _whole, check_source, guarded, load_bundle
+from kdviz.data import check_source, load_bundle
+from kdviz.runtime.job_specs import whole
+from kdviz.runtime.protocol import guarded
 
 DEMO_TEACHER = Path(__file__).resolve().parents[1] / "assets" / "demo_teacher.pt"
 STUDENT = ModelConfig(arch="mlp", hidden=(64,))
@@ -160,7 +162,7 @@ def load_teacher(device: torch.device) -> nn.Module:
 
 
 def run_config(spec: dict) -> RunBothConfig:
-    return RunBothConfig(steps=_whole(spec, "steps", RunBothConfig.steps, 1))
+    return RunBothConfig(steps=whole(spec, "steps", RunBothConfig.steps, 1))
 
 
 def interleave_runs(gens: dict[str, Iterator[dict]]) -> Iterator[dict]:

@@ -1,16 +1,9 @@
-"""The worker-process side of app jobs (no Streamlit here).
+"""The worker-process side of jobs (no Streamlit): run one job and stream its events.
 
-``worker_main(spec, events, control)`` is the target of a ``multiprocessing`` "spawn" process:
-it imports the job function named by ``spec["fn"]`` ("module:function", modules under
-``kdviz.`` only), iterates it and puts every event on ``events``. Between events it obeys
-control messages read from ``control``:
-
-- ``"pause"``  stop pulling the generator (training halts: the generator *is* the loop)
-- ``"resume"`` pull again
-- ``"step"``   run until the next record (or result/error) is out, then pause
-- ``"stop"``   close the generator and end
-
-The last event is always ``{"type": "end"}`` so the parent knows the stream is complete.
+``worker_main(spec, events, control)`` is the target of a ``multiprocessing`` "spawn" process
+(started by ``kdviz/runtime/launch.py``): it imports the job named by ``spec["fn"]``, pulls its
+generator and puts every event on ``events``, obeying the control messages on ``control``
+between events. Events, control messages and the path rule: ``kdviz/runtime/protocol.py``.
 ``events``/``control`` only need ``put`` and ``get(block, timeout)``: a ``queue.Queue`` works
 too, which lets tests run the loop in-process.
 """
@@ -18,33 +11,20 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
-import multiprocessing.spawn as mp_spawn
 import os
 import queue
 import sys
-import threading
 import time
 import traceback
 from typing import Callable, Iterator
 
-ALLOWED_PREFIX = "kdviz."
-CONTROL_MESSAGES = ("pause", "resume", "step", "stop")
-END = {"type": "end"}
+from kdviz.runtime.protocol import END, check_job_path, error_event, record_event, status_event
+
 _WAKE_S = 0.5  # while paused: how often to check that the parent process is still alive
-_SPAWN_LOCK = threading.Lock()
 # Training workers run below the server's CPU priority: with more runs than cores, the server
 # (which draws every session's pages) must not wait behind them, or fresh pages take > 30 s.
 # Training loses little: the server is idle most of the time. 0 disables it.
 NICE_ENV, DEFAULT_NICE = "KDVIZ_WORKER_NICE", 10
-
-
-def check_job_path(path: str) -> tuple[str, str]:
-    """``"kdviz.runtime.tasks:teacher_job"`` → ``("kdviz.runtime.tasks", "teacher_job")`` without importing anything."""
-    module, sep, name = str(path).partition(":")
-    parts = module.split(".")
-    if not sep or not module.startswith(ALLOWED_PREFIX) or not all(p.isidentifier() for p in parts) or not name.isidentifier():
-        raise ValueError(f"job function {path!r} refused: only 'kdviz.<module>:<function>' paths are allowed")
-    return module, name
 
 
 def resolve_job(path: str) -> Callable[[dict], Iterator[dict]]:
@@ -121,7 +101,7 @@ def run_events(fn: Callable[[dict], Iterator[dict]], spec: dict, events, control
             if event.get("type") == "error" or _parent_gone():
                 break
         if ctl.stopped:
-            events.put({"type": "status", "text": "stopped"})
+            events.put(status_event("stopped"))
     finally:
         gen.close()
 
@@ -143,21 +123,21 @@ def lower_priority() -> int:
 
 
 def worker_main(spec: dict, events, control) -> None:
-    """Process entry point: run the job (torch limited to ``spec["threads"]``, default 1), always end with ``END``."""
+    """Process entry point: run the job (torch limited to ``spec["threads"]``, default 1), always end with ``END``.
+
+    ``spec`` is a dict checked by ``kdviz.runtime.protocol.validate_spec`` where it entered the runtime."""
     lower_priority()
     try:
-        if not isinstance(spec, dict):
-            raise ValueError(f"a job spec must be a dict, got {type(spec).__name__}")
         threads = max(1, int(spec.get("threads", 1)))
         fn = resolve_job(spec.get("fn", ""))
         if "torch" in sys.modules:  # the job module uses torch (a torch-free job skips its 2 s import)
             sys.modules["torch"].set_num_threads(threads)
         run_events(fn, spec, events, control)
     except ValueError as err:
-        events.put({"type": "error", "text": str(err), "kind": type(err).__name__})
+        events.put(error_event(err))
     except Exception as err:  # a bug or OOM must still reach the user as a message
         traceback.print_exc(file=sys.stderr)
-        events.put({"type": "error", "text": f"the job failed: {type(err).__name__}: {err}", "kind": type(err).__name__})
+        events.put(error_event(err, f"the job failed: {type(err).__name__}: {err}"))
     finally:
         events.put(dict(END))
 
@@ -174,7 +154,9 @@ def spare_main(events, control, preload: tuple[str, ...] = (), data_source: str 
         for module in preload:
             importlib.import_module(module)
         if data_source:
-            importlib.import_module("kdviz.runtime.tasks").load_bundle(data_source)
+            from kdviz.data import load_bundle  # torch: only here, so a torch-free job's worker stays light
+
+            load_bundle(data_source)
     except Exception:  # noqa: BLE001 - the job will hit (and report) the same problem
         traceback.print_exc(file=sys.stderr)
     while True:
@@ -197,36 +179,11 @@ def count_job(spec: dict) -> Iterator[dict]:
     try:
         n, delay = int(spec.get("n", 10)), float(spec.get("delay_s", 0.0))
     except (TypeError, ValueError) as err:
-        yield {"type": "error", "text": f"count_job needs numbers n and delay_s: {err}"}
+        yield error_event(err, f"count_job needs numbers n and delay_s: {err}")
         return
-    yield {"type": "status", "text": f"counting to {n}"}
+    yield status_event(f"counting to {n}")
     for step in range(1, n + 1):
         if delay > 0:
             time.sleep(delay)
-        yield {"type": "record", "run": "count", "step": step, "total": float(step)}
+        yield record_event("count", {"step": step, "total": float(step)})
     yield {"type": "result", "sum": n * (n + 1) // 2}
-
-
-def start_without_main(process: mp.process.BaseProcess) -> None:
-    """``process.start()`` for a "spawn" process, without re-running the parent's ``__main__`` in it.
-
-    Streamlit installs the running app script as ``sys.modules["__main__"]``; spawn would
-    re-execute that script in the child (as ``__mp_main__``: drawing pages, loading data).
-    The worker needs nothing from ``__main__`` (its target lives in this module), so the
-    preparation data sent to the child is stripped of the main-module entries while this
-    process starts. The patch is held under a lock and undone at once.
-    """
-    original = mp_spawn.get_preparation_data
-
-    def without_main(name):
-        data = original(name)
-        data.pop("init_main_from_path", None)
-        data.pop("init_main_from_name", None)
-        return data
-
-    with _SPAWN_LOCK:
-        mp_spawn.get_preparation_data = without_main
-        try:
-            process.start()
-        finally:
-            mp_spawn.get_preparation_data = original

@@ -9,13 +9,10 @@ too (a page run alone by ``AppTest`` has no sidebar, so they fall back to defaul
 """
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 import torch
 
 from kdviz import data as kdata
-from kdviz.runtime.tasks import DATA_SOURCES, load_bundle
 from kdviz.ui.jobs import get_manager, session_jobs, stop_session_jobs
 from kdviz.ui.live import QUEUED_REFRESH_S
 
@@ -23,17 +20,14 @@ DEVICE_KEY = "device"
 
 
 def data_source() -> str:
-    """``KDVIZ_DATA_SOURCE`` ("auto" | "synthetic"), default "auto"."""
-    source = os.environ.get("KDVIZ_DATA_SOURCE", "auto").strip().lower() or "auto"
-    if source not in DATA_SOURCES:
-        raise ValueError(f"KDVIZ_DATA_SOURCE must be one of {DATA_SOURCES}, got {source!r}")
-    return source
+    """``KDVIZ_DATA_SOURCE`` ("auto" | "synthetic"), default "auto"; another value is a ValueError naming it."""
+    return kdata.env_data_source()
 
 
 @st.cache_resource(show_spinner="Loading the data set…")
 def get_bundle(source: str | None = None) -> kdata.DataBundle:
     """The data set, loaded once per server (MNIST is ~190 MB as float tensors)."""
-    return load_bundle(source or data_source())
+    return kdata.load_bundle(source or data_source())
 
 
 def device_options() -> list[str]:

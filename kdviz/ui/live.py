@@ -1,9 +1,9 @@
-"""Live job display: control buttons and a fragment that re-polls its job 2.5 times a second.
+"""Live job display: control buttons and a fragment that re-polls its job (protocol: ``kdviz/runtime/protocol.py``).
 
 ::
 
     controls("teacher", on_start=start_teacher)      # buttons teacher_start/_pause/_resume/_step/_stop/_reset
-    live_panel("teacher", draw)                      # draw(handle) inside @st.fragment(run_every=0.4)
+    live_panel("teacher", draw)                      # draw(handle) in a fragment: every 0.4 s running, 4 s queued
 
 All state lives in the session's :class:`~kdviz.ui.jobs.JobHandle`, never in page locals, so
 leaving the page and coming back shows the same run and curves. The fragment ticks only while

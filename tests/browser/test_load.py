@@ -568,7 +568,7 @@ def scenario(browser, users_browser, load_server) -> tuple[Figures, RssSampler, 
 
 # Why these pass on 2 cores (measured with py-spy and probes, see docs/live-training.md): Streamlit's
 # post-script full GC is off (.streamlit/config.toml), the server freezes its import-time heap and
-# hands the GIL over faster (kdviz/ui/server.py), training workers run at nice 10 (kdviz/worker.py),
+# hands the GIL over faster (kdviz/ui/server.py), training workers run at nice 10 (kdviz/runtime/worker.py),
 # queued runs are polled every 4 s (kdviz/ui/live.py), and Home draws no Plotly chart.
 
 
