@@ -1,0 +1,1 @@
+"""The saved-runs store, reproduce commands, tables and the runs CLI."""
