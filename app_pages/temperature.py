@@ -21,7 +21,8 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run a
 
 from kdviz import losses  # noqa: E402
 from kdviz.checkpoints import CheckpointError, load_checkpoint
-from kdviz.engine import TrainConfig, evaluate, make_model, run_to_end, train
+from kdviz.engine import TrainConfig, make_model, run_to_end, train
+from kdviz.evaluation import evaluate
 from kdviz.images import ImageError, ImageLimits, enlarge, prepare_digit, to_pixels
 from kdviz.models import ModelConfig
 from kdviz.figures import probability_bars

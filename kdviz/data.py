@@ -2,7 +2,7 @@
 
 The whole data set lives in one ``[N, 1, 28, 28]`` float tensor, normalised once, so the
 training loop batches by indexing (airbench style) instead of a per-sample DataLoader.
-Labels are ``[N]`` int64; ``-100`` marks an image whose label is hidden from the loss.
+Labels are ``[N]`` int64; ``HIDDEN_LABEL`` (-100, PyTorch's ignore_index) marks an image whose label is hidden from the loss.
 """
 from __future__ import annotations
 

@@ -24,7 +24,9 @@ from torch import nn
 
 from kdviz.checkpoints import CheckpointError, load_checkpoint
 from kdviz.data import DataBundle
-from kdviz.engine import StepRecord, TrainConfig, bf16_is_fast, evaluate, make_model, resolve_device, run_to_end, train
+from kdviz.devices import bf16_is_fast, resolve_device
+from kdviz.engine import StepRecord, TrainConfig, make_model, run_to_end, train
+from kdviz.evaluation import evaluate
 from kdviz.models import ModelConfig
 
 DEFAULT_TEACHER_PATH = Path(__file__).parent / "assets" / "default_teacher.pt"

@@ -35,16 +35,9 @@ from torch import nn
 
 from kdviz import data as kdata
 from kdviz.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from kdviz.engine import (
-    TrainConfig,
-    bf16_is_fast,
-    eval_from_logits,
-    make_model,
-    predict_logits,
-    resolve_device,
-    total_steps,
-    train,
-)
+from kdviz.devices import bf16_is_fast, resolve_device
+from kdviz.engine import TrainConfig, make_model, total_steps, train
+from kdviz.evaluation import eval_from_logits, predict_logits
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig
 from kdviz.experiments.stats import compare, mean_std
@@ -82,7 +75,7 @@ class Recipe:
     schedule: str = "onecycle"
     jitter: int = 0
     lr_decay: float = 1.0
-    # bfloat16 autocast, used only where the hardware runs it natively (kdviz.engine.bf16_is_fast):
+    # bfloat16 autocast, used only where the hardware runs it natively (kdviz.devices.bf16_is_fast):
     # the classroom demo's 800-800 student trains ~2.7× faster on an AVX512-BF16 CPU (bench/demo.py)
     amp: bool = False
 

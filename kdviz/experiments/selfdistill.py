@@ -18,23 +18,20 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from kdviz.data import TensorData, random_shift
+from kdviz.batches import batch_order, steps_per_epoch
+from kdviz.data import HIDDEN_LABEL, TensorData, random_shift
+from kdviz.devices import resolve_device
 from kdviz.engine import (
     NonFiniteLoss,
     StepRecord,
     TrainConfig,
-    agreement,
-    batch_order,
-    evaluate,
     make_lr_schedule,
     make_model,
     make_optimizer,
-    predict_logits,
-    resolve_device,
-    steps_per_epoch,
     total_steps,
     train,
 )
+from kdviz.evaluation import agreement, evaluate, predict_logits
 from kdviz.methods.objective import DistillConfig, Objective
 from kdviz.models import ModelConfig
 
@@ -138,7 +135,7 @@ def _dml_step(models, opts, scheds, objective, x, y, T, alpha, meters, step) -> 
         opts[name].step()
         if scheds[name] is not None:
             scheds[name].step()
-        labelled = y != -100
+        labelled = y != HIDDEN_LABEL
         acc = ((logits[name].argmax(-1) == y) & labelled).sum() / labelled.sum().clamp_min(1)
         meters[name].add({"total": total, "train_acc": acc.float(), **{f"w:{k}": v for k, v in weighted.items()},
                           **{f"r:{k}": v for k, v in raw.items()}}, y.shape[0])

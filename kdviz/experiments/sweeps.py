@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from kdviz import data as kdata
-from kdviz.engine import eval_from_logits, predict_logits, resolve_device
+from kdviz.devices import resolve_device
+from kdviz.evaluation import eval_from_logits, predict_logits
 from kdviz.methods.objective import DistillConfig, Term
 from kdviz.experiments.scenarios import (
     drain,

@@ -43,18 +43,9 @@ from torch import nn
 from kdviz import data as kdata
 from kdviz.attention import QuickPairConfig, Snapshot, attention_2d, attention_transfer_setup, snapshot_steps, spatial_features, watch_records
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
-from kdviz.engine import (
-    EvalResult,
-    NonFiniteLoss,
-    StepRecord,
-    TrainConfig,
-    agreement,
-    evaluate,
-    make_model,
-    resolve_device,
-    total_steps,
-    train,
-)
+from kdviz.devices import resolve_device
+from kdviz.engine import NonFiniteLoss, StepRecord, TrainConfig, make_model, total_steps, train
+from kdviz.evaluation import EvalResult, agreement, evaluate
 from kdviz.methods.objective import DistillConfig, Term
 from kdviz.models import ModelConfig, param_count, size_mb
 
