@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from kdviz.losses import check_same_shape
-from kdviz.methods.adapters import make_regressor
+from kdviz.methods.adapters import per_sample_regressor
 from kdviz.methods.registry import Method, Shapes, embedding_layer, last_block, maps_of
 
 
@@ -28,6 +28,6 @@ FITNET = Method(
     "fitnet", "FitNets hints", kind="features", needs="features", loss=fitnet_loss,
     formula=r"\lVert r(f_s) - f_t \rVert_2^2", paper="Romero et al. 2015",
     transfers="intermediate activations, through a learned regressor r", default_weight=1.0,
-    adapter=lambda s_shape, t_shape: make_regressor((1, *s_shape), (1, *t_shape)), default_layer=fitnet_layer,
+    adapter=per_sample_regressor, default_layer=fitnet_layer,
     note="The regressor r (1×1 conv or linear) is trained jointly with the student, not in a separate stage.",
 )
