@@ -15,6 +15,7 @@ from kdviz.losses import kd_loss
 from kdviz.methods import METHODS
 from kdviz.methods.adapters import make_regressor
 from kdviz.methods.at import at_loss, attention_map
+from kdviz.methods.cosine import cosine_loss
 from kdviz.methods.crd import contrastive_loss
 from kdviz.methods.dkd import dkd_loss
 from kdviz.methods.fitnet import fitnet_loss
@@ -143,11 +144,28 @@ def ref_contrastive(es: torch.Tensor, et: torch.Tensor, tau: float) -> float:
     return total / B
 
 
+def ref_cosine(fs: torch.Tensor, ft: torch.Tensor) -> float:
+    B = fs.shape[0]
+    total = 0.0
+    for i in range(B):
+        a, b = [float(x) for x in fs[i].flatten()], [float(x) for x in ft[i].flatten()]
+        total += 1.0 - sum(x * y for x, y in zip(a, b)) / (norm(a) * norm(b))
+    return total / B
+
+
 # ----------------------------------------------------------------------------- values vs references
 def test_fitnet_matches_direct_mse():
     s, t = randn(2, 3, 2, 2, seed=1), randn(2, 3, 2, 2, seed=2)
     expected = sum((float(a) - float(b)) ** 2 for a, b in zip(s.flatten(), t.flatten())) / s.numel()
     assert fitnet_loss(s, t).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_cosine_matches_direct_and_ignores_length():
+    s, t = randn(3, 2, 2, 2, seed=40), randn(3, 2, 2, 2, seed=41)
+    assert cosine_loss(s, t).item() == pytest.approx(ref_cosine(s, t), rel=1e-10)
+    scale = torch.tensor([0.1, 5.0, 30.0], dtype=DT).reshape(3, 1, 1, 1)
+    assert cosine_loss(s * scale, t).item() == pytest.approx(ref_cosine(s, t), rel=1e-10)  # per-sample lengths
+    assert cosine_loss(-t, t).item() == pytest.approx(2.0, rel=1e-10)  # opposite directions: 1 − (−1)
 
 
 def test_attention_map_matches_direct():
@@ -307,6 +325,7 @@ def test_at_rejects_vectors():
     "call",
     [
         lambda: fitnet_loss(randn(4, 3), randn(5, 3)),
+        lambda: cosine_loss(randn(4, 3), randn(5, 3)),
         lambda: at_loss(randn(4, 2, 3, 3), randn(5, 2, 3, 3)),
         lambda: rkd_distance_loss(randn(4, 3), randn(5, 3)),
         lambda: rkd_angle_loss(randn(4, 3), randn(5, 3)),

@@ -207,3 +207,16 @@ def test_every_feature_method_has_a_default_layer_on_both_architectures(name):
         if METHODS[name].needs == "maps" and own is mlp:
             continue  # maps-only methods do not apply to an MLP (tested in test_at_on_mlp_names_layers_and_shapes)
         assert default_layer(name, own, other) in own
+
+
+def test_cosine_term_adapts_the_mlp_width_to_the_cnn_embedding():
+    student, teacher = make_model(MLP_S, 0), make_model(CNN_T, 1).eval()
+    obj = build_objective(DistillConfig(terms=(Term("cosine"),)), student, teacher)
+    assert [(b.student_layer, b.teacher_layer) for b in obj.bound] == [("hidden2", "pooled")]
+    adapter = obj.adapters["cosine"]
+    assert isinstance(adapter, torch.nn.Linear) and (adapter.in_features, adapter.out_features) == (16, 12)
+    s_logits, s_feats, t_logits, t_feats, y = forward_pair(student, teacher)
+    _, raw = obj(s_logits, s_feats, t_logits, t_feats, y, 4.0, 0.9)
+    a, b = adapter(s_feats["hidden2"]), t_feats["pooled"]  # [8, 12] each
+    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+    assert torch.allclose(raw["cosine"], (1 - cos).mean())

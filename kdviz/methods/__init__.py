@@ -5,7 +5,7 @@ line below; the order of registration is the order the app and ``python -m kdviz
 them. Everything else (the objective, default layers, adapters, the Distill page, the
 comparison) reads :data:`METHODS`.
 """
-from kdviz.methods import at, crd, dkd, fitnet, kd, rkd, sp
+from kdviz.methods import at, cosine, crd, dkd, fitnet, kd, rkd, sp
 from kdviz.methods.objective import DistillConfig, Objective, Term, build_objective, default_layer
 from kdviz.methods.registry import METHODS, Method, register
 
@@ -17,5 +17,6 @@ register(rkd.RKD_A)
 register(sp.SP)
 register(dkd.DKD)
 register(crd.CRD)
+register(cosine.COSINE)
 
 __all__ = ["METHODS", "DistillConfig", "Method", "Objective", "Term", "build_objective", "default_layer", "register"]
