@@ -7,7 +7,7 @@ import streamlit as st
 from kdviz.data import parse_transfer
 from kdviz.engine import TrainConfig, total_steps
 from kdviz.hosted import clamp_model_config, clamp_train_config
-from kdviz.methods.objective import METHOD_INFO, default_layer
+from kdviz.methods import METHODS, default_layer
 from kdviz.models import ModelConfig, build_model, feature_shapes
 from kdviz.ui import charts, forms, live, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
@@ -19,7 +19,7 @@ DEFAULT_STUDENT = ModelConfig(arch="mlp", hidden=(64,), dropout=0.0)
 DEFAULT_TRAIN = TrainConfig(epochs=2, batch_size=128, lr=1e-3, optimizer="adam")
 TRANSFER_KINDS = {"full": "All training images", "subset": "A random subset of N images",
                   "without": "All images except some digits", "labelled": "All images, only N of them labelled"}
-EXTRA_METHODS = [m for m in METHOD_INFO if m != "kd"]  # soft-target KD is always on (alpha can switch it off)
+EXTRA_METHODS = [m for m in METHODS if m != "kd"]  # soft-target KD is always on (alpha can switch it off)
 
 
 # ----------------------------------------------------------------------------- settings
@@ -52,7 +52,7 @@ def kd_inputs() -> None:
     st.caption("total = alpha·KD + (1−alpha)·CE: **alpha weights the distillation term**. Some libraries "
                "(e.g. the Keras knowledge-distillation example) use the opposite convention, alpha on the "
                "label loss. alpha = 0 trains on labels only; alpha = 1 on the teacher only.")
-    info = METHOD_INFO["kd"]
+    info = METHODS["kd"]
     with st.expander(f"{info.label} — {info.paper}"):
         st.latex(info.formula)
         st.markdown(f"**Transfers:** {info.transfers}.")
@@ -74,11 +74,11 @@ def layer_names(cfg: ModelConfig, maps_only: bool) -> list[str]:
 
 
 def default_index(method: str, options: list[str], own: ModelConfig, other: ModelConfig) -> int:
-    """Where the method's own default layer (:func:`kdviz.methods.objective.default_layer`) sits in ``options``.
+    """Where the method's own default layer (:func:`kdviz.methods.default_layer`) sits in ``options``.
 
     The first layer is not a safe default: FitNets from an MLP student (vectors) to a CNN teacher's
     first layer (a map) cannot be paired, and the engine's defaults (e.g. AT on the last map of at
-    least 7×7, RKD/CRD on the embedding) are what METHOD_INFO describes.
+    least 7×7, RKD/CRD on the embedding) are what each method's declaration (``kdviz.methods.METHODS``) describes.
     """
     layer = default_layer(method, layer_shapes(own), layer_shapes(other))
     return options.index(layer) if layer in options else 0
@@ -87,10 +87,10 @@ def default_index(method: str, options: list[str], own: ModelConfig, other: Mode
 def method_inputs(student: ModelConfig | None, teacher: ModelConfig | None) -> None:
     """The method-selector hook: extra terms with weights and layer pairing (sent as spec["terms"])."""
     chosen = st.multiselect("Extra distillation terms", EXTRA_METHODS, key="distill_methods", persist_state=forms.KEEP,
-                            format_func=lambda m: METHOD_INFO[m].label,
+                            format_func=lambda m: METHODS[m].label,
                             help="Added to the KD objective with the weight you give; feature terms pair a student layer with a teacher layer.")
     for m in chosen:
-        info = METHOD_INFO[m]
+        info = METHODS[m]
         with st.expander(f"{info.label} — {info.paper}", expanded=True):
             st.latex(info.formula)
             st.markdown(f"**Transfers:** {info.transfers}.")
@@ -110,7 +110,7 @@ def terms_from_state() -> list[dict]:
     out = []
     for m in s.get("distill_methods", []):
         sl, tl = s.get(f"distill_sl_{m}", ""), s.get(f"distill_tl_{m}", "")
-        out.append({"method": m, "weight": float(s.get(f"distill_w_{m}", METHOD_INFO[m].default_weight)),
+        out.append({"method": m, "weight": float(s.get(f"distill_w_{m}", METHODS[m].default_weight)),
                     "student_layer": "" if sl == "(none)" else sl, "teacher_layer": "" if tl == "(none)" else tl})
     return out
 

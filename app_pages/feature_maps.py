@@ -142,7 +142,7 @@ def stage_maps(teacher, student, x) -> list[str]:
         st.plotly_chart(fig, key=f"fm_chart_{c.student_layer}")
     st.caption("Maps are unit-L2 normalised, so teacher and student share one colour scale even with different "
                "channel counts. Difference = student − teacher (red: the student attends more). AT distance = "
-               "mean squared difference, the unweighted `kdviz.losses.at_loss` for this image.")
+               "mean squared difference, the unweighted `kdviz.methods.at.at_loss` for this image.")
     return [c.student_layer for c in comparisons]
 
 

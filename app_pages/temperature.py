@@ -17,7 +17,8 @@ import torch
 
 from kdviz import losses
 from kdviz.checkpoints import CheckpointError, load_checkpoint
-from kdviz.engine import TrainConfig, evaluate, make_model, run_to_end, train
+from kdviz.engine import TrainConfig, make_model, run_to_end, train
+from kdviz.evaluation import evaluate
 from kdviz.images import ImageError, ImageLimits, enlarge, prepare_digit, to_pixels
 from kdviz.models import ModelConfig
 from kdviz.figures import probability_bars

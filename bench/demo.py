@@ -14,7 +14,7 @@ scenario through its public ``run_scenario``, timed from "no teacher" to the res
 
 Variants, one after the other in one process (same machine state, same imports):
 - shipped: the recipes as they ship (bf16 autocast where the CPU runs it natively, see
-  ``kdviz.engine.bf16_is_fast``; float32 elsewhere);
+  ``kdviz.devices.bf16_is_fast``; float32 elsewhere);
 - fp32:    what-if — the same with autocast off everywhere (what a CPU without AVX512-BF16 gets).
 Targets: teacher included ≤ 30 s, shipped teacher ≤ 15 s (wall time after imports).
 """
@@ -31,7 +31,7 @@ from _util import machine_line, mnist_or_exit, setup_threads, verdict
 import kdviz.experiments.recipes as rc
 import kdviz.experiments.scenarios as sc
 from kdviz.experiments.results import live_test_set
-from kdviz.engine import bf16_is_fast
+from kdviz.devices import bf16_is_fast
 
 
 @contextmanager

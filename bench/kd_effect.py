@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from kdviz.data import load_data  # noqa: E402
-from kdviz.engine import resolve_device  # noqa: E402
+from kdviz.devices import resolve_device
 from kdviz.experiments.recipes import obtain_teacher  # noqa: E402
 from kdviz.experiments.results import pct  # noqa: E402
 from kdviz.experiments.scenarios import preset, run_scenario, with_overrides  # noqa: E402

@@ -26,7 +26,8 @@ from torch import nn
 from _util import Contender, interleave, machine_line, mnist_or_exit, paired_ratio, setup_threads, spread, verdict
 
 from kdviz.data import MNIST_MEAN, MNIST_STD, data_root
-from kdviz.engine import TrainConfig, make_model, teacher_logits_cache, train
+from kdviz.engine import TrainConfig, make_model, train
+from kdviz.evaluation import teacher_logits_cache
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig
 

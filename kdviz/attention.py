@@ -2,8 +2,8 @@
 (driven by ``kdviz.runtime.feature_jobs``).
 
 Maps are Zagoruyko & Komodakis' ``a(f) = normalize(vec(mean_c f_c²))`` from
-:func:`kdviz.losses.attention_map`, reshaped to ``[H, W]`` (unit L2 norm, so maps of different
-networks compare directly). Differences follow :func:`kdviz.losses.at_loss` exactly: when the
+:func:`kdviz.methods.at.attention_map`, reshaped to ``[H, W]`` (unit L2 norm, so maps of different
+networks compare directly). Differences follow :func:`kdviz.methods.at.at_loss` exactly: when the
 stages' spatial sizes differ, the larger *feature map* is average-pooled to the smaller size
 before its attention map is taken, so ``difference.pow(2).mean() == at_loss`` for one image.
 """
@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdviz import losses
 from kdviz.data import TensorData
 from kdviz.engine import StepRecord, TrainConfig, train
+from kdviz.methods.at import at_loss, attention_map
 from kdviz.methods.objective import DistillConfig, Term, build_objective
 from kdviz.models import ModelConfig
 
@@ -59,7 +59,7 @@ def attention_2d(feat: torch.Tensor) -> torch.Tensor:
     if feat.ndim != 4 or feat.shape[0] != 1:
         raise ValueError(f"expected one image's feature map [1, C, H, W], got shape {tuple(feat.shape)}")
     h, w = feat.shape[2:]
-    return losses.attention_map(feat.detach().float())[0].reshape(h, w).cpu()  # [H, W]
+    return attention_map(feat.detach().float())[0].reshape(h, w).cpu()  # [H, W]
 
 
 def stage_attention(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -82,7 +82,7 @@ def _common_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.
 def attention_difference(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
     """``a(f_s) − a(f_t)`` as ``[h, w]`` for one image; features ``[1, C, H, W]`` (channels may differ).
 
-    Different spatial sizes are pooled to the smaller one first, like ``kdviz.losses.at_loss``,
+    Different spatial sizes are pooled to the smaller one first, like ``kdviz.methods.at.at_loss``,
     so ``attention_difference(s, t).pow(2).mean()`` equals ``at_loss(s, t)``.
     """
     for f, what in ((student_feat, "student"), (teacher_feat, "teacher")):
@@ -143,13 +143,13 @@ def at_distance(
     teacher_layer: str,
     teacher_feat: torch.Tensor | None = None,
 ) -> float:
-    """Mean AT loss (``kdviz.losses.at_loss``, unweighted) over images ``[B, 1, 28, 28]``.
+    """Mean AT loss (``kdviz.methods.at.at_loss``, unweighted) over images ``[B, 1, 28, 28]``.
 
     ``teacher_feat`` (the teacher's ``teacher_layer`` map for ``x``) skips the teacher's forward pass.
     """
     s = spatial_features(student, x)[student_layer]
     t = teacher_feat if teacher_feat is not None else spatial_features(teacher, x)[teacher_layer]
-    return float(losses.at_loss(s, t.to(s.device)))
+    return float(at_loss(s, t.to(s.device)))
 
 
 # ----------------------------------------------------------------------------- a short AT run

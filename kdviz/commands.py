@@ -21,7 +21,9 @@ from tqdm import tqdm
 
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
 from kdviz.data import DataBundle, DataUnavailable, load_data, load_fallback, load_mnist, synthetic_bundle
-from kdviz.engine import StepRecord, TrainConfig, agreement, evaluate, make_model, resolve_device, run_to_end, total_steps, train
+from kdviz.devices import resolve_device
+from kdviz.engine import StepRecord, TrainConfig, make_model, run_to_end, total_steps, train
+from kdviz.evaluation import agreement, evaluate
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig, param_count
 from kdviz.experiments.recipes import DEFAULT_TEACHER, TEACHER_PRESETS, load_default_teacher, teacher_preset, train_teacher

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdviz.losses import IGNORE_INDEX, ce_loss, check_alpha, check_temperature, kd_loss
+from kdviz.losses import ce_loss, check_alpha, check_temperature, kd_loss
+from kdviz.data import HIDDEN_LABEL
 
 try:
     from transformers import Trainer
@@ -81,7 +82,7 @@ def distillation_terms(
 ) -> dict[str, torch.Tensor]:
     """Unweighted ``kd`` and ``ce`` over the counted positions (labels != -100)."""
     s, t, y = counted_positions(student_logits, teacher_logits, labels, causal)
-    return {"kd": kd_loss(s, t, T, mask=y != IGNORE_INDEX), "ce": ce_loss(s, y)}
+    return {"kd": kd_loss(s, t, T, mask=y != HIDDEN_LABEL), "ce": ce_loss(s, y)}
 
 
 class DistillationTrainer(Trainer):
@@ -150,7 +151,7 @@ class DistillationTrainer(Trainer):
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         if inputs.get("labels") is None:
             raise ValueError(
-                f"DistillationTrainer needs 'labels' in every batch (use {IGNORE_INDEX} for positions that "
+                f"DistillationTrainer needs 'labels' in every batch (use {HIDDEN_LABEL} for positions that "
                 f"do not count); got keys {sorted(inputs)}"
             )
         features = {k: v for k, v in inputs.items() if k != "labels"}  # no labels: skip the model's own loss

@@ -64,6 +64,8 @@ def tick():
     until ``cond(at)`` holds; fails with the page's errors when it never does."""
     import time
 
+    from apptools import step_of
+
     def run(at, cond, timeout: float = 60.0):
         end = time.monotonic() + timeout
         while True:

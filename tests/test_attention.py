@@ -22,7 +22,7 @@ from kdviz.attention import (
 )
 from kdviz.data import synthetic_bundle
 from kdviz.engine import make_model
-from kdviz.losses import at_loss
+from kdviz.methods.at import at_loss
 from kdviz.methods.objective import DistillConfig, Term
 from kdviz.models import ModelConfig
 

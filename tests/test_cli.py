@@ -10,7 +10,8 @@ import torch
 from kdviz import cli
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
 from kdviz.commands import ProgressBar, distill_table, load_bundle, parse_model
-from kdviz.engine import StepRecord, TrainConfig, agreement, evaluate, make_model, run_to_end, total_steps, train
+from kdviz.engine import StepRecord, TrainConfig, make_model, run_to_end, total_steps, train
+from kdviz.evaluation import agreement, evaluate
 from kdviz.models import ModelConfig
 from kdviz.experiments.recipes import DEFAULT_TEACHER
 

@@ -13,10 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdviz import engine
+from kdviz import batches, devices, engine
 from kdviz.data import HIDDEN_LABEL, MNIST_MEAN, MNIST_STD, TensorData, labelled_plus_unlabelled, synthetic_bundle
-from kdviz.engine import NonFiniteLoss, TrainConfig, evaluate, make_model, run_to_end, train
-from kdviz.methods.objective import DistillConfig, build_objective
+from kdviz.engine import NonFiniteLoss, TrainConfig, make_model, run_to_end, train
+from kdviz.evaluation import evaluate, predict_logits
+from kdviz.methods import DistillConfig, Objective, build_objective
 from kdviz.models import ModelConfig
 
 STUDENT = ModelConfig(hidden=(32,))
@@ -83,7 +84,7 @@ def test_cached_and_per_batch_teacher_give_the_same_losses_without_jitter(bundle
     _, cached = run(bundle.train, cfg, distill=distill, teacher=teacher)
     assert calls == [256, 64]  # once over all 320 images, in predict_logits' 256-row CPU batches
     teacher, calls = teacher_with_calls()
-    monkeypatch.setattr(engine, "TEACHER_ROWS", 1)  # no grouping: strictly one teacher pass per batch
+    monkeypatch.setattr(batches, "TEACHER_ROWS", 1)  # no grouping: strictly one teacher pass per batch
     _, per_batch = run(bundle.train, replace(cfg, cache_teacher=False), distill=distill, teacher=teacher)
     assert calls == [32] * 12
     assert_same_losses(cached, per_batch)
@@ -94,7 +95,7 @@ def test_grouped_teacher_passes_match_one_by_one_with_jitter(bundle, monkeypatch
     teacher, grouped_calls = teacher_with_calls()
     _, grouped = run(bundle.train, cfg, distill=DistillConfig(), teacher=teacher)
     assert grouped_calls == [512, 128]  # 16 batches of 32 in one pass (TEACHER_ROWS), then the last 4
-    monkeypatch.setattr(engine, "TEACHER_ROWS", 1)
+    monkeypatch.setattr(batches, "TEACHER_ROWS", 1)
     teacher, single_calls = teacher_with_calls()
     _, single = run(bundle.train, cfg, distill=DistillConfig(), teacher=teacher)
     assert single_calls == [32] * 20
@@ -103,7 +104,7 @@ def test_grouped_teacher_passes_match_one_by_one_with_jitter(bundle, monkeypatch
 
 def test_precomputed_teacher_logits_are_used_and_checked(bundle):
     teacher = make_model(TEACHER, 7)
-    logits = engine.predict_logits(teacher, bundle.train.x)
+    logits = predict_logits(teacher, bundle.train.x)
     cfg = TrainConfig(batch_size=32, max_steps=6, log_every=2)
     _, inner = run(bundle.train, cfg, distill=DistillConfig(), teacher=teacher)
     _, given = run(bundle.train, cfg, distill=DistillConfig(), teacher=teacher, teacher_logits=logits)
@@ -118,7 +119,7 @@ def test_precomputed_teacher_logits_are_used_and_checked(bundle):
         run(bundle.train, cfg, distill=DistillConfig(), teacher=teacher, teacher_logits=bad)
 
 
-def test_fast_objective_matches_the_checked_objective():
+def test_unchecked_objective_matches_the_checked_one_and_a_hand_kl():
     g = torch.Generator().manual_seed(0)
     s, t = torch.randn(16, 10, generator=g) * 3, torch.randn(16, 10, generator=g) * 3
     y = torch.randint(0, 10, (16,), generator=g)
@@ -127,16 +128,35 @@ def test_fast_objective_matches_the_checked_objective():
         objective = build_objective(distill, model, model if distill else None)
         T, alpha = (distill.T, distill.alpha) if distill else (None, None)
         w_ref, r_ref = objective(s, {}, t if distill else None, {}, y, T, alpha)
-        w, r = engine.fast_objective(s, t if distill else None, y, T, alpha)
+        w, r = objective(s, {}, t if distill else None, {}, y, T, alpha, check=False)
         assert list(w) == list(w_ref) and list(r) == list(r_ref)
         for k in w_ref:
             assert torch.allclose(w[k], w_ref[k], rtol=1e-6, atol=1e-7), k
         for k in r_ref:
             assert torch.allclose(r[k], r_ref[k], rtol=1e-6, atol=1e-7), k
-    # and an independent value: KL(p_t || p_s)·T² by hand for the first row, times alpha, etc.
+    # and independent values: KL(p_t || p_s) by hand, times T²·alpha; CE by hand, times 1 − alpha
     p_t, p_s = F.softmax(t / 2.5, -1), F.softmax(s / 2.5, -1)
     kl_rows = (p_t * (p_t.log() - p_s.log())).sum(-1)
-    assert float(engine.fast_objective(s, t, y, 2.5, 0.3)[1]["kl"]) == pytest.approx(float(kl_rows.mean()), rel=1e-5)
+    ce_rows = -F.log_softmax(s, -1).gather(1, y[:, None]).squeeze(1)
+    w, r = objective(s, {}, t, {}, y, 2.5, 0.3, check=False)
+    assert float(r["kl"]) == pytest.approx(float(kl_rows.mean()), rel=1e-5)
+    assert float(w["kd"]) == pytest.approx(0.3 * 2.5**2 * float(kl_rows.mean()), rel=1e-5)
+    assert float(w["ce"]) == pytest.approx(0.7 * float(ce_rows.mean()), rel=1e-5)
+
+
+def test_training_skips_per_step_checks_only_for_plain_fully_labelled_runs(bundle, monkeypatch):
+    seen = []
+    forward = Objective.forward
+
+    def spy(self, *args, check=True):
+        seen.append(check)
+        return forward(self, *args, check=check)
+
+    monkeypatch.setattr(Objective, "forward", spy)
+    cfg = TrainConfig(batch_size=32, max_steps=2)
+    run(bundle.train, cfg, distill=DistillConfig())
+    run(labelled_plus_unlabelled(bundle.train, 100, seed=0), cfg, distill=DistillConfig())
+    assert seen == [False, False, True, True]  # hidden labels: the checked CE (an all-hidden batch gives 0, not NaN)
 
 
 # ----------------------------------------------------------------------------- divergence
@@ -202,7 +222,7 @@ def test_shift_moves_each_image_by_its_own_offset():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(5, 1, 28, 28, generator=g)
     offsets = torch.tensor([[0, 0], [2, 2], [4, 4], [0, 4], [3, 1]])
-    out = engine._Shifter(2, 5, torch.device("cpu"))(x, offsets)
+    out = batches.Shifter(2, 5, torch.device("cpu"))(x, offsets)
     black = (0.0 - MNIST_MEAN) / MNIST_STD
     for i, (oy, ox) in enumerate(offsets.tolist()):
         canvas = torch.full((32, 32), black)
@@ -222,7 +242,7 @@ def test_cnn_trains_channels_last_with_unchanged_outputs(bundle):
     model = make_model(CNN, 0).eval()
     x = bundle.test.x[:8]
     before = model(x)[0]
-    engine.prepare_model(model, torch.device("cpu"))
+    devices.prepare_model(model, torch.device("cpu"))
     assert model.stages[0][0].weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(model(x)[0], before, atol=1e-5)
     student = make_model(CNN, 0)
@@ -231,9 +251,9 @@ def test_cnn_trains_channels_last_with_unchanged_outputs(bundle):
 
 
 def test_bf16_is_fast_only_where_native():
-    assert isinstance(engine.bf16_is_fast("cpu"), bool)
+    assert isinstance(devices.bf16_is_fast("cpu"), bool)
     if NO_CUDA:
-        assert engine.bf16_is_fast("cuda") is False
+        assert devices.bf16_is_fast("cuda") is False
 
 
 def test_amp_runs_on_the_cpu_with_float32_weights(bundle):
@@ -260,7 +280,7 @@ def test_config_validation_names_the_value():
 @pytest.mark.skipif(NO_CUDA, reason=NO_CUDA_REASON)
 def test_cuda_resolved_by_default_and_data_resident(bundle, monkeypatch):
     monkeypatch.delenv("KDVIZ_DEVICE", raising=False)
-    assert engine.resolve_device(None).type == "cuda"
+    assert devices.resolve_device(None).type == "cuda"
     student, recs = run(bundle.train, TrainConfig(batch_size=32, max_steps=10, log_every=5, jitter=2), distill=DistillConfig(), device="cuda")
     assert next(student.parameters()).device.type == "cuda"
     assert all(math.isfinite(r.total) for r in recs) and recs[-1].done

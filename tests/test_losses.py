@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from kdviz import losses
+from kdviz.data import HIDDEN_LABEL
 
 
 def hand_kl_times_T2(s_row, t_row, T):
@@ -55,7 +56,7 @@ def test_kd_loss_masked_token_level_matches_hand_mean_over_counted_positions():
 def test_gradients_reach_student_only():
     s = torch.randn(4, 10, requires_grad=True)
     t = torch.randn(4, 10, requires_grad=True)
-    losses.distillation_loss(s, t, torch.tensor([1, 2, 3, -100]), 4.0, 0.7)["total"].backward()
+    losses.distillation_loss(s, t, torch.tensor([1, 2, 3, HIDDEN_LABEL]), 4.0, 0.7)["total"].backward()
     assert s.grad is not None and s.grad.abs().sum() > 0
     assert t.grad is None
 
@@ -124,9 +125,9 @@ def test_non_finite_logits_raise():
 
 def test_ignored_labels_and_fully_unlabelled_batch():
     s, t = torch.randn(3, 4), torch.randn(3, 4)
-    out = losses.distillation_loss(s, t, torch.tensor([-100, -100, -100]), 2.0, 0.3)
+    out = losses.distillation_loss(s, t, torch.tensor([HIDDEN_LABEL, HIDDEN_LABEL, HIDDEN_LABEL]), 2.0, 0.3)
     assert float(out["ce"]) == 0.0
-    part = losses.distillation_loss(s, t, torch.tensor([1, -100, -100]), 2.0, 0.3)
+    part = losses.distillation_loss(s, t, torch.tensor([1, HIDDEN_LABEL, HIDDEN_LABEL]), 2.0, 0.3)
     assert float(part["ce"]) == pytest.approx(-float(torch.log_softmax(s[0], -1)[1]), rel=1e-5)
 
 
@@ -135,3 +136,17 @@ def test_mask_validation():
         losses.kd_loss(torch.randn(2, 3, 5), torch.randn(2, 3, 5), 1.0, mask=torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="no positions"):
         losses.kd_loss(torch.randn(2, 3, 5), torch.randn(2, 3, 5), 1.0, mask=torch.zeros(2, 3, dtype=torch.bool))
+
+
+def test_unchecked_kd_and_ce_give_the_checked_values_and_half_precision_runs_in_float32():
+    g = torch.Generator().manual_seed(4)
+    s, t = torch.randn(2, 3, 5, generator=g), torch.randn(2, 3, 5, generator=g)
+    mask = torch.tensor([[1, 0, 1], [1, 1, 0]], dtype=torch.bool)
+    for m in (None, mask):
+        assert float(losses.kd_loss(s, t, 2.0, m, check=False)) == float(losses.kd_loss(s, t, 2.0, m))
+    y = torch.tensor([[0, 4, HIDDEN_LABEL], [2, HIDDEN_LABEL, 1]])
+    assert float(losses.ce_loss(s, y, check=False)) == float(losses.ce_loss(s, y))
+    s16, t16 = s[0].to(torch.bfloat16), t[0].to(torch.bfloat16)
+    half = losses.kd_loss(s16, t16, 2.0, check=False)
+    expected = sum(hand_kl_times_T2(s16[i].float().tolist(), t16[i].float().tolist(), 2.0) for i in range(3)) / 3
+    assert half.dtype == torch.float32 and float(half) == pytest.approx(expected, rel=1e-5)

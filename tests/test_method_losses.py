@@ -10,19 +10,17 @@ import math
 import pytest
 import torch
 
-from kdviz.losses import (
-    RKD_ANGLE_MAX_BATCH,
-    at_loss,
-    attention_map,
-    contrastive_loss,
-    dkd_loss,
-    fitnet_loss,
-    kd_loss,
-    rkd_angle_loss,
-    rkd_distance_loss,
-    sp_loss,
-)
+from kdviz.data import HIDDEN_LABEL
+from kdviz.losses import kd_loss
+from kdviz.methods import METHODS
 from kdviz.methods.adapters import make_regressor
+from kdviz.methods.at import at_loss, attention_map
+from kdviz.methods.cosine import cosine_loss
+from kdviz.methods.crd import contrastive_loss
+from kdviz.methods.dkd import dkd_loss
+from kdviz.methods.fitnet import fitnet_loss
+from kdviz.methods.rkd import RKD_ANGLE_MAX_BATCH, rkd_angle_loss, rkd_distance_loss
+from kdviz.methods.sp import sp_loss
 
 DT = torch.float64
 
@@ -146,11 +144,28 @@ def ref_contrastive(es: torch.Tensor, et: torch.Tensor, tau: float) -> float:
     return total / B
 
 
+def ref_cosine(fs: torch.Tensor, ft: torch.Tensor) -> float:
+    B = fs.shape[0]
+    total = 0.0
+    for i in range(B):
+        a, b = [float(x) for x in fs[i].flatten()], [float(x) for x in ft[i].flatten()]
+        total += 1.0 - sum(x * y for x, y in zip(a, b)) / (norm(a) * norm(b))
+    return total / B
+
+
 # ----------------------------------------------------------------------------- values vs references
 def test_fitnet_matches_direct_mse():
     s, t = randn(2, 3, 2, 2, seed=1), randn(2, 3, 2, 2, seed=2)
     expected = sum((float(a) - float(b)) ** 2 for a, b in zip(s.flatten(), t.flatten())) / s.numel()
     assert fitnet_loss(s, t).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_cosine_matches_direct_and_ignores_length():
+    s, t = randn(3, 2, 2, 2, seed=40), randn(3, 2, 2, 2, seed=41)
+    assert cosine_loss(s, t).item() == pytest.approx(ref_cosine(s, t), rel=1e-10)
+    scale = torch.tensor([0.1, 5.0, 30.0], dtype=DT).reshape(3, 1, 1, 1)
+    assert cosine_loss(s * scale, t).item() == pytest.approx(ref_cosine(s, t), rel=1e-10)  # per-sample lengths
+    assert cosine_loss(-t, t).item() == pytest.approx(2.0, rel=1e-10)  # opposite directions: 1 − (−1)
 
 
 def test_attention_map_matches_direct():
@@ -245,20 +260,23 @@ def test_rkd_distance_invariant_to_scaling():
     assert rkd_distance_loss(es, et * 0.05).item() == pytest.approx(base, rel=1e-9)
 
 
-SAME_SHAPE_LOSSES = {
-    "fitnet": lambda s, t: fitnet_loss(s, t),
-    "at": lambda s, t: at_loss(s, t),
-    "rkd_distance": lambda s, t: rkd_distance_loss(s, t),
-    "rkd_angle": lambda s, t: rkd_angle_loss(s, t),
-    "sp": lambda s, t: sp_loss(s, t),
-    "dkd": lambda s, t: dkd_loss(s.flatten(1), t.flatten(1), torch.tensor([0, 1, 2, 3]), 1.0, 8.0, 4.0),
-}
+def method_loss(name: str, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """A registered method's loss on student/teacher tensors ``[4, ...]``, as the objective calls it."""
+    m = METHODS[name]
+    if m.on_logits:
+        return m.loss(s.flatten(1), t.flatten(1), torch.tensor([0, 1, 2, 3]), 4.0)
+    adapter = m.adapter(tuple(s.shape[1:]), tuple(t.shape[1:])).to(DT) if m.adapter else torch.nn.Identity()
+    return m.loss(adapter(s), t)
 
 
-@pytest.mark.parametrize("name", SAME_SHAPE_LOSSES)
+# CRD's in-batch negatives keep its loss above 0 even for equal embeddings (tested on its own below)
+ZERO_WHEN_EQUAL = [name for name in METHODS if name != "crd"]
+
+
+@pytest.mark.parametrize("name", ZERO_WHEN_EQUAL)
 def test_loss_is_zero_when_student_equals_teacher(name):
     f = randn(4, 3, 2, 2, seed=28)
-    assert SAME_SHAPE_LOSSES[name](f.clone(), f.clone()).item() == pytest.approx(0.0, abs=1e-10)
+    assert method_loss(name, f.clone(), f.clone()).item() == pytest.approx(0.0, abs=1e-10)
 
 
 def test_contrastive_with_identical_embeddings():
@@ -270,11 +288,11 @@ def test_contrastive_with_identical_embeddings():
     assert same < contrastive_loss(randn(4, 3, seed=30), e, tau).item()
 
 
-@pytest.mark.parametrize("name", SAME_SHAPE_LOSSES)
+@pytest.mark.parametrize("name", list(METHODS))
 def test_gradients_reach_student_only(name):
     s = randn(4, 3, 2, 2, seed=31).requires_grad_(True)
     t = randn(4, 3, 2, 2, seed=32).requires_grad_(True)
-    SAME_SHAPE_LOSSES[name](s, t).backward()
+    method_loss(name, s, t).backward()
     assert t.grad is None
     assert s.grad is not None and torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
 
@@ -307,6 +325,7 @@ def test_at_rejects_vectors():
     "call",
     [
         lambda: fitnet_loss(randn(4, 3), randn(5, 3)),
+        lambda: cosine_loss(randn(4, 3), randn(5, 3)),
         lambda: at_loss(randn(4, 2, 3, 3), randn(5, 2, 3, 3)),
         lambda: rkd_distance_loss(randn(4, 3), randn(5, 3)),
         lambda: rkd_angle_loss(randn(4, 3), randn(5, 3)),
@@ -335,7 +354,7 @@ def test_contrastive_rejects_bad_tau(tau):
         contrastive_loss(randn(4, 3), randn(4, 3), tau)
 
 
-@pytest.mark.parametrize("bad", [5, -1, -100])
+@pytest.mark.parametrize("bad", [5, -1, HIDDEN_LABEL])
 def test_dkd_rejects_out_of_range_labels(bad):
     with pytest.raises(ValueError, match=rf"\[0, 4\].*{bad}"):
         dkd_loss(randn(2, 5), randn(2, 5), torch.tensor([0, bad]), 1.0, 8.0, 4.0)

@@ -5,25 +5,23 @@ import pytest
 import torch
 
 from kdviz import engine, losses
-from kdviz.data import synthetic_bundle
+from kdviz.data import HIDDEN_LABEL, synthetic_bundle
 from kdviz.engine import TrainConfig, make_model, run_to_end, train
-from kdviz.methods.objective import (
-    DKD_ALPHA,
-    DKD_BETA,
-    METHOD_INFO,
-    DistillConfig,
-    Term,
-    build_objective,
-    default_layer,
-)
-from kdviz.models import ModelConfig
+from kdviz.methods import METHODS, DistillConfig, Term, build_objective, default_layer
+from kdviz.methods.at import at_loss
+from kdviz.methods.dkd import DKD_ALPHA, DKD_BETA, dkd_loss
+from kdviz.methods.fitnet import fitnet_loss
+from kdviz.methods.rkd import RKD_ANGLE_MAX_BATCH, rkd_distance_loss
+from kdviz.methods.sp import sp_loss
+from kdviz.models import ModelConfig, feature_shapes
 
 torch.set_num_threads(1)
 
 CNN_S = ModelConfig("cnn", channels=(4, 8))
 CNN_T = ModelConfig("cnn", channels=(6, 12))
 MLP_S = ModelConfig("mlp", hidden=(24, 16))
-FEATURE_TERMS = tuple(Term(m, METHOD_INFO[m].default_weight) for m in ("fitnet", "at", "rkd_d", "rkd_a", "sp", "crd"))
+FEATURE_TERMS = tuple(Term(m.name, m.default_weight) for m in METHODS.values() if not m.on_logits)
+FEATURE_KEYS = {"kd", "ce", *(t.method for t in FEATURE_TERMS)}
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +43,14 @@ def test_feature_terms_appear_weighted_and_wired_to_the_right_layers():
     obj = build_objective(DistillConfig(T=3.0, alpha=0.7, terms=FEATURE_TERMS), student, teacher)
     s_logits, s_feats, t_logits, t_feats, y = forward_pair(student, teacher)
     weighted, raw = obj(s_logits, s_feats, t_logits, t_feats, y, 3.0, 0.7)
-    assert set(weighted) == {"kd", "ce", "fitnet", "at", "rkd_d", "rkd_a", "sp", "crd"}
+    assert set(weighted) == FEATURE_KEYS
     for term in FEATURE_TERMS:
         assert torch.allclose(weighted[term.method], term.weight * raw[term.method])
     # independent recomputation from the named layers (defaults: last stage; pooled for embeddings)
-    assert torch.allclose(raw["at"], losses.at_loss(s_feats["stage2"], t_feats["stage2"]))
-    assert torch.allclose(raw["sp"], losses.sp_loss(s_feats["stage2"], t_feats["stage2"]))
-    assert torch.allclose(raw["rkd_d"], losses.rkd_distance_loss(s_feats["pooled"], t_feats["pooled"]))
-    assert torch.allclose(raw["fitnet"], losses.fitnet_loss(obj.adapters["fitnet"](s_feats["stage2"]), t_feats["stage2"]))
+    assert torch.allclose(raw["at"], at_loss(s_feats["stage2"], t_feats["stage2"]))
+    assert torch.allclose(raw["sp"], sp_loss(s_feats["stage2"], t_feats["stage2"]))
+    assert torch.allclose(raw["rkd_d"], rkd_distance_loss(s_feats["pooled"], t_feats["pooled"]))
+    assert torch.allclose(raw["fitnet"], fitnet_loss(obj.adapters["fitnet"](s_feats["stage2"]), t_feats["stage2"]))
     assert torch.allclose(weighted["kd"], 0.7 * losses.kd_loss(s_logits, t_logits, 3.0))
     assert torch.allclose(weighted["ce"], 0.3 * losses.ce_loss(s_logits, y))
 
@@ -63,7 +61,7 @@ def test_engine_records_sum_weighted_terms_to_total(data):
                             teacher=teacher, distill=DistillConfig(terms=FEATURE_TERMS), device="cpu"))
     assert len(recs) == 3
     for rec in recs:
-        assert set(rec.losses) == {"kd", "ce", "fitnet", "at", "rkd_d", "rkd_a", "sp", "crd"}
+        assert set(rec.losses) == FEATURE_KEYS
         assert rec.total == pytest.approx(sum(rec.losses.values()), rel=1e-5)
 
 
@@ -73,14 +71,14 @@ def test_dkd_replaces_kd_and_keeps_ce_weight():
     s_logits, s_feats, t_logits, t_feats, y = forward_pair(student, teacher)
     weighted, raw = obj(s_logits, s_feats, t_logits, t_feats, y, 4.0, 0.6)
     assert set(weighted) == {"ce", "dkd"}
-    assert torch.allclose(weighted["dkd"], 2.0 * losses.dkd_loss(s_logits, t_logits, y, DKD_ALPHA, DKD_BETA, 4.0))
+    assert torch.allclose(weighted["dkd"], 2.0 * dkd_loss(s_logits, t_logits, y, DKD_ALPHA, DKD_BETA, 4.0))
     assert torch.allclose(weighted["ce"], 0.4 * losses.ce_loss(s_logits, y))
     # hidden labels: DKD's target class is the teacher's prediction there
     hidden = y.clone()
-    hidden[:3] = -100
+    hidden[:3] = HIDDEN_LABEL
     expected_targets = torch.cat([t_logits[:3].argmax(-1), y[3:]])
     w2, _ = obj(s_logits, s_feats, t_logits, t_feats, hidden, 4.0, 0.6)
-    assert torch.allclose(w2["dkd"], 2.0 * losses.dkd_loss(s_logits, t_logits, expected_targets, DKD_ALPHA, DKD_BETA, 4.0))
+    assert torch.allclose(w2["dkd"], 2.0 * dkd_loss(s_logits, t_logits, expected_targets, DKD_ALPHA, DKD_BETA, 4.0))
 
 
 def test_kd_term_replaces_default_kd_with_its_weight():
@@ -171,10 +169,54 @@ def test_fitnet_map_against_vector_names_both_layers():
 def test_unknown_method_and_layers_on_logit_methods_are_rejected():
     with pytest.raises(ValueError) as err:
         Term("fitnets")
-    assert all(name in str(err.value) for name in METHOD_INFO)
+    assert all(name in str(err.value) for name in METHODS)
     with pytest.raises(ValueError, match="takes no layers"):
         build_objective(DistillConfig(terms=(Term("dkd", 1.0, "hidden1"),)), make_model(MLP_S, 0), make_model(MLP_S, 1))
 
 
 def test_rkd_angle_cap_is_stated():
-    assert str(losses.RKD_ANGLE_MAX_BATCH) in METHOD_INFO["rkd_a"].note
+    assert str(RKD_ANGLE_MAX_BATCH) in METHODS["rkd_a"].note
+
+
+# ----------------------------------------------------------------------------- every registered method
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_is_declared_completely(name):
+    m = METHODS[name]
+    assert m.name == name and m.label and m.formula and m.paper and m.transfers and m.default_weight > 0
+    assert (m.kind == "logits") == (m.needs == "logits") == (m.default_layer is None)
+    assert Term(name).method == name  # the objective accepts it
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_trains_the_student_only_through_the_objective(name):
+    m = METHODS[name]
+    student, teacher = make_model(CNN_S, 0), make_model(CNN_T, 1).eval()
+    obj = build_objective(DistillConfig(T=3.0, alpha=0.5, terms=(Term(name, m.default_weight),)), student, teacher)
+    weighted, raw = obj(*forward_pair(student, teacher), 3.0, 0.5)
+    assert set(weighted) == ({name, "ce"} if m.on_logits else {name, "kd", "ce"})
+    assert torch.isfinite(raw[name]) and torch.allclose(weighted[name], m.default_weight * raw[name])
+    sum(weighted.values()).backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in student.parameters() if p.grad is not None) > 0
+
+
+@pytest.mark.parametrize("name", [n for n, m in METHODS.items() if not m.on_logits])
+def test_every_feature_method_has_a_default_layer_on_both_architectures(name):
+    cnn, mlp = feature_shapes(make_model(CNN_T, 0)), feature_shapes(make_model(MLP_S, 0))
+    for own, other in ((cnn, cnn), (cnn, mlp), (mlp, cnn)):
+        if METHODS[name].needs == "maps" and own is mlp:
+            continue  # maps-only methods do not apply to an MLP (tested in test_at_on_mlp_names_layers_and_shapes)
+        assert default_layer(name, own, other) in own
+
+
+def test_cosine_term_adapts_the_mlp_width_to_the_cnn_embedding():
+    student, teacher = make_model(MLP_S, 0), make_model(CNN_T, 1).eval()
+    obj = build_objective(DistillConfig(terms=(Term("cosine"),)), student, teacher)
+    assert [(b.student_layer, b.teacher_layer) for b in obj.bound] == [("hidden2", "pooled")]
+    adapter = obj.adapters["cosine"]
+    assert isinstance(adapter, torch.nn.Linear) and (adapter.in_features, adapter.out_features) == (16, 12)
+    s_logits, s_feats, t_logits, t_feats, y = forward_pair(student, teacher)
+    _, raw = obj(s_logits, s_feats, t_logits, t_feats, y, 4.0, 0.9)
+    a, b = adapter(s_feats["hidden2"]), t_feats["pooled"]  # [8, 12] each
+    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+    assert torch.allclose(raw["cosine"], (1 - cos).mean())

@@ -10,7 +10,9 @@ import torch
 
 from kdviz.checkpoints import CheckpointError
 from kdviz.data import load_mnist, synthetic_bundle
-from kdviz.engine import bf16_is_fast, evaluate, total_steps
+from kdviz.devices import bf16_is_fast
+from kdviz.engine import total_steps
+from kdviz.evaluation import evaluate
 from kdviz.experiments.recipes import (
     DEFAULT_TEACHER,
     DEMO_MLP_TEACHER,
@@ -55,7 +57,7 @@ def test_default_teacher_reaches_99_percent_on_the_mnist_test_set():
     assert len(test) == 10_000
     with torch.no_grad():
         pred = torch.cat([model(test.x[i : i + 2000])[0].argmax(-1) for i in range(0, 10_000, 2000)])
-    accuracy = float((pred == test.y).float().mean())  # computed here, not through kdviz.engine.evaluate
+    accuracy = float((pred == test.y).float().mean())  # computed here, not through kdviz.evaluation.evaluate
     assert accuracy >= 0.99
 
 

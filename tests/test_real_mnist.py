@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from kdviz import data, engine
+from kdviz import data, engine, evaluation
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig
 
@@ -17,12 +17,12 @@ def test_short_real_run_teacher_passes_97_percent_and_student_distils():
     teacher = engine.make_model(ModelConfig("mlp", hidden=(512,)), seed=0)
     cfg = engine.TrainConfig(epochs=2, batch_size=128, lr=1e-3, log_every=50)
     recs = engine.run_to_end(engine.train(teacher, bundle.train, cfg, test=bundle.test))
-    acc = engine.evaluate(teacher, bundle.test).accuracy
+    acc = evaluation.evaluate(teacher, bundle.test).accuracy
     assert acc > 0.97, acc
     assert recs[-1].test_acc == pytest.approx(acc)
     # A small student distilled on 5,000 images follows the teacher closely.
     student = engine.make_model(ModelConfig("mlp", hidden=(32,)), seed=1)
     small = data.random_subset(bundle.train, 5000, seed=0)
     engine.run_to_end(engine.train(student, small, engine.TrainConfig(epochs=6, batch_size=128, lr=3e-3), teacher=teacher, distill=DistillConfig(T=4, alpha=0.9)))
-    assert engine.evaluate(student, bundle.test).accuracy > 0.90
-    assert engine.agreement(student, teacher, bundle.test) > 0.90
+    assert evaluation.evaluate(student, bundle.test).accuracy > 0.90
+    assert evaluation.agreement(student, teacher, bundle.test) > 0.90

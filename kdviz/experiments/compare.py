@@ -8,7 +8,7 @@ compare ...`` prints them as a table.
 Protocol (documented so a table can be read honestly):
 - "scratch" is the student trained from the labels alone; "kd" is Hinton KD
   (``alpha·KD + (1 − alpha)·CE``). Every other method runs as ``CE + weight·term`` with the
-  paper's weight (``METHOD_INFO[m].default_weight``), as in the CRD / mdistiller benchmarks;
+  paper's weight (``METHODS[m].default_weight``), as in the CRD / mdistiller benchmarks;
   ``plus_kd=True`` adds ``alpha·KD`` on top (CE then weighs ``1 − alpha``).
 - Seed s sets the student's initial weights and its data order; the transfer set is drawn once
   (seed 0), so all methods and seeds see the same images.
@@ -27,17 +27,18 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from kdviz.data import DataBundle, load_data
-from kdviz.engine import TrainConfig, evaluate, make_model, resolve_device, run_to_end, train
-from kdviz.data import transfer_set
-from kdviz.methods.objective import METHOD_INFO, DistillConfig, Term, build_objective
+from kdviz.data import DataBundle, load_data, transfer_set
+from kdviz.devices import resolve_device
+from kdviz.engine import TrainConfig, make_model, run_to_end, train
+from kdviz.evaluation import evaluate
+from kdviz.methods import METHODS, DistillConfig, Term, build_objective
 from kdviz.models import ModelConfig
 from kdviz.experiments.stats import compare as compare_stats
 from kdviz.experiments.stats import mean_std
 from kdviz.runs.tables import text_table
 
 SCRATCH = "scratch"
-DEFAULT_METHODS = ("kd", "fitnet", "at", "rkd_d", "rkd_a", "sp", "dkd", "crd")
+DEFAULT_METHODS = tuple(METHODS)  # every registered method, in registration order
 MAPS_MESSAGE = "not applicable: needs CNN feature maps [B, C, H, W] on both networks"
 
 
@@ -46,11 +47,11 @@ def method_config(method: str, T: float = 4.0, alpha: float = 0.9, plus_kd: bool
     """The DistillConfig a comparison uses for ``method`` (None for scratch); see the module docstring."""
     if method == SCRATCH:
         return None
-    if method not in METHOD_INFO:
-        raise ValueError(f"unknown method {method!r}; choose from {[SCRATCH, *METHOD_INFO]}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {[SCRATCH, *METHODS]}")
     if method == "kd":
         return DistillConfig(T=T, alpha=alpha)
-    return DistillConfig(T=T, alpha=alpha if plus_kd else 0.0, terms=(Term(method, METHOD_INFO[method].default_weight),))
+    return DistillConfig(T=T, alpha=alpha if plus_kd else 0.0, terms=(Term(method, METHODS[method].default_weight),))
 
 
 def applicability(method: str, distill: DistillConfig | None, student: nn.Module, teacher: nn.Module) -> str:
@@ -60,7 +61,7 @@ def applicability(method: str, distill: DistillConfig | None, student: nn.Module
     try:
         build_objective(distill, student, teacher)
     except ValueError as err:
-        return MAPS_MESSAGE if METHOD_INFO[method].needs == "maps" else f"not applicable: {err}"
+        return MAPS_MESSAGE if METHODS[method].needs == "maps" else f"not applicable: {err}"
     return ""
 
 
@@ -154,11 +155,11 @@ def summarise(per_method: dict[str, dict]) -> list[dict]:
 
 def _base_row(method: str, result: dict) -> dict:
     accs, walls = list(result.get("accs", [])), list(result.get("wall_s", []))
-    label = "Scratch (labels only)" if method == SCRATCH else METHOD_INFO[method].label
+    label = "Scratch (labels only)" if method == SCRATCH else METHODS[method].label
     row = {"method": method, "label": label, "status": result.get("status", "ok"), "accs": accs, "n": len(accs),
            "mean_acc": None, "std_acc": None, "mean_wall_s": None, "best": False,
            "diff_vs_best": None, "noise_vs_best": None, "diff_vs_scratch": None, "noise_vs_scratch": None,
-           "note": METHOD_INFO[method].note if method in METHOD_INFO else ""}
+           "note": METHODS[method].note if method in METHODS else ""}
     if accs:
         ms = mean_std(accs)
         row.update(mean_acc=ms.mean, std_acc=ms.std, mean_wall_s=mean_std(walls).mean)
@@ -219,7 +220,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--teacher-epochs", type=float, default=1.0)
     p.add_argument("--save-teacher", help="save the quick teacher to this checkpoint path (reuse it with --teacher)")
     p.add_argument("--student", default="mlp:128", help="student architecture, e.g. mlp:128 or cnn:8,16")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma list from {list(METHOD_INFO)} (scratch is always added)")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma list from {list(METHODS)} (scratch is always added)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1), at least 1")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=64)

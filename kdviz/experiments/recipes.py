@@ -27,7 +27,9 @@ from torch import nn
 
 from kdviz import data as kdata
 from kdviz.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from kdviz.engine import StepRecord, TrainConfig, bf16_is_fast, evaluate, make_model, resolve_device, run_to_end, total_steps, train
+from kdviz.engine import StepRecord, TrainConfig, make_model, run_to_end, total_steps, train
+from kdviz.devices import bf16_is_fast, resolve_device
+from kdviz.evaluation import evaluate
 from kdviz.experiments.results import live_test_set
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig

@@ -11,7 +11,7 @@ import math
 import torch
 
 from kdviz import data as kdata
-from kdviz.engine import eval_from_logits
+from kdviz.evaluation import eval_from_logits
 from kdviz.experiments.stats import compare, mean_std
 
 ROLES = ("distilled", "scratch")

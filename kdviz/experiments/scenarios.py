@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from kdviz import data as kdata
-from kdviz.engine import predict_logits, resolve_device
+from kdviz.evaluation import predict_logits
+from kdviz.devices import resolve_device
 from kdviz.experiments.recipes import DEMO_MLP_TEACHER, Recipe, obtain_teacher, train_network
 from kdviz.experiments.results import (
     PAPER_ERRORS,

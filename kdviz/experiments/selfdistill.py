@@ -18,23 +18,20 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from kdviz.batches import batch_order, steps_per_epoch
 from kdviz.data import HIDDEN_LABEL, TensorData, random_shift
+from kdviz.devices import resolve_device
 from kdviz.engine import (
     NonFiniteLoss,
     StepRecord,
     TrainConfig,
-    agreement,
-    batch_order,
-    evaluate,
     make_lr_schedule,
     make_model,
     make_optimizer,
-    predict_logits,
-    resolve_device,
-    steps_per_epoch,
     total_steps,
     train,
 )
+from kdviz.evaluation import agreement, evaluate, predict_logits
 from kdviz.methods.objective import DistillConfig, Objective
 from kdviz.models import ModelConfig
 

@@ -23,7 +23,8 @@ from typing import Callable, Iterator
 from torch import nn
 
 from kdviz import data as kdata
-from kdviz.engine import eval_from_logits, predict_logits, resolve_device
+from kdviz.devices import resolve_device
+from kdviz.evaluation import eval_from_logits, predict_logits
 from kdviz.methods.objective import DistillConfig, Term
 from kdviz.experiments.recipes import obtain_teacher, train_network
 from kdviz.experiments.results import live_test_set, summarise_values

@@ -27,9 +27,10 @@ from torch import nn
 
 from kdviz.checkpoints import load_checkpoint
 from kdviz.data import TensorData, random_subset
-from kdviz.engine import make_model, resolve_device
+from kdviz.engine import make_model
+from kdviz.devices import resolve_device
 from kdviz.interview.bugs import Bug, get_bug
-from kdviz.losses import IGNORE_INDEX
+from kdviz.data import HIDDEN_LABEL
 from kdviz.models import ModelConfig
 from kdviz.data import check_source, load_bundle
 from kdviz.runtime.job_specs import whole
@@ -86,7 +87,7 @@ def token_batch(x: torch.Tensor, y: torch.Tensor, seq_len: int, gen: torch.Gener
     lengths = torch.randint(1, seq_len + 1, (b,), generator=gen)
     pad = torch.arange(seq_len)[None, :] >= lengths[:, None]  # [B, S]
     x[pad] = x.min()
-    y[pad] = IGNORE_INDEX
+    y[pad] = HIDDEN_LABEL
     return x, y
 
 
@@ -145,7 +146,7 @@ def train_run(bug: Bug, which: str, student: nn.Module, teacher: nn.Module, trai
         last = step == cfg.steps or not finite
         if step % log_every == 0 or last:
             with torch.no_grad():
-                logits, real = student(x), y != IGNORE_INDEX
+                logits, real = student(x), y != HIDDEN_LABEL
                 train_acc = float((logits.argmax(-1)[real] == y[real]).float().mean())
             elapsed = time.perf_counter() - t0
             test_acc = accuracy(student, test) if step % eval_every == 0 or last else None

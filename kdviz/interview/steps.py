@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kdviz.losses import IGNORE_INDEX, ce_loss, kd_loss
+from kdviz.losses import ce_loss, kd_loss
+from kdviz.data import HIDDEN_LABEL
 
 
 # ----------------------------------------------------------------------------- buggy steps
@@ -154,6 +155,6 @@ def fixed_token_step(student, teacher, tokens, labels, T=2.0, alpha=0.5):
     with torch.no_grad():
         t_logits = teacher(tokens)  # [B, S, V]
     s_logits = student(tokens)  # [B, S, V]
-    mask = labels != IGNORE_INDEX  # [B, S]: the real tokens
+    mask = labels != HIDDEN_LABEL  # [B, S]: the real tokens
     soft = kd_loss(s_logits, t_logits, T, mask=mask)  # mean over real tokens only
     return alpha * soft + (1 - alpha) * ce_loss(s_logits, labels)

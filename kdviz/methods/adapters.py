@@ -36,3 +36,8 @@ def make_regressor(student_shape: Sequence[int], teacher_shape: Sequence[int]) -
     if s[2:] == t[2:]:
         return conv
     return nn.Sequential(nn.AdaptiveAvgPool2d(t[2:]), conv)  # pool [B, Cs, Hs, Ws] → [B, Cs, Ht, Wt] first
+
+
+def per_sample_regressor(student_shape: Sequence[int], teacher_shape: Sequence[int]) -> nn.Module:
+    """:func:`make_regressor` from per-sample shapes (no batch dim), as a ``Method.adapter``."""
+    return make_regressor((1, *student_shape), (1, *teacher_shape))

@@ -20,7 +20,8 @@ from torch import nn
 from kdviz import data as kdata
 from kdviz.attention import QuickPairConfig, Snapshot, attention_2d, attention_transfer_setup, snapshot_steps, spatial_features, watch_records
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
-from kdviz.engine import evaluate, make_model, train
+from kdviz.engine import make_model, train
+from kdviz.evaluation import evaluate
 from kdviz.runtime.job_specs import device_and_source, out_dir, steps, whole
 from kdviz.runtime.protocol import guarded, record_event, status_event
 

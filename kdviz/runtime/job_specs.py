@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from kdviz.data import check_source
-from kdviz.engine import TrainConfig, resolve_device
+from kdviz.engine import TrainConfig
+from kdviz.devices import resolve_device
 from kdviz.methods.objective import DistillConfig, Term
 from kdviz.models import ModelConfig
 

@@ -308,9 +308,9 @@ def test_hosted_mode_says_what_it_clamped(page, browser, hosted_server):
 
 # ----------------------------------------------------------------------------- every distillation method (issue #4)
 def distill_methods() -> list[str]:
-    from kdviz.methods.objective import METHOD_INFO
+    from kdviz.methods import METHODS
 
-    return [m for m in METHOD_INFO if m != "kd"]  # soft-target KD is always on; the rest are the page's options
+    return [m for m in METHODS if m != "kd"]  # soft-target KD is always on; the rest are the page's options
 
 
 def pick_radio(page, key: str, label: str) -> None:
@@ -352,9 +352,9 @@ def test_distill_method_is_selectable_and_trains(page, app_url, nav, method):
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    from kdviz.methods.objective import METHOD_INFO
+    from kdviz.methods import METHODS
 
-    info = METHOD_INFO[method]
+    info = METHODS[method]
     open_page(page, app_url, nav["Distill"])
     click(page, "distill_use_default")
     page.wait_for_selector("[data-testid='stAlertContentSuccess']:has-text('Current teacher')", timeout=30_000)

@@ -1,0 +1,70 @@
+"""Evaluation and prediction: batched eval-mode logits, accuracy, per-class accuracy, confusion."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from kdviz.data import TensorData
+from kdviz.devices import autocast
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = None, amp: bool = False) -> torch.Tensor:
+    """Eval-mode float32 logits ``[N, C]`` in batches (restores the model's train/eval mode).
+
+    Default batch: 256 rows on the CPU — a CNN's activations then stay in cache (2.4× faster
+    than 2000 rows for CNN 16-32-64, the same for MLPs) — and 4096 on a GPU.
+    """
+    batch_size = batch_size or (256 if x.device.type == "cpu" else 4096)
+    was_training = model.training
+    model.eval()
+    with autocast(x.device, amp):
+        out = torch.cat([model(x[i : i + batch_size])[0].float() for i in range(0, x.shape[0], batch_size)])
+    model.train(was_training)
+    return out
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    accuracy: float
+    per_class: list[float]  # accuracy per true class (NaN where the class is absent)
+    confusion: list[list[int]]  # [true][predicted]
+    n: int
+
+    @property
+    def errors(self) -> int:
+        return self.n - round(self.accuracy * self.n)
+
+
+def evaluate(model: nn.Module, data: TensorData, num_classes: int = 10, bias: torch.Tensor | None = None) -> EvalResult:
+    """Accuracy, per-class accuracy and confusion matrix; ``bias`` ``[C]`` is added to the logits."""
+    device = next(model.parameters()).device
+    logits = predict_logits(model, data.x.to(device))
+    if bias is not None:
+        logits = logits + bias.to(logits.device)
+    return eval_from_logits(logits, data.y.to(device), num_classes)
+
+
+def eval_from_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> EvalResult:
+    pred = logits.argmax(-1)
+    conf = torch.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+    support = conf.sum(1).clamp_min(1)
+    per_class = (conf.diag().float() / support).tolist()
+    per_class = [p if s > 0 else float("nan") for p, s in zip(per_class, conf.sum(1).tolist())]
+    acc = float((pred == labels).float().mean())
+    return EvalResult(acc, per_class, conf.tolist(), int(labels.shape[0]))
+
+
+def agreement(model_a: nn.Module, model_b: nn.Module, data: TensorData) -> float:
+    """Fraction of images on which the two models predict the same class."""
+    da, db = next(model_a.parameters()).device, next(model_b.parameters()).device
+    pa = predict_logits(model_a, data.x.to(da)).argmax(-1).cpu()
+    pb = predict_logits(model_b, data.x.to(db)).argmax(-1).cpu()
+    return float((pa == pb).float().mean())
+
+
+def teacher_logits_cache(teacher: nn.Module, x: torch.Tensor, amp: bool = False) -> torch.Tensor:
+    """Teacher logits for the whole transfer set, computed once in eval mode: ``[N, C]``."""
+    return predict_logits(teacher, x, amp=amp)
