@@ -1,7 +1,6 @@
 """Saved runs page (AppTest): listing, corrupt-folder warning, URL state, compare, rename, delete."""
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from unittest.mock import PropertyMock, patch
@@ -9,6 +8,7 @@ from unittest.mock import PropertyMock, patch
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apptools import rendered as shown
 from kdviz.runs.store import RunStore
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "runs.py")
@@ -53,11 +53,6 @@ def ids_by_name(store: RunStore) -> dict[str, str]:
     return {r.name: r.id for r in store.list().runs}
 
 
-def shown(markdown: str) -> str:
-    """What a reader sees of Markdown source that only uses backslash escapes (the page's user strings)."""
-    return re.sub(r"\\(.)", r"\1", markdown)
-
-
 def warnings(at: AppTest) -> list[str]:
     return [shown(w.value) for w in at.warning]
 
@@ -90,6 +85,18 @@ def test_bad_url_values_are_refused_with_a_message(store):
         assert any(t.startswith(f"URL parameter '{name}=") for t in texts), name
     assert at.selectbox(key="runs_kind").value == "all" and at.multiselect(key="runs_sel").value == []
     assert len(at.dataframe[0].value) == 3
+
+
+def test_url_values_echoed_in_warnings_are_plain_text(store):
+    """A shared link must not make the app's own warning show an image or a live link."""
+    image, link = "![x](http://127.0.0.1:9/t.png)", "[Log in](http://127.0.0.1:9/x)"  # under 40 characters: echoed whole
+    at = run_page({"kind": image, "metric": link})
+    assert not at.exception
+    refusals = [w.value for w in at.warning if "URL parameter" in shown(w.value)]
+    assert len(refusals) == 2
+    for markdown in refusals:
+        assert "](http" not in markdown and "![" not in markdown, markdown
+    assert f"'kind={image}'" in shown(refusals[0]) and f"'metric={link}'" in shown(refusals[1])
 
 
 def test_selected_runs_are_overlaid_and_compared(store):

@@ -28,4 +28,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 
 def md_text(value: object) -> str:
     """``value`` as Markdown source that renders as exactly its characters (control characters become one space)."""
-    return _SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", str(value)))
+    text = _SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", str(value)))
+    # four leading spaces would open a code block where the string starts a line; an entity is no indent
+    return "&#32;" + text[1:] if text.startswith(" ") else text
