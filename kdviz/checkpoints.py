@@ -21,7 +21,9 @@ import os
 import pickletools
 import re
 import tempfile
+import threading
 import zipfile
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
@@ -240,3 +242,47 @@ def load_checkpoint(source, expect: ModelConfig | None = None, *, limits: Hosted
     model = build_model(cfg)
     model.load_state_dict(state)  # cannot fail: names, shapes and dtypes were checked above
     return model.eval(), cfg, meta
+
+
+# ----------------------------------------------------------------------------- a cache bounded in bytes
+def model_bytes(model: nn.Module) -> int:
+    """Bytes held by the model's parameters and buffers."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+class ModelCache:
+    """Models loaded from checkpoint files, holding at most ``max_bytes`` of weights in all (least recently
+    used dropped first; a model bigger than the whole budget is loaded but not kept). Keyed on the file's
+    path and modification time, so a rewritten file is read again. One instance serves every session
+    (Streamlit runs them in threads), hence the lock; models are shared, so callers must not change them.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self._models: OrderedDict[tuple, tuple[tuple, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(size for _, size in self._models.values())
+
+    def get(self, path: str | Path) -> tuple[nn.Module, ModelConfig, dict]:
+        """``load_checkpoint(path)``, from memory when this version of the file was loaded before."""
+        path = Path(path)
+        try:
+            key = (str(path.resolve()), path.stat().st_mtime_ns)
+        except FileNotFoundError as err:
+            raise CheckpointError(f"checkpoint file not found: {err.filename}") from err
+        with self._lock:  # also keeps two sessions from loading the same file twice at once
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key][0]
+            loaded = load_checkpoint(path)
+            size = model_bytes(loaded[0])
+            if size <= self.max_bytes:
+                self._models[key] = (loaded, size)
+                while self.nbytes > self.max_bytes:
+                    self._models.popitem(last=False)
+            return loaded

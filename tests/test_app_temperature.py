@@ -37,7 +37,7 @@ def latex(at) -> str:
 
 
 def errors(at) -> str:
-    return "\n".join(e.value for e in at.error)
+    return "\n".join(rendered(e.value) for e in at.error)  # as the reader sees them (typed text is escaped)
 
 
 def test_renders_with_key_widgets(page):

@@ -1,6 +1,7 @@
 """Checkpoints load only through weights_only=True; hostile or broken files are refused clearly,
 and everything is checked before a model is built (memory: tests/test_hosted_checkpoints.py)."""
 import io
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -11,9 +12,11 @@ import torch
 from kdviz.checkpoints import (
     CheckpointError,
     MAX_CLASSES,
+    ModelCache,
     checkpoint_bytes,
     checkpoint_payload,
     load_checkpoint,
+    model_bytes,
     read_checkpoint,
     save_checkpoint,
     skeleton,
@@ -212,3 +215,38 @@ def test_the_shipped_teachers_still_load():
         model, cfg, meta = load_checkpoint(path)
         assert model(torch.zeros(2, 1, 28, 28))[0].shape == (2, 10)
         assert meta.get("data_source") == "mnist"
+
+
+# ----------------------------------------------------------------------------- ModelCache
+def _saved(tmp_path, name: str, hidden: int) -> Path:
+    cfg = ModelConfig("mlp", hidden=(hidden,))
+    return save_checkpoint(tmp_path / name, build_model(cfg), cfg)
+
+
+def test_model_cache_is_bounded_in_bytes_not_entries(tmp_path):
+    a, b, c = (_saved(tmp_path, f"{n}.pt", 8) for n in "abc")
+    one = (784 * 8 + 8 + 8 * 10 + 10) * 4
+    cache = ModelCache(max_bytes=2 * one)
+    first = cache.get(a)[0]
+    assert model_bytes(first) == one and cache.get(a)[0] is first  # a hit returns the same model
+    cache.get(b)
+    cache.get(a)  # a is now the most recently used
+    cache.get(c)  # over budget: b, the least recently used, is dropped
+    assert cache.nbytes == 2 * one
+    assert cache.get(a)[0] is first and cache.get(b)[0] is not None and cache.nbytes <= 2 * one
+
+
+def test_model_cache_rereads_a_rewritten_file_and_skips_models_over_budget(tmp_path):
+    path = _saved(tmp_path, "t.pt", 8)
+    cache = ModelCache(max_bytes=10**6)
+    old = cache.get(path)[0]
+    cfg = ModelConfig("mlp", hidden=(16,))
+    save_checkpoint(path, build_model(cfg), cfg)
+    os.utime(path, ns=(1, 1))  # a different mtime even on coarse clocks
+    assert cache.get(path)[1] == cfg and cache.get(path)[0] is not old
+    tiny = ModelCache(max_bytes=100)
+    assert tiny.get(path)[1] == cfg and tiny.nbytes == 0  # loaded, not kept
+    with pytest.raises(CheckpointError, match="not found"):
+        cache.get(tmp_path / "gone.pt")
+    with pytest.raises(ValueError, match="max_bytes must be >= 1, got 0"):
+        ModelCache(0)
