@@ -10,7 +10,8 @@ from pathlib import Path
 import streamlit as st
 
 from kdviz.ui.frame import render_sidebar
-from kdviz.ui.hosted import hosted_badge
+from kdviz.ui.guard import hide_error_details, run_guarded
+from kdviz.ui.hosted import hosted_badge, limits
 from kdviz.ui.server import tune_server_process
 
 ROOT = Path(__file__).resolve().parent
@@ -40,11 +41,14 @@ def pages() -> list[st.Page]:
 
 def main() -> None:
     tune_server_process()
+    hosted = limits() is not None
+    if hosted:
+        hide_error_details()  # tracebacks show server paths to strangers; see kdviz/ui/guard.py
     st.set_page_config(page_title="kdviz — knowledge distillation", page_icon=":material/school:", layout="wide")
     page = st.navigation(pages())
     render_sidebar()
     hosted_badge()
-    page.run()
+    run_guarded(page, hosted)
 
 
 main()

@@ -13,6 +13,7 @@ from kdviz.ui import charts, forms, live, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import cap, limits, show_clamp_notes
 from kdviz.ui.jobs import get_job, start_job
+from kdviz.ui.text import md_text
 
 JOB = "distill"
 DEFAULT_STUDENT = ModelConfig(arch="mlp", hidden=(64,), dropout=0.0)
@@ -181,7 +182,7 @@ def results(r: dict) -> None:
     c[3].metric("Agreement with teacher (distilled)", f"{100 * agree['distilled']:.1f}%")
     c[4].metric("Agreement with teacher (scratch)", f"{100 * agree['scratch']:.1f}%")
     if r.get("teacher_data_source") and r["teacher_data_source"] != r.get("data_source"):
-        st.warning(f"The teacher was trained on {r['teacher_data_source']} data, the students on {r['data_source']}.")
+        st.warning(f"The teacher was trained on {md_text(r['teacher_data_source'])} data, the students on {r['data_source']}.")
     st.dataframe(size_speed_table(r), hide_index=True)
     tabs = st.tabs(["Confusion: distilled", "Confusion: scratch", "Confusion: teacher", "Per digit"])
     for tab, name in zip(tabs, ("distilled", "scratch", "teacher")):

@@ -14,14 +14,14 @@ import streamlit as st
 import torch
 
 from kdviz.attention import compare_stages
-from kdviz.checkpoints import CheckpointError, load_checkpoint
+from kdviz.checkpoints import CheckpointError
 from kdviz.images import enlarge, to_pixels
 from kdviz.figures import attention_comparison, heatmap_row, series_lines
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui import live
 from kdviz.ui.hosted import cap
 from kdviz.ui.jobs import get_job, start_job
-from kdviz.ui.teachers import current_teacher
+from kdviz.ui.teachers import current_teacher, load_model
 
 BUILTIN, YOURS = "Quick built-in CNN pair (trained here)", "Your teacher and a distilled student"
 JOB = "feature_maps"  # this session's quick-pair job (kdviz.ui.jobs registry name)
@@ -30,10 +30,10 @@ PROBE_SIZE = 128  # images over which the AT distance is averaged
 
 
 # ----------------------------------------------------------------------------- models
-@st.cache_resource(show_spinner="Loading checkpoint…", max_entries=16)
-def _load(path: str, mtime: float):
-    model, cfg, _ = load_checkpoint(path)
-    return model.eval(), cfg
+def _load(path: str):
+    """``(model, config)`` from the server-wide model cache (bounded in bytes; a rewritten file is read again)."""
+    model, cfg, _ = load_model(path)
+    return model, cfg
 
 
 def your_models():
@@ -42,8 +42,8 @@ def your_models():
     students = {k: v for k, v in (st.session_state.get("student_ckpts") or {}).items() if v and Path(v).is_file()}
     name = st.selectbox("Student", list(students), key="fm_student")
     try:
-        teacher, t_cfg = _load(t_path, Path(t_path).stat().st_mtime)
-        student, s_cfg = _load(students[name], Path(students[name]).stat().st_mtime)
+        teacher, t_cfg = _load(t_path)
+        student, s_cfg = _load(students[name])
     except (CheckpointError, OSError, KeyError) as err:
         st.error(f"Could not load the checkpoints: {err}")
         return None
@@ -77,8 +77,8 @@ def pair_from_result(result: dict):
     """``(teacher, student, t_cfg, s_cfg, label, paths)`` from the finished job's checkpoints, or None after an error."""
     try:
         paths = result["checkpoints"]
-        teacher, t_cfg = _load(paths["teacher"], Path(paths["teacher"]).stat().st_mtime)
-        student, s_cfg = _load(paths["student"], Path(paths["student"]).stat().st_mtime)
+        teacher, t_cfg = _load(paths["teacher"])
+        student, s_cfg = _load(paths["student"])
     except (CheckpointError, OSError, KeyError) as err:
         st.error(f"Could not load the trained pair ({err}); press the button to train it again.")
         return None

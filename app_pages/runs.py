@@ -13,11 +13,13 @@ import streamlit as st
 from kdviz.runs.store import ID_RE, RUN_KINDS, STUDENT_CHECKPOINTS, Run, RunError, RunStore, filter_runs
 from kdviz.runs.tables import accuracy_summary, comparison_rows, metric_names
 from kdviz.ui.run_charts import overlay_figure
+from kdviz.ui.text import md_text
 from kdviz.ui.urlstate import sync_url, url_state
 from kdviz.urlparams import Param
 
 P = "runs_"  # session-state prefix of this page's settings
 MAX_SELECTED = 8
+MAX_LABELS = 200  # run labels remembered per session, to map a label the browser sends back to its id
 SCHEMA = {
     "kind": (str, "all", ["all", *RUN_KINDS]),
     "q": (str, "", r"[^\x00-\x1f\x7f]{0,60}"),
@@ -34,9 +36,13 @@ def _flash(kind: str, text: str) -> None:
 def _rename(root: str, run_id: str) -> None:
     try:
         run = RunStore(root).rename(run_id, st.session_state.get(f"{P}name_{run_id}", ""))
-        _flash("success", f"Renamed to “{run.name}”.")
+        _flash("success", f"Renamed to “{md_text(run.name)}”.")
     except (RunError, OSError) as err:
-        _flash("error", f"Could not rename: {err}")
+        _flash("error", f"Could not rename: {md_text(err)}")
+        return
+    # The browser keeps the labels it showed and sends them back; setting the ids here makes the next
+    # run send the new labels to it (select_runs also maps a stale label back to its id).
+    st.session_state[P + "sel"] = list(st.session_state.get(P + "sel", []))
 
 
 def _delete(root: str, run_id: str) -> None:
@@ -46,7 +52,7 @@ def _delete(root: str, run_id: str) -> None:
         st.session_state[P + "sel"] = [i for i in st.session_state.get(P + "sel", []) if i != run_id]
         _flash("success", f"Deleted run {run_id}.")
     except (RunError, OSError) as err:
-        _flash("error", f"Could not delete: {err}")
+        _flash("error", f"Could not delete: {md_text(err)}")
 
 
 def _ask_delete(run_id: str | None) -> None:
@@ -75,17 +81,29 @@ def runs_table(runs: list[Run]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
+def selected_ids(chosen: list, known: dict, shown_labels: dict[str, str]) -> list[str]:
+    """The selection as run ids. The browser sends back the labels it displayed, so after a rename
+    it may send a label the options no longer have: ``shown_labels`` (label → id, this session) maps it back."""
+    ids = [item if item in known else shown_labels.get(item, item) for item in chosen]
+    return list(dict.fromkeys(str(i) for i in ids))
+
+
 def select_runs(all_runs: list[Run], shown: list[Run]) -> list[str]:
     """Multiselect of runs; selected runs stay selectable when a filter hides them."""
     known = {r.id: r for r in all_runs}
-    chosen = list(st.session_state.get(P + "sel", []))
+    raw = list(st.session_state.get(P + "sel", []))
+    chosen = selected_ids(raw, known, st.session_state.get(P + "labels", {}))
     gone = [i for i in chosen if i not in known]
     if gone:
-        st.warning(f"{len(gone)} selected run(s) are not in this runs folder (deleted or corrupt): {', '.join(gone)}")
+        st.warning(md_text(f"{len(gone)} selected run(s) are not in this runs folder (deleted or corrupt): {', '.join(gone)}"))
+    if chosen != raw or gone:
         st.session_state[P + "sel"] = [i for i in chosen if i in known]
     options = list(dict.fromkeys([r.id for r in shown] + st.session_state[P + "sel"]))
     label = {i: f"{known[i].name} — {known[i].kind}, {known[i].created[:16].replace('T', ' ')}" for i in options}
-    return st.multiselect("Runs to compare", options, format_func=label.get, key=P + "sel",
+    remembered = {**st.session_state.get(P + "labels", {}), **{text: i for i, text in label.items()}}
+    st.session_state[P + "labels"] = dict(list(remembered.items())[-MAX_LABELS:])
+    # the options' labels are shown as plain text by the widget, so the name needs no escaping here
+    return st.multiselect("Runs to compare", options, format_func=lambda i: label.get(i, str(i)), key=P + "sel",
                           max_selections=MAX_SELECTED, placeholder="choose one or more runs")
 
 
@@ -95,7 +113,7 @@ def load_selected(store: RunStore, ids: list[str]) -> list[Run]:
         try:
             loaded.append(store.load(run_id))
         except (RunError, OSError) as err:
-            st.warning(f"Run {run_id} cannot be shown: {err}")
+            st.warning(f"Run {run_id} cannot be shown: {md_text(err)}")
     return loaded
 
 
@@ -107,7 +125,7 @@ def curves(runs: list[Run]) -> None:
     wanted = st.session_state.get(P + "metric")
     if wanted not in names:
         if wanted:
-            st.warning(f"Metric '{wanted}' is not recorded by the selected runs; showing another one.")
+            st.warning(f"Metric '{md_text(wanted)}' is not recorded by the selected runs; showing another one.")
         st.session_state[P + "metric"] = next((m for m in ("test_acc", "total") if m in names), names[0])
     left, right = st.columns([3, 1])
     metric = left.selectbox("Metric", names, key=P + "metric")
@@ -142,7 +160,7 @@ def downloads(store: RunStore, run: Run) -> None:
 
 
 def manage(store: RunStore, run: Run) -> None:
-    with st.expander(f"{run.name}  ·  {run.kind}  ·  {run.id}", expanded=False):
+    with st.expander(f"{md_text(run.name)}  ·  {run.kind}  ·  {run.id}", expanded=False):
         st.caption("Command line that reproduces this run:")
         st.code(run.reproduce, language="bash", wrap_lines=True)
         downloads(store, run)
@@ -152,7 +170,7 @@ def manage(store: RunStore, run: Run) -> None:
         if st.session_state.get(P + "confirm") != run.id:
             st.button("Delete run…", key=f"{P}del_{run.id}", on_click=_ask_delete, args=(run.id,))
             return
-        st.warning(f"Delete “{run.name}” for good? Its metrics and checkpoints are removed from disk.")
+        st.warning(f"Delete “{md_text(run.name)}” for good? Its metrics and checkpoints are removed from disk.")
         yes, no = st.columns(2)
         yes.button("Yes, delete", key=f"{P}yes_{run.id}", type="primary", on_click=_delete, args=(str(store.root), run.id))
         no.button("Cancel", key=f"{P}no_{run.id}", on_click=_ask_delete, args=(None,))
@@ -168,7 +186,7 @@ def main() -> None:
     kind, query = filters()
     listing = store.list()
     for warning in listing.warnings:
-        st.warning(warning)
+        st.warning(md_text(warning))  # names folders found on disk
     shown = filter_runs(listing.runs, kind, query)
     if not listing.runs:
         st.info("No saved runs yet. Use “Save run” on the Teacher, Distill or Experiments pages.")

@@ -10,6 +10,7 @@ from kdviz.ui import charts, forms, live, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import cap, limits, show_clamp_notes
 from kdviz.ui.jobs import get_job, start_job
+from kdviz.ui.text import md_text
 
 JOB = "teacher"
 DEFAULT_MODEL = ModelConfig(arch="mlp", hidden=(1200, 1200), dropout=0.2)
@@ -85,6 +86,6 @@ with st.expander("Architecture and training settings", expanded=get_job(JOB) is 
 
 live.controls(JOB, on_start=start)
 if st.session_state.get("teacher_error"):
-    st.error(st.session_state["teacher_error"])
+    st.error(md_text(st.session_state["teacher_error"]))  # may quote what was typed
 show_clamp_notes(st.session_state.get("teacher_notes", []))
 live.live_panel(JOB, draw)

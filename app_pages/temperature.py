@@ -16,7 +16,7 @@ import streamlit as st
 import torch
 
 from kdviz import losses
-from kdviz.checkpoints import CheckpointError, load_checkpoint
+from kdviz.checkpoints import CheckpointError
 from kdviz.engine import TrainConfig, make_model, run_to_end, train
 from kdviz.evaluation import evaluate
 from kdviz.images import ImageError, ImageLimits, enlarge, prepare_digit, to_pixels
@@ -25,7 +25,8 @@ from kdviz.figures import probability_bars
 from kdviz.ui.frame import data_source, get_bundle
 from kdviz.ui.hosted import cap
 from kdviz.experiments.recipes import DEFAULT_TEACHER
-from kdviz.ui.teachers import current_teacher
+from kdviz.ui.teachers import current_teacher, load_model, summary_of
+from kdviz.ui.text import md_text
 from kdviz.ui.urlstate import sync_url, url_state
 
 P = "temp_"  # session-state prefix of the URL-backed settings: temp_T, temp_log, temp_img
@@ -50,14 +51,6 @@ CALC_PRESETS = {
 
 
 # ----------------------------------------------------------------------------- teacher
-@st.cache_resource(show_spinner="Loading the teacher…", max_entries=8)
-def _load_teacher(path: str, mtime: float) -> tuple[torch.nn.Module, str]:
-    """``mtime`` is part of the cache key, so a rewritten checkpoint is re-read."""
-    model, cfg, meta = load_checkpoint(path)
-    acc = meta.get("test_acc")
-    return model.eval(), cfg.label() + (f", {acc:.2%} test accuracy" if isinstance(acc, float) else "")
-
-
 @st.cache_resource(show_spinner="No teacher yet: training a quick MLP teacher for a few seconds…")
 def _quick_teacher(source: str) -> tuple[torch.nn.Module, str]:
     bundle = get_bundle(source)
@@ -70,15 +63,19 @@ def _quick_teacher(source: str) -> tuple[torch.nn.Module, str]:
 
 
 def get_teacher() -> tuple[torch.nn.Module, str]:
-    """The session's teacher, else the shipped default, else a quick one trained now; and a note saying which."""
-    session_path, _ = current_teacher()
+    """The session's teacher, else the shipped default, else a quick one trained now; and a note saying which.
+
+    The accuracy shown is the session's summary (measured by kdviz for an upload) or, for the shipped
+    default, what kdviz recorded when it trained it; never a number read from an uploaded file."""
+    session_path, session_summary = current_teacher()
     for path, who in ((session_path, "this session's teacher"), (str(DEFAULT_TEACHER), "the shipped default teacher")):
         if path and Path(path).is_file():
             try:
-                model, label = _load_teacher(path, Path(path).stat().st_mtime)
-                return model, f"Teacher: {who}, {label}."
+                model, cfg, _ = load_model(path)  # the server-wide cache, bounded in bytes
+                acc = (session_summary if path == session_path else summary_of(path)).get("test_acc")
+                return model, f"Teacher: {who}, {cfg.label()}" + (f", {acc:.2%} test accuracy." if isinstance(acc, float) else ".")
             except CheckpointError as err:
-                st.warning(f"Could not load {who} ({err}); falling back.")
+                st.warning(f"Could not load {who} ({md_text(err)}); falling back.")
     model, label = _quick_teacher(data_source())
     return model, f"No trained teacher found, so the teacher is {label}. Train a better one on the Teacher page."
 
@@ -132,7 +129,7 @@ def digit_picker(test) -> tuple[torch.Tensor, str, int | None]:
             note = ", inverted to white-on-black" if digit.inverted else ""
             return digit.x, f"your upload ({digit.source_size[0]}×{digit.source_size[1]} {digit.source_format}{note})", None
         except ImageError as err:
-            st.error(f"That upload cannot be used: {err}")
+            st.error(f"That upload cannot be used: {md_text(err)}")
     idx = choice if isinstance(choice, int) and 0 <= choice < len(test) else 0
     return test.x[idx : idx + 1], f"test image #{idx}", int(test.y[idx])
 
@@ -241,7 +238,7 @@ def calculator() -> dict | None:
         label, T, alpha = int(s["calc_label"]), float(s["calc_T"]), float(s["calc_alpha"])
         result = worked_example(z_t, z_s, label, T, alpha)
     except ValueError as err:
-        st.error(f"Cannot compute the loss: {err}")
+        st.error(f"Cannot compute the loss: {md_text(err)}")  # the message quotes what was typed
         return None
     show_steps(z_t, z_s, label, T, alpha, result)
     return {"z_t": z_t, "z_s": z_s, "T": T, **result}
@@ -321,7 +318,7 @@ def why_log_softmax() -> None:
             try:
                 z = parse_logits(text, "logits").float()
             except ValueError as err:
-                st.error(str(err))
+                st.error(md_text(err))
                 return
             naive, stable = torch.log(torch.softmax(z, -1)), torch.log_softmax(z, -1)
             p = torch.softmax(z, -1)

@@ -22,6 +22,9 @@ from typing import Any, Mapping
 
 KINDS = (int, float, str, bool, list)
 MAX_RAW_LEN = 300  # longer URL values are refused outright
+# ASCII only: Python's int()/float() and \d also accept other scripts' digits ("٣" is 3) and "1_000".
+INT_RE = re.compile(r"[+-]?[0-9]{1,18}")
+FLOAT_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -135,11 +138,13 @@ def parse_value(p: Param, raw: str) -> Any:
             raise ValueError("not true/false")
         return text.lower() in TRUE_WORDS
     if p.kind is int:
-        if not re.fullmatch(r"[+-]?\d{1,18}", text):
+        if not INT_RE.fullmatch(text):
             raise ValueError("not a whole number")
         value: Any = int(text)
     elif p.kind is float:
-        value = float(text)  # ValueError for non-numbers; "nan"/"inf" are caught by check_value
+        if not FLOAT_RE.fullmatch(text):  # so "nan", "inf", "1_0" and non-ASCII digits never reach float()
+            raise ValueError("not a number")
+        value = float(text)
     elif p.kind is str:
         value = text
     else:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from unittest.mock import PropertyMock, patch
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apptools import rendered as shown
 from kdviz.runs.store import RunStore
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "runs.py")
@@ -52,7 +54,7 @@ def ids_by_name(store: RunStore) -> dict[str, str]:
 
 
 def warnings(at: AppTest) -> list[str]:
-    return [w.value for w in at.warning]
+    return [shown(w.value) for w in at.warning]
 
 
 def test_lists_runs_and_warns_about_the_corrupt_folder(store):
@@ -83,6 +85,18 @@ def test_bad_url_values_are_refused_with_a_message(store):
         assert any(t.startswith(f"URL parameter '{name}=") for t in texts), name
     assert at.selectbox(key="runs_kind").value == "all" and at.multiselect(key="runs_sel").value == []
     assert len(at.dataframe[0].value) == 3
+
+
+def test_url_values_echoed_in_warnings_are_plain_text(store):
+    """A shared link must not make the app's own warning show an image or a live link."""
+    image, link = "![x](http://127.0.0.1:9/t.png)", "[Log in](http://127.0.0.1:9/x)"  # under 40 characters: echoed whole
+    at = run_page({"kind": image, "metric": link})
+    assert not at.exception
+    refusals = [w.value for w in at.warning if "URL parameter" in shown(w.value)]
+    assert len(refusals) == 2
+    for markdown in refusals:
+        assert "](http" not in markdown and "![" not in markdown, markdown
+    assert f"'kind={image}'" in shown(refusals[0]) and f"'metric={link}'" in shown(refusals[1])
 
 
 def test_selected_runs_are_overlaid_and_compared(store):
@@ -117,6 +131,42 @@ def test_rename_then_delete_with_confirmation(store):
     assert not at.exception and not (store.root / rid).exists()
     assert [s.value for s in at.success] == [f"Deleted run {rid}."]
     assert at.multiselect(key="runs_sel").value == [] and "renamed run" not in list(at.dataframe[0].value["name"])
+
+
+def test_delete_after_rename_when_the_browser_sends_the_old_label(store):
+    """The browser sends back the labels it displayed; after a rename the old label is no option any more.
+    That used to land in the selection and crash the page (TypeError, with a traceback showing server paths)."""
+    rid = ids_by_name(store)["KD alpha 0.9"]
+    at = run_page({"sel": rid})
+    old_labels = list(at.multiselect(key="runs_sel").values)
+    at.text_input(key=f"runs_name_{rid}").set_value("renamed run")
+    at.button(key=f"runs_rename_{rid}").click().run()
+    browser_sends = patch.object(type(at.multiselect(key="runs_sel")), "values", new_callable=PropertyMock, return_value=old_labels)
+    with browser_sends:
+        at.button(key=f"runs_del_{rid}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.multiselect(key="runs_sel").value == [rid]  # an id, still selected, under its new name
+    assert at.multiselect(key="runs_sel").values == ["renamed run — distill, 2025-03-01 12:01"]
+    assert any("for good" in w for w in warnings(at))
+    at.button(key=f"runs_yes_{rid}").click().run()
+    assert not at.exception and not (store.root / rid).exists()
+
+
+def test_a_markdown_run_name_is_shown_as_text(store):
+    """A name other users see must not make their browsers fetch an image or show a live link."""
+    rid = ids_by_name(store)["KD alpha 0.9"]
+    name = "![x](http://127.0.0.1:9/t.png) [Click to log in](http://127.0.0.1:9/login) **bold**"
+    at = run_page({"sel": rid})
+    at.text_input(key=f"runs_name_{rid}").set_value(name)
+    at.button(key=f"runs_rename_{rid}").click().run()
+    saved = at.success[0].value
+    at.button(key=f"runs_del_{rid}").click().run()
+    expander = at.get("expander")[0].proto.label
+    markdown = [saved, next(w.value for w in at.warning if "for good" in w.value), expander]
+    for text in markdown:
+        assert "![x](" not in text and "](http" not in text and "**bold**" not in text, text
+        assert name in shown(text), text  # every character is still there for the reader
+    assert f"“{name}”" in shown(markdown[0]) and f"Delete “{name}” for good?" in shown(markdown[1])
 
 
 def test_rename_to_an_empty_name_is_refused(store):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from apptools import step_of
-from hostile_files import code_running_pickle, tiny_checkpoint
+from apptools import rendered, step_of
+from hostile_files import code_running_pickle, lying_accuracy_checkpoint, shared_storage_giant, tiny_checkpoint
 from streamlit.testing.v1 import AppTest
 
 from kdviz.ui.teachers import DEFAULT_TEACHER
@@ -99,7 +99,7 @@ def test_uploaded_teacher_checkpoint_becomes_the_teacher(app_env):
     at, data = _page(), tiny_checkpoint()
     at.file_uploader(key="teacher_ckpt_upload").set_value(("mine.pt", data, "application/octet-stream")).run()
     assert not at.exception and not at.error
-    assert any("MLP 784-8-10" in s.value and "uploaded: mine.pt" in s.value for s in at.success)
+    assert any("MLP 784-8-10" in s.value and "uploaded: mine.pt" in rendered(s.value) for s in at.success)
     path = Path(at.session_state["teacher_ckpt"])
     assert path.is_file() and path.read_bytes() == data
 
@@ -107,7 +107,7 @@ def test_uploaded_teacher_checkpoint_becomes_the_teacher(app_env):
 def test_hostile_and_broken_checkpoint_uploads_are_refused(app_env, tmp_path):
     target = tmp_path / "pwned.txt"
     cases = {
-        "evil.pt": (code_running_pickle(target), "refused: it asks to load exec"),
+        "evil.pt": (code_running_pickle(target), "refused: it asks to load __builtin__.exec"),
         "truncated.pt": (tiny_checkpoint()[:200], "corrupt"),
         "text.pt": (b"not a checkpoint", "corrupt"),
         "other-arch.pt": (tiny_checkpoint(claims_hidden=(32,)), "do not fit MLP 784-32-10"),
@@ -116,7 +116,43 @@ def test_hostile_and_broken_checkpoint_uploads_are_refused(app_env, tmp_path):
     for name, (data, needle) in cases.items():
         at.file_uploader(key="teacher_ckpt_upload").set_value((name, data, "application/octet-stream")).run()
         assert not at.exception, name
-        assert any("That checkpoint cannot be used" in e.value and needle in e.value for e in at.error), (name, [e.value for e in at.error])
+        assert any("That checkpoint cannot be used" in e.value and needle in rendered(e.value) for e in at.error), (name, [e.value for e in at.error])
         assert "teacher_ckpt" not in at.session_state or not str(at.session_state["teacher_ckpt"]).endswith(name)
     assert not target.exists()  # the hostile pickle ran nothing
     assert any("No teacher yet" in i.value for i in at.info)  # the page keeps working, nothing was adopted
+
+
+def test_an_uploaded_teachers_accuracy_is_measured_not_read_from_the_file(app_env):
+    """The file claims 99.90 %; an untrained MLP scores about chance on the test set."""
+    from kdviz.checkpoints import load_checkpoint
+    from kdviz.evaluation import evaluate
+    from kdviz.runtime.tasks import load_bundle
+
+    data = lying_accuracy_checkpoint(0.999)
+    expected = evaluate(load_checkpoint(data)[0], load_bundle("synthetic").test).accuracy  # independent measurement
+    at = _page()
+    at.file_uploader(key="teacher_ckpt_upload").set_value(("liar.pt", data, "application/octet-stream")).run()
+    assert not at.exception and not at.error
+    assert at.session_state["teacher_summary"]["test_acc"] == expected < 0.5
+    shown = " ".join(s.value for s in at.success)
+    assert f"{100 * expected:.2f}% test accuracy" in shown and "99.90%" not in shown
+
+
+def test_hosted_upload_above_the_caps_is_refused(app_env, monkeypatch):
+    from kdviz.checkpoints import checkpoint_bytes
+    from kdviz.models import ModelConfig, build_model
+    from kdviz.ui.hosted import _server_limits
+
+    monkeypatch.setenv("KDVIZ_HOSTED", "1")
+    _server_limits.clear()  # hosted mode is read once per server
+    try:
+        wide = ModelConfig("mlp", hidden=(300,))
+        at = _page()
+        for name, data, needle in (("wide.pt", checkpoint_bytes(build_model(wide), wide), "MLP 784-300-10; this hosted playground accepts"),
+                                   ("giant.pt", shared_storage_giant(), "this hosted playground accepts")):
+            at.file_uploader(key="teacher_ckpt_upload").set_value((name, data, "application/octet-stream")).run()
+            assert not at.exception
+            assert any(needle in rendered(e.value) for e in at.error), (name, [e.value for e in at.error])
+        assert "teacher_ckpt" not in at.session_state
+    finally:
+        _server_limits.clear()

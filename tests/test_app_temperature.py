@@ -10,6 +10,8 @@ import torch
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
+from apptools import rendered
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "app_pages" / "temperature.py"
 
@@ -36,7 +38,7 @@ def latex(at) -> str:
 
 
 def errors(at) -> str:
-    return "\n".join(e.value for e in at.error)
+    return "\n".join(rendered(e.value) for e in at.error)  # as the reader sees them (typed text is escaped)
 
 
 def test_renders_with_key_widgets(page):
@@ -193,7 +195,7 @@ def _from_url(monkeypatch, **params) -> AppTest:
 
 
 def warnings(at) -> list[str]:
-    return [w.value for w in at.warning]
+    return [rendered(w.value) for w in at.warning]  # as the reader sees them: URL values are escaped
 
 
 def test_url_sets_temperature_log_scale_and_image(monkeypatch):
@@ -204,7 +206,7 @@ def test_url_sets_temperature_log_scale_and_image(monkeypatch):
     assert not [w for w in warnings(at) if "URL parameter" in w]
 
 
-@pytest.mark.parametrize("raw", ["999", "abc", "0.1", "nan"])
+@pytest.mark.parametrize("raw", ["999", "abc", "0.1", "nan", "\u0663"])  # float("٣") would be 3.0
 def test_bad_temperature_in_url_is_refused_with_a_warning(monkeypatch, raw):
     at = _from_url(monkeypatch, T=raw)
     refusals = [w for w in warnings(at) if "URL parameter" in w]

@@ -66,6 +66,14 @@ def test_defaults_are_left_out_of_the_url_unless_asked():
     ("sel", "a,../b", "comma-separated"),
     ("sel", "a,b,c,d", "up to 3"),
     ("lr", "0", "from 1e-06 to 1"),
+    # Python's int() and float() accept other scripts' digits and underscores: a URL must not
+    ("T", "\u0663", "finite number"),  # ARABIC-INDIC DIGIT THREE: float("٣") == 3.0
+    ("T", "\uff13", "finite number"),  # FULLWIDTH DIGIT THREE
+    ("T", "1_0", "finite number"),
+    ("T", "\u0968.5", "finite number"),  # DEVANAGARI DIGIT TWO
+    ("epochs", "\u0663", "whole number"),
+    ("epochs", "\u0967\u0966", "whole number"),  # DEVANAGARI ONE ZERO: int("१०") == 10
+    ("epochs", "1_0", "whole number"),
 ])
 def test_bad_values_are_refused_and_named(name, raw, allowed):
     other, good = ("batch", "128") if name != "batch" else ("epochs", "2")
@@ -73,6 +81,17 @@ def test_bad_values_are_refused_and_named(name, raw, allowed):
     assert values[name] == DEFAULTS[name] and str(values[other]) == good
     refused = [m for m in messages if m.startswith(f"URL parameter '{name}=")]
     assert len(refused) == 1 and allowed in refused[0] and "default" in refused[0]
+
+
+def test_python_would_take_those_digits():
+    """Why the ASCII rule is needed: the conversions the parser must not rely on."""
+    assert float("\u0663") == 3.0 and int("\u0967\u0966") == 10 and float("1_0") == 10.0
+
+
+@pytest.mark.parametrize("raw, value", [("3", 3.0), ("+3", 3.0), ("3.", 3.0), (".5", 0.5), ("5e-1", 0.5),
+                                        ("2E0", 2.0), (" 7.25 ", 7.25), ("19.999999999999996", 19.999999999999996)])
+def test_ascii_number_spellings_are_accepted(raw, value):
+    assert parse_params(SCHEMA, {"T": raw}) == ({**DEFAULTS, "T": value}, [])
 
 
 def test_good_values_survive_beside_bad_ones_and_unknown_keys_are_ignored():

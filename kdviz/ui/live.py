@@ -19,6 +19,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from kdviz.ui.jobs import JobHandle, forget_job, get_job
+from kdviz.ui.text import md_text
 
 REFRESH_S = 0.4  # ≥ 2 redraws a second even when a redraw itself takes a while (0.5 gave 1.99/s measured)
 # A queued job has nothing new to draw but its queue position: polling it 8× less often keeps a
@@ -150,9 +151,9 @@ def _save(name: str, kind: str, prefix: str) -> None:
     try:
         run = save_job_result(RunStore(), kind, st.session_state.get(f"{prefix}_save_name") or kind, spec, records, handle.result)
     except (ValueError, OSError) as err:
-        st.session_state[f"{prefix}_save_msg"] = ("error", f"Could not save the run: {err}")
+        st.session_state[f"{prefix}_save_msg"] = ("error", f"Could not save the run: {md_text(err)}")
         return
-    st.session_state[f"{prefix}_save_msg"] = ("ok", f"Saved as “{run.name}” (id {run.id}) — see the Saved runs page.")
+    st.session_state[f"{prefix}_save_msg"] = ("ok", f"Saved as “{md_text(run.name)}” (id {run.id}) — see the Saved runs page.")
 
 
 def save_controls(name: str, kind: str, prefix: str | None = None) -> None:

@@ -3,7 +3,9 @@
 ``st.session_state["teacher_ckpt"]`` holds the checkpoint path and
 ``st.session_state["teacher_summary"]`` a dict: ``label``, ``test_acc``, ``params``, ``size_mb``,
 ``source`` ("trained here" | "shipped default" | "uploaded: <name>"), ``data_source`` and ``model``
-(ModelConfig fields). ``teacher_upload`` accepts a kdviz checkpoint file (validated, never executed).
+(ModelConfig fields). ``teacher_upload`` accepts a kdviz checkpoint file (validated, never executed;
+within the hosted caps in hosted mode); its test accuracy is measured here, not read from the file.
+``load_model(path)`` gives the pages a loaded checkpoint from one server-wide cache bounded in bytes.
 """
 from __future__ import annotations
 
@@ -14,22 +16,43 @@ from dataclasses import asdict
 from pathlib import Path
 
 import streamlit as st
+from torch import nn
 
-from kdviz.checkpoints import CheckpointError, load_checkpoint
+from kdviz.checkpoints import CheckpointError, ModelCache, load_checkpoint, read_checkpoint, skeleton
+from kdviz.evaluation import evaluate
 from kdviz.experiments.recipes import DEFAULT_TEACHER
 from kdviz.hosted import check_upload_size
-from kdviz.models import param_count, size_mb
+from kdviz.models import ModelConfig, param_count, size_mb
+from kdviz.ui.frame import data_source, get_bundle
 from kdviz.ui.hosted import cap, limits
+from kdviz.ui.text import md_text
 
 CKPT_KEY, SUMMARY_KEY = "teacher_ckpt", "teacher_summary"
+MODEL_CACHE_BYTES = 256_000_000  # loaded checkpoints kept for all sessions together (the demo teacher is 19 MB)
+
+
+@st.cache_resource(show_spinner=False)
+def _model_cache() -> ModelCache:
+    return ModelCache(MODEL_CACHE_BYTES)
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, ModelConfig, dict]:
+    """``load_checkpoint(path)`` through the server-wide cache; the model is shared, so do not change it."""
+    return _model_cache().get(path)
+
+
+def _summary(cfg: ModelConfig, test_acc, data_source_name) -> dict:
+    shape = skeleton(cfg)  # sizes without building the network
+    return {"label": cfg.label(), "test_acc": test_acc, "params": param_count(shape), "size_mb": size_mb(shape),
+            "data_source": data_source_name, "model": asdict(cfg)}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def checkpoint_summary(path: str, mtime: float) -> dict:
-    """What a checkpoint holds (``mtime`` makes a rewritten file re-read). CheckpointError if unusable."""
-    model, cfg, meta = load_checkpoint(path)
-    return {"label": cfg.label(), "test_acc": meta.get("test_acc"), "params": param_count(model),
-            "size_mb": size_mb(model), "data_source": meta.get("data_source"), "model": asdict(cfg)}
+    """What one of kdviz's own checkpoints holds (``mtime`` makes a rewritten file re-read); its accuracy
+    is the one kdviz recorded when it trained it. CheckpointError if unusable."""
+    cfg, _, meta = read_checkpoint(path)
+    return _summary(cfg, meta.get("test_acc"), meta.get("data_source"))
 
 
 def summary_of(path: str | Path) -> dict:
@@ -61,9 +84,10 @@ def use_default_teacher() -> str | None:
 
 
 def describe(summary: dict) -> str:
+    """One Markdown line; the source (an upload's file name) is shown as typed."""
     acc = summary.get("test_acc")
     acc_text = f"{100 * acc:.2f}% test accuracy" if isinstance(acc, (int, float)) else "test accuracy unknown"
-    return (f"**{summary.get('label', '?')}** ({summary.get('source', '?')}) — {acc_text}, "
+    return (f"**{summary.get('label', '?')}** ({md_text(summary.get('source', '?'))}) — {acc_text}, "
             f"{summary.get('params', 0):,} parameters, {summary.get('size_mb', 0):.2f} MB")
 
 
@@ -105,18 +129,16 @@ def _store_upload(data: bytes) -> Path:
 
 
 def accept_checkpoint(data: bytes, max_bytes: int, hosted) -> tuple[Path, dict]:
-    """Validate an uploaded teacher checkpoint and store it; CheckpointError/ValueError say why not.
+    """Validate an uploaded teacher checkpoint, measure it and store it; CheckpointError/ValueError say why not.
 
-    ``torch.load(weights_only=True)`` (in ``load_checkpoint``) refuses pickles that would run code,
-    corrupt files and files for another architecture before anything is written or executed.
+    ``load_checkpoint`` checks the whole file (size, architecture within ``hosted``'s caps, every tensor)
+    before it builds the network, and ``torch.load(weights_only=True)`` runs nothing in it. The accuracy
+    shown is measured on this server's test set (whatever the file claims).
     """
-    if len(data) > max_bytes:
-        raise ValueError(f"the file is {len(data) / 1e6:.2f} MB; checkpoints of at most {max_bytes / 1e6:g} MB are accepted")
     check_upload_size(len(data), hosted, "the checkpoint")
-    model, cfg, meta = load_checkpoint(data)
-    summary = {"label": cfg.label(), "test_acc": meta.get("test_acc"), "params": param_count(model),
-               "size_mb": size_mb(model), "data_source": meta.get("data_source"), "model": asdict(cfg)}
-    return _store_upload(data), summary
+    model, cfg, meta = load_checkpoint(data, limits=hosted, max_bytes=max_bytes)
+    accuracy = evaluate(model, get_bundle(data_source()).test, num_classes=cfg.num_classes).accuracy  # batched, no grad
+    return _store_upload(data), _summary(cfg, accuracy, meta.get("data_source"))  # what it says it was trained on
 
 
 def teacher_upload(prefix: str) -> None:
@@ -132,7 +154,7 @@ def teacher_upload(prefix: str) -> None:
     try:
         path, summary = accept_checkpoint(upload.getvalue(), max_bytes, limits())
     except (CheckpointError, ValueError) as err:
-        st.error(f"That checkpoint cannot be used: {err}", icon=":material/block:")
+        st.error(f"That checkpoint cannot be used: {md_text(err)}", icon=":material/block:")
         return
     use_teacher(path, summary, f"uploaded: {upload.name}")
     st.rerun()  # redraw the teacher box above with the new teacher

@@ -17,15 +17,17 @@ from typing import Any, Mapping
 
 import streamlit as st
 
+from kdviz.ui.text import md_text
 from kdviz.urlparams import Param, encode_params, parse_params
 
 
 def read_url(schema: Mapping[str, Param | tuple]) -> dict[str, Any]:
-    """Validated values from the current URL; each refused parameter gets one ``st.warning``."""
+    """Validated values from the current URL; each refused parameter gets one ``st.warning``
+    (as plain text: the message echoes what the link's author typed)."""
     query = {name: st.query_params.get_all(name) for name in schema if name in st.query_params}
     values, messages = parse_params(schema, query)
     for message in messages:
-        st.warning(message, icon="⚠️")
+        st.warning(md_text(message), icon="⚠️")
     return values
 
 
@@ -48,7 +50,7 @@ def sync_url(schema: Mapping[str, Param | tuple], prefix: str = "", values: Mapp
     try:
         wanted = encode_params(schema, values)
     except ValueError as err:  # a page bug (widget range wider than the schema): say so, keep the old URL
-        st.warning(f"settings could not be written to the URL: {err}")
+        st.warning(md_text(f"settings could not be written to the URL: {err}"))
         return
     for name in schema:
         if name in wanted and st.query_params.get(name) != wanted[name]:
