@@ -25,10 +25,11 @@ from kdviz.runs.store import (  # noqa: E402
     RunStore,
     accuracy_summary,
     comparison_rows,
+    curve_series,
     filter_runs,
     metric_names,
 )
-from kdviz.ui.run_charts import overlay_figure  # noqa: E402
+from kdviz.figures import run_overlay  # noqa: E402
 from kdviz.ui.urlstate import sync_url, url_state  # noqa: E402
 from kdviz.urlparams import Param  # noqa: E402
 
@@ -128,7 +129,8 @@ def curves(runs: list[Run]) -> None:
     left, right = st.columns([3, 1])
     metric = left.selectbox("Metric", names, key=P + "metric")
     log_y = right.checkbox("Log scale", key=P + "log", help="for losses")
-    st.plotly_chart(overlay_figure(runs, metric, log_y=log_y), width="stretch")
+    st.plotly_chart(run_overlay([s for run in runs for s in curve_series(run, metric)], metric, log_y=log_y),
+                    width="stretch", theme=None)
 
 
 def comparison(runs: list[Run]) -> None:
