@@ -16,11 +16,13 @@ from kdviz.engine import StepRecord
 from kdviz.experiments.scenario_specs import hosted_overrides, scenario_spec, teacher_cache_dir
 from kdviz.figures import (
     LOG_FLOOR,
+    PALETTE,
     RUN_COLORS,
     TERM_COLORS,
     accuracy_curves,
     attention_comparison,
     bias_chart,
+    colors,
     comparison_lines,
     confusion_heatmap,
     heatmap_row,
@@ -98,6 +100,15 @@ def test_loss_breakdown_missing_and_non_finite_values_leave_no_point():
     assert list(fig[KD].x) == [2, 4] and list(fig[KD].y) == [0.2, 0.1]  # absent at 1, NaN at 3
     assert list(fig["total"].x) == [1, 2, 4]  # inf dropped
     assert list(fig["at"].y) == [0.3] and fig["at"].line.color not in {*RUN_COLORS.values(), *TERM_COLORS.values()}
+
+
+def test_colours_keep_roles_and_terms_and_give_others_distinct_free_colours():
+    palette = colors(["ce", "at", "distilled", "fitnet", "kd", "teacher"])
+    assert (palette["ce"], palette["kd"]) == (TERM_COLORS["ce"], TERM_COLORS["kd"])
+    assert (palette["distilled"], palette["teacher"]) == (RUN_COLORS["distilled"], RUN_COLORS["teacher"])
+    assert palette["at"] != palette["fitnet"] and PALETTE[2] == palette["at"]  # the first free colour, whatever its position
+    assert not {palette["at"], palette["fitnet"]} & {*RUN_COLORS.values(), *TERM_COLORS.values()}
+    assert len(set(colors([f"run {i}" for i in range(5)]).values())) == 5
 
 
 def test_metric_curves_follow_dotted_keys_and_scale_nothing():

@@ -18,12 +18,12 @@ from kdviz.figures.experiments import (
     bias_chart, comparison_lines, paper_errors_table, scenario_live_accuracy, scenario_per_class, scenario_table,
     sweep_chart, sweep_table,
 )
-from kdviz.figures.style import PALETTE, RUN_COLORS, TERM_COLORS, validate
+from kdviz.figures.style import PALETTE, RUN_COLORS, TERM_COLORS, colors, validate
 from kdviz.figures.training import accuracy_curves, loss_breakdown, metric_curves, run_overlay, series_lines
 
 __all__ = [
     "LOG_FLOOR", "PALETTE", "RUN_COLORS", "TERM_COLORS", "accuracy_curves", "attention_comparison", "bias_chart",
-    "comparison_lines", "confusion_heatmap", "heatmap_row", "kd_diagram", "loss_breakdown", "metric_curves",
+    "colors", "comparison_lines", "confusion_heatmap", "heatmap_row", "kd_diagram", "loss_breakdown", "metric_curves",
     "paper_errors_table", "per_class_bars", "probability_bars", "run_overlay", "scenario_live_accuracy",
     "scenario_per_class", "scenario_table", "series_lines", "sweep_chart", "sweep_table", "validate",
 ]

@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from kdviz.figures.style import FONT_SIZE, PALETTE, PERCENT_AXIS, array2d, base_layout, color, figure, floats
+from kdviz.figures.style import FONT_SIZE, PALETTE, PERCENT_AXIS, array2d, base_layout, colors, figure, floats
 
 LOG_FLOOR = 1e-12  # probabilities below this are drawn at the floor on a log axis (0 has no logarithm)
 HIGHLIGHT = PALETTE[3]  # the shaded digit of per_class_bars: a colour no role uses
@@ -79,12 +79,12 @@ def per_class_bars(per_class: Mapping[str, Sequence], highlight: int | None = No
     bar). NaN (a digit absent from the test set) leaves no bar. ``highlight`` shades one digit
     (the one the students never saw).
     """
-    traces = []
-    for i, (name, values) in enumerate(per_class.items()):
+    traces, palette = [], colors(per_class)
+    for name, values in per_class.items():
         cells = [_cell(v, name) for v in values]
         stds = [s for _, s in cells]
         traces.append({"type": "bar", "x": list(range(len(cells))), "y": [m for m, _ in cells], "name": name,
-                       "marker": {"color": color(name, i)},
+                       "marker": {"color": palette[name]},
                        "error_y": {"type": "data", "array": stds, "visible": any(s > 0 for s in stds)}})
     extra = {}
     if highlight is not None:

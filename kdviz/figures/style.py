@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -69,14 +69,17 @@ def validate(fig: go.Figure) -> go.Figure:
     return go.Figure(fig.to_dict())
 
 
-def color(name: str, i: int) -> str:
-    """The role or term colour of ``name``, else the ``i``-th colour nobody else claims."""
-    return RUN_COLORS.get(name) or TERM_COLORS.get(name) or EXTRA_COLORS[i % len(EXTRA_COLORS)]
-
-
-def rgba(hex_colour: str, alpha: float) -> str:
-    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
+def colors(names: Iterable[str]) -> dict[str, str]:
+    """A colour per name: its role or term colour, else the next colour no role or term claims
+    (so a method's own term stays apart from the KD and CE colours it is drawn beside)."""
+    out: dict[str, str] = {}
+    extra = 0
+    for name in names:
+        known = RUN_COLORS.get(name) or TERM_COLORS.get(name)
+        if known is None:
+            known, extra = EXTRA_COLORS[extra % len(EXTRA_COLORS)], extra + 1
+        out[name] = known
+    return out
 
 
 def finite(v) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import plotly.graph_objects as go
 
 from kdviz.figures.style import (
-    FONT_SIZE, INK, LEGEND_BELOW, PERCENT_AXIS, RAW_LABELS, RUN_COLORS, TERM_LABELS, color, figure, finite, floats,
+    FONT_SIZE, INK, LEGEND_BELOW, PERCENT_AXIS, RAW_LABELS, RUN_COLORS, TERM_LABELS, colors, figure, finite, floats,
     line, points, ref_line,
 )
 
@@ -20,15 +20,17 @@ def metric_curves(runs: Mapping[str, Sequence[Mapping]], key: str = "total", tit
                   y_title: str = "loss", percent: bool = False) -> go.Figure:
     """One line per run of ``key`` (dotted keys reach nested values, e.g. ``"raw.ce"``, the
     cross-entropy with the true labels). ``percent=True`` shows fractions as percent."""
-    traces = [line(*points(records, key), name, color(name, i)) for i, (name, records) in enumerate(runs.items())]
+    palette = colors(runs)
+    traces = [line(*points(records, key), name, palette[name]) for name, records in runs.items()]
     return figure(traces, title, "step", y_title, yaxis=PERCENT_AXIS if percent else {})
 
 
 def accuracy_curves(evals: Mapping[str, Sequence[Mapping]], teacher_acc: float | None = None,
                     title: str = "Test accuracy") -> go.Figure:
     """Test accuracy per run (markers at each evaluation); the teacher as a dashed horizontal line."""
-    traces = [line(*points(records, "test_acc"), name, color(name, i), mode="lines+markers", marker={"size": 8})
-              for i, (name, records) in enumerate(evals.items())]
+    palette = colors(evals)
+    traces = [line(*points(records, "test_acc"), name, palette[name], mode="lines+markers", marker={"size": 8})
+              for name, records in evals.items()]
     extra = {}
     if finite(teacher_acc):
         extra["shapes"] = [ref_line("y", teacher_acc, RUN_COLORS["teacher"])]
@@ -43,10 +45,12 @@ def loss_breakdown(records: Sequence[Mapping], raw: bool = False, title: str | N
     unweighted values as lines (``raw=True``) so curves compare across T and alpha."""
     key = "raw" if raw else "losses"
     traces = []
-    for i, term in enumerate(_term_names(records, key, skip=("kd",) if raw else ())):
+    terms = _term_names(records, key, skip=("kd",) if raw else ())
+    palette = colors(terms)
+    for term in terms:
         label = (RAW_LABELS if raw else TERM_LABELS).get(term, term)
         extra = {} if raw else {"stackgroup": "terms"}
-        traces.append(line(*points(records, (key, term)), label, color(term, i), width=3 if raw else 1, **extra))
+        traces.append(line(*points(records, (key, term)), label, palette[term], width=3 if raw else 1, **extra))
     if not raw:
         traces.append(line(*points(records, "total"), "total", INK))
     default = "Raw loss terms (unscaled)" if raw else "Loss breakdown (stacked to the total)"
@@ -69,13 +73,13 @@ def series_lines(series: Mapping[str, tuple[Sequence, Sequence]], *, x_title: st
                  log_y: bool = False, percent: bool = False, title: str = "", height: int = 300) -> go.Figure:
     """Named series ``name → (xs, ys)`` as lines with markers; non-finite values leave no point.
     ``percent`` shows fractions as percent; ``log_y`` a log axis (for losses and distances)."""
-    traces = []
-    for i, (name, (xs, ys)) in enumerate(series.items()):
+    traces, palette = [], colors(series)
+    for name, (xs, ys) in series.items():
         xs, ys = floats(xs), floats(ys)
         if len(ys) != len(xs):
             raise ValueError(f"series {name!r} has {len(ys)} values for {len(xs)} x values")
         kept = [(a, b) for a, b in zip(xs, ys) if finite(a) and finite(b)]
-        traces.append(line([a for a, _ in kept], [b for _, b in kept], name, color(name, i), mode="lines+markers"))
+        traces.append(line([a for a, _ in kept], [b for _, b in kept], name, palette[name], mode="lines+markers"))
     yaxis = {**(PERCENT_AXIS if percent else {}), **({"type": "log", "exponentformat": "power"} if log_y else {})}
     return figure(traces, title, x_title, y_title, height=height, yaxis=yaxis)
 
