@@ -234,7 +234,7 @@ def test_sweep_chart_and_table():
     fig = by_name(sweep_chart(sweep_result()))
     assert list(fig["distilled (mean ± std)"].y) == [0.91, 0.95] and list(fig["distilled (mean ± std)"].error_y.array) == [0.01, 0.01]
     assert list(fig["scratch (mean ± std)"].x) == [1, 4] and list(fig["distilled (mean ± std)"].text) == ["≈ best (within noise)", "best"]
-    assert sweep_chart(sweep_result()).layout.xaxis.type == "log"
+    assert sweep_chart(sweep_result()).layout.xaxis.type == "log" and list(sweep_chart(sweep_result()).layout.xaxis.tickvals) == [1, 4]
     assert list(by_name(sweep_chart(sweep_result(scratch=False)))) == ["distilled (mean ± std)"]
     table = sweep_table(sweep_result())
     assert list(table["point"]) == ["T=1", "T=4"] and list(table["gain (pts)"]) == ["+1.00", "+5.00"]

@@ -89,7 +89,7 @@ def per_class_bars(per_class: Mapping[str, Sequence], highlight: int | None = No
     extra = {}
     if highlight is not None:
         extra["shapes"] = [{"type": "rect", "xref": "x", "x0": highlight - 0.5, "x1": highlight + 0.5, "yref": "paper",
-                            "y0": 0, "y1": 1, "fillcolor": HIGHLIGHT, "opacity": 0.15, "line": {"width": 0}}]
+                            "y0": 0, "y1": 1, "fillcolor": HIGHLIGHT, "opacity": 0.2, "line": {"width": 0}, "layer": "below"}]
         extra["annotations"] = [{"x": highlight, "y": 1.1, "text": "never seen by the students", "showarrow": False,
                                  "font": {"color": HIGHLIGHT}}]
     top = 1.15 if highlight is not None else 1.02

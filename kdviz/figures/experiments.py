@@ -48,7 +48,8 @@ def bias_chart(curves: Mapping[str, Mapping], digit: int, bias: float) -> go.Fig
 
 
 def sweep_chart(result: Mapping, rows_key: str = "rows", metric: str = "test accuracy") -> go.Figure:
-    """Distilled mean ± std (error bars) over the grid, and scratch the same way when every point has it."""
+    """Distilled mean ± std (error bars) over the grid, and scratch the same way when every point has it.
+    A numeric grid is ticked at its own values (a log axis otherwise labels 2…9 between decades)."""
     rows, param = result[rows_key], result["param"]
     numeric = param in ("T", "alpha", "width")
     xs = [r["value"] if numeric else r["label"] for r in rows]
@@ -62,7 +63,7 @@ def sweep_chart(result: Mapping, rows_key: str = "rows", metric: str = "test acc
                        text=[("best" if r["best"] else "≈ best (within noise)" if r["vs_best"] else "") for r in rows]))
     x_type = "log" if param in ("T", "width") else ("linear" if numeric else "category")
     return figure(traces, f"{metric} vs {param} — {len(result['seeds'])} seeds", param, metric, height=380,
-                  xaxis={"type": x_type}, yaxis=PERCENT_AXIS, legend=LEGEND_BELOW,
+                  xaxis={"type": x_type, **({"tickvals": xs} if numeric else {})}, yaxis=PERCENT_AXIS, legend=LEGEND_BELOW,
                   margin={"l": 70, "r": 20, "t": 60, "b": 110})
 
 
