@@ -9,7 +9,8 @@ from kdviz.engine import TrainConfig, total_steps
 from kdviz.hosted import clamp_model_config, clamp_train_config
 from kdviz.methods import METHODS, default_layer
 from kdviz.models import ModelConfig, build_model, feature_shapes
-from kdviz.ui import charts, forms, live, teachers
+from kdviz import figures
+from kdviz.ui import forms, live, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import cap, limits, show_clamp_notes
 from kdviz.ui.jobs import get_job, start_job
@@ -152,20 +153,20 @@ def draw(handle) -> None:
     c1, c2 = st.columns(2)
     with c1:
         raw = st.toggle("Show raw unscaled losses (compare across T)", key="distill_raw_kl")
-        st.plotly_chart(live.figure("distill_breakdown", handle, lambda: charts.loss_breakdown(
+        st.plotly_chart(live.figure("distill_breakdown", handle, lambda: figures.loss_breakdown(
             handle.records("distilled"), raw=raw, title="Distilled student: raw loss terms" if raw else None), raw),
             key="distill_breakdown_chart", theme=None)
     teacher_acc = (handle.result or {}).get("test_acc", {}).get("teacher", ui.get("teacher_acc"))
-    c2.plotly_chart(live.figure("distill_acc", handle, lambda: charts.accuracy_curves(
+    c2.plotly_chart(live.figure("distill_acc", handle, lambda: figures.accuracy_curves(
         {n: handle.evals(n) for n in students}, teacher_acc, title="Test accuracy (live: ≤2,000-image sample)"), teacher_acc),
         key="distill_acc_chart", theme=None)
     c3, c4 = st.columns(2)
-    c3.plotly_chart(live.figure("distill_ce", handle, lambda: charts.loss_curves(
+    c3.plotly_chart(live.figure("distill_ce", handle, lambda: figures.metric_curves(
         {n: handle.records(n) for n in students}, key="raw.ce", title="Cross-entropy with the true labels")),
         key="distill_ce_chart", theme=None)
-    c4.plotly_chart(live.figure("distill_train_acc", handle, lambda: charts.loss_curves(
+    c4.plotly_chart(live.figure("distill_train_acc", handle, lambda: figures.metric_curves(
         {n: handle.records(n) for n in students}, key="train_acc", title="Training-batch accuracy",
-        y_title="accuracy (%)", scale=100.0)),
+        y_title="accuracy", percent=True)),
         key="distill_train_acc_chart", theme=None)
     if handle.result:
         results(handle.result)
@@ -186,8 +187,8 @@ def results(r: dict) -> None:
     st.dataframe(size_speed_table(r), hide_index=True)
     tabs = st.tabs(["Confusion: distilled", "Confusion: scratch", "Confusion: teacher", "Per digit"])
     for tab, name in zip(tabs, ("distilled", "scratch", "teacher")):
-        tab.plotly_chart(charts.confusion_heatmap(r["confusion"][name], f"{name}: true vs predicted digit"), key=f"distill_conf_{name}", theme=None)
-    tabs[3].plotly_chart(charts.per_class_bars(r["per_class"]), key="distill_per_class_chart", theme=None)
+        tab.plotly_chart(figures.confusion_heatmap(r["confusion"][name], f"{name}: true vs predicted digit"), key=f"distill_conf_{name}", theme=None)
+    tabs[3].plotly_chart(figures.per_class_bars(r["per_class"]), key="distill_per_class_chart", theme=None)
 
 
 def size_speed_table(r: dict) -> pd.DataFrame:

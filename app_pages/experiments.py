@@ -9,7 +9,8 @@ import streamlit as st
 
 from kdviz.experiments import scenarios as sc
 from kdviz.experiments import sweeps as sw
-from kdviz.ui import exp_charts, live, teachers
+from kdviz.experiments.scenario_specs import hosted_overrides, scenario_spec, teacher_cache_dir
+from kdviz.ui import live, scenario_views, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import limits, show_clamp_notes
 from kdviz.ui.jobs import get_job, jobs_root, start_job
@@ -44,8 +45,8 @@ def start_scenario() -> None:
     st.session_state.pop("exp_error", None)
     kind = st.session_state.get("exp_kind", "omitted-digit")
     try:
-        overrides, notes = exp_charts.hosted_overrides(kind, scenario_overrides(kind))
-        spec = exp_charts.scenario_spec(kind, overrides, data_source(), current_device(), _teacher_ckpt(kind))
+        overrides, notes = hosted_overrides(kind, scenario_overrides(kind), limits())
+        spec = scenario_spec(kind, overrides, data_source(), current_device(), _teacher_ckpt(kind), jobs_root())
         if kind == "hinton":  # a fixed folder: running it again resumes where it stopped
             spec["run_dir"] = str(jobs_root() / f"hinton-{data_source()}-T{overrides['T']:g}-a{overrides['alpha']:g}")
         start_job(SCENARIO_JOB, spec)
@@ -74,7 +75,7 @@ def scenario_inputs(kind: str, n_train: int) -> None:
 
 
 def draw_scenario(handle) -> None:
-    exp_charts.draw_scenario_live(handle, "exp_scenario", "Pick a scenario and press **Run scenario**.")
+    scenario_views.draw_scenario_live(handle, "exp_scenario", "Pick a scenario and press **Run scenario**.")
 
 
 def scenarios_tab(n_train: int) -> None:
@@ -96,7 +97,7 @@ def scenarios_tab(n_train: int) -> None:
     handle = get_job(SCENARIO_JOB)
     if handle is not None and handle.result:
         st.subheader(sc.PRESET_INFO[handle.result["scenario"]].title + " — result")
-        exp_charts.show_scenario_result(handle.result, "exp_res")
+        scenario_views.show_scenario_result(handle.result, "exp_res")
 
 
 # ----------------------------------------------------------------------------- sweeps and exercises
@@ -118,7 +119,7 @@ def _start_sweep(spec: dict) -> None:
             raise ValueError("sweeps train dozens of networks; they are switched off on this shared server")
         cfg = sw.config_from_spec(spec)  # validate here, so a bad grid is an error on the page at once
         start_job(SWEEP_JOB, {"fn": "kdviz.experiments.sweeps:sweep_job", "data": data_source(), "device": current_device(),
-                              "teacher_ckpt": _teacher_ckpt(cfg.scenario) or "", "cache_dir": exp_charts.teacher_cache_dir(), **spec})
+                              "teacher_ckpt": _teacher_ckpt(cfg.scenario) or "", "cache_dir": teacher_cache_dir(jobs_root()), **spec})
     except ValueError as err:
         st.session_state["exp_sweep_error"] = str(err)
 
@@ -153,7 +154,7 @@ def draw_sweep(handle) -> None:
         return
     live.status_line(handle)
     if handle.result:
-        exp_charts.show_sweep_result(handle.result, "exp_sweep_res")
+        scenario_views.show_sweep_result(handle.result, "exp_sweep_res")
 
 
 def sweeps_tab() -> None:

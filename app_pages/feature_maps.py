@@ -139,7 +139,7 @@ def stage_maps(teacher, student, x) -> list[str]:
         stage = c.student_layer if c.student_layer == c.teacher_layer else f"{c.student_layer} vs {c.teacher_layer}"
         fig = attention_comparison(c.teacher_map, c.student_map, c.difference,
                                    title=f"{stage} ({h}×{w}) — AT distance {c.distance:.2e}")
-        st.plotly_chart(fig, key=f"fm_chart_{c.student_layer}")
+        st.plotly_chart(fig, key=f"fm_chart_{c.student_layer}", theme=None)
     st.caption("Maps are unit-L2 normalised, so teacher and student share one colour scale even with different "
                "channel counts. Difference = student − teacher (red: the student attends more). AT distance = "
                "mean squared difference, the unweighted `kdviz.methods.at.at_loss` for this image.")
@@ -179,9 +179,9 @@ def show_watch(result: dict) -> None:
                f"trained for {result['steps']} steps against teacher {result['labels']['teacher']}.")
     st.plotly_chart(heatmap_row(maps, shared_scale=True, height=260,
                                 title=f"Student attention on {result['layer']}, moving toward the teacher's (right)"),
-                    key="fm_watch_maps")
-    st.plotly_chart(series_lines([s["step"] for s in snaps], {"AT distance to the teacher": [s["distance"] for s in snaps]},
-                                 y_title="mean at_loss (probe images)", log_y=True, height=260), key="fm_watch_curve")
+                    key="fm_watch_maps", theme=None)
+    st.plotly_chart(series_lines({"AT distance to the teacher": ([s["step"] for s in snaps], [s["distance"] for s in snaps])},
+                                 y_title="mean at_loss (probe images)", log_y=True, height=260), key="fm_watch_curve", theme=None)
     if result["note"]:
         st.warning(result["note"])
 

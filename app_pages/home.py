@@ -11,10 +11,12 @@ import streamlit as st
 
 from kdviz.experiments import scenarios as sc
 from kdviz.experiments.recipes import teacher_candidates
-from kdviz.ui import exp_charts, live
+from kdviz.experiments.scenario_specs import hosted_overrides, scenario_spec, teacher_cache_dir
+from kdviz.figures import kd_diagram
+from kdviz.ui import live, scenario_views
 from kdviz.ui.frame import current_device, data_source, get_bundle
-from kdviz.ui.hosted import show_clamp_notes
-from kdviz.ui.jobs import get_job, start_job
+from kdviz.ui.hosted import limits, show_clamp_notes
+from kdviz.ui.jobs import get_job, jobs_root, start_job
 
 JOB = "home_demo"
 KIND = "omitted-digit"
@@ -24,7 +26,7 @@ def teacher_plan(bundle) -> str:
     """Which teacher the demo uses. Always the scenario's own MLP teacher (like the paper's): from the
     shipped CNN teacher an MLP student recognises far fewer of the unseen digits (48% vs 95% measured)."""
     cfg = sc.preset(KIND)
-    candidates = teacher_candidates(cfg.teacher, bundle, exp_charts.teacher_cache_dir(), cfg.default_teacher)
+    candidates = teacher_candidates(cfg.teacher, bundle, teacher_cache_dir(jobs_root()), cfg.default_teacher)
     found = next((source for path, source in candidates if path.is_file()), None)
     when = ("already trained on this server (cached)" if found == "cached" else "shipped with kdviz (no teacher training needed)"
             if found else "trained first — about 15–30 s on a CPU, then cached")
@@ -35,8 +37,8 @@ def start() -> None:
     st.session_state.pop("home_error", None)
     try:
         overrides = {"omit": int(st.session_state.get("home_omit", 3)), "seeds": int(st.session_state.get("home_seeds", 1))}
-        overrides, notes = exp_charts.hosted_overrides(KIND, overrides)
-        start_job(JOB, exp_charts.scenario_spec(KIND, overrides, data_source(), current_device(), None))
+        overrides, notes = hosted_overrides(KIND, overrides, limits())
+        start_job(JOB, scenario_spec(KIND, overrides, data_source(), current_device(), None, jobs_root()))
     except ValueError as err:
         st.session_state["home_error"] = str(err)
         return
@@ -45,8 +47,8 @@ def start() -> None:
 
 
 def draw(handle) -> None:
-    exp_charts.draw_scenario_live(handle, "home", "Press **Run the classroom demo**: the teacher, then a distilled and a "
-                                  "scratch student train here, live.")
+    scenario_views.draw_scenario_live(handle, "home", "Press **Run the classroom demo**: the teacher, then a distilled and a "
+                                      "scratch student train here, live.")
 
 
 # ----------------------------------------------------------------------------- page
@@ -58,7 +60,7 @@ st.markdown(
     "the teacher's **dark knowledge**. With it a small student learns more from fewer examples "
     "(Hinton, Vinyals & Dean 2015)."
 )
-st.image(exp_charts.kd_diagram(), width="stretch")  # static SVG: no Plotly script to load first
+st.image(kd_diagram(), width="stretch")  # static SVG: no Plotly script to load first
 st.caption("total loss = α · T² · KL(teacher ‖ student at temperature T) + (1 − α) · CE(student, label) — "
            "α weights the distillation term.")
 
@@ -91,4 +93,4 @@ live.live_panel(JOB, draw)
 handle = get_job(JOB)
 if handle is not None and handle.result:
     st.subheader("Result")
-    exp_charts.show_scenario_result(handle.result, "home")
+    scenario_views.show_scenario_result(handle.result, "home")

@@ -10,9 +10,9 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
+from kdviz.figures import run_overlay
 from kdviz.runs.store import ID_RE, RUN_KINDS, STUDENT_CHECKPOINTS, Run, RunError, RunStore, filter_runs
-from kdviz.runs.tables import accuracy_summary, comparison_rows, metric_names
-from kdviz.ui.run_charts import overlay_figure
+from kdviz.runs.tables import accuracy_summary, comparison_rows, curve_series, metric_names
 from kdviz.ui.text import md_text
 from kdviz.ui.urlstate import sync_url, url_state
 from kdviz.urlparams import Param
@@ -130,7 +130,8 @@ def curves(runs: list[Run]) -> None:
     left, right = st.columns([3, 1])
     metric = left.selectbox("Metric", names, key=P + "metric")
     log_y = right.checkbox("Log scale", key=P + "log", help="for losses")
-    st.plotly_chart(overlay_figure(runs, metric, log_y=log_y), width="stretch")
+    st.plotly_chart(run_overlay([s for run in runs for s in curve_series(run, metric)], metric, log_y=log_y),
+                    width="stretch", theme=None)
 
 
 def comparison(runs: list[Run]) -> None:

@@ -6,7 +6,8 @@ import streamlit as st
 from kdviz.engine import TrainConfig, total_steps
 from kdviz.hosted import clamp_model_config, clamp_train_config
 from kdviz.models import ModelConfig
-from kdviz.ui import charts, forms, live, teachers
+from kdviz import figures
+from kdviz.ui import forms, live, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import cap, limits, show_clamp_notes
 from kdviz.ui.jobs import get_job, start_job
@@ -50,9 +51,9 @@ def draw(handle) -> None:
     live.status_line(handle)
     live.progress(handle, handle.spec.get("ui", {}).get("total_steps"))
     c1, c2 = st.columns(2)
-    c1.plotly_chart(live.figure("teacher_loss", handle, lambda: charts.loss_curves({"teacher": handle.records("teacher")})),
+    c1.plotly_chart(live.figure("teacher_loss", handle, lambda: figures.metric_curves({"teacher": handle.records("teacher")})),
                     key="teacher_loss_chart", theme=None)
-    c2.plotly_chart(live.figure("teacher_acc", handle, lambda: charts.accuracy_curves(
+    c2.plotly_chart(live.figure("teacher_acc", handle, lambda: figures.accuracy_curves(
         {"teacher": handle.evals("teacher")}, title="Test accuracy (live: a fixed sample of ≤2,000 test images)")),
         key="teacher_acc_chart", theme=None)
     if handle.result:

@@ -148,7 +148,7 @@ def temperature_view(teacher: torch.nn.Module, x: torch.Tensor, caption: str, la
     left.metric("Entropy at T = 1", f"{float(losses.entropy(p1)):.3f} nats")
     left.metric(f"Entropy at T = {T:g}", f"{float(losses.entropy(pT)):.3f} nats",
                 help=f"The maximum, log {len(z)} = {math.log(len(z)):.3f} nats, is a uniform distribution.")
-    right.plotly_chart(probability_bars({"T = 1": p1, f"T = {T:g}": pT}, log=log), key="temp_chart")
+    right.plotly_chart(probability_bars({"T = 1": p1, f"T = {T:g}": pT}, log=log), key="temp_chart", theme=None)
     top = int(p1.argmax())
     runner = sorted((c for c in range(len(z)) if c != top), key=lambda c: -float(p1[c]))[:3]
     right.caption(

@@ -102,20 +102,3 @@ def test_distilled_and_scratch_train_side_by_side_live(app_env, teacher, tick):
     at.toggle(key="distill_raw_kl").set_value(True).run()
     raw = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key == "distill_breakdown_chart")
     assert [d["name"] for d in raw["data"]] == ["KL(teacher‖student) at T, no T²", "CE with true labels"]
-
-
-def test_chart_builders_pass_plotly_validation():
-    """Every chart builder yields a figure that survives Plotly's validation round trip."""
-    from kdviz.ui import charts
-
-    recs = [{"step": s, "total": 1.0 / s, "train_acc": 0.5, "test_acc": 0.9 if s % 2 else None,
-             "losses": {"kd": 0.6 / s, "ce": 0.4 / s}, "raw": {"kd": 2.0, "kl": 0.1, "ce": 0.4}} for s in range(1, 6)]
-    figs = [charts.loss_curves({"distilled": recs, "scratch": recs}, key="raw.ce"),
-            charts.accuracy_curves({"distilled": recs}, teacher_acc=0.95),
-            charts.loss_breakdown(recs), charts.loss_breakdown(recs, raw=True),
-            charts.confusion_heatmap([[5, 1], [0, 4]], "c"), charts.per_class_bars({"teacher": [1.0, float("nan")]})]
-    for fig in figs:
-        charts.validate(fig)
-    stacked = charts.loss_breakdown(recs)
-    kd, ce, total = (stacked.data[i].y for i in range(3))
-    assert all(abs(a + b - t) < 1e-12 for a, b, t in zip(kd, ce, total))  # the stacked terms reach the total line

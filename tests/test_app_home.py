@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from kdviz.experiments import scenarios as sc
 from kdviz.experiments.results import bias_accuracy
-from kdviz.ui import exp_charts
+from kdviz.figures import kd_diagram
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "home.py")
 TINY = {"student_hidden": [16], "teacher_hidden": [32], "teacher_epochs": 2, "epochs": 4, "scratch_epochs": 4,
@@ -44,7 +44,7 @@ def test_explains_kd_and_says_what_data_and_device(app_env):
     at = _page()
     assert "dark knowledge" in at.markdown[0].value
     assert not at.get("plotly_chart")  # the diagram is a static image: a fresh page loads no Plotly script
-    assert "Soft targets" in exp_charts.kd_diagram() and exp_charts.kd_diagram().startswith("<svg")
+    assert "Soft targets" in kd_diagram() and kd_diagram().startswith("<svg")
     assert any("synthetic test digits" in i.value and "device:** cpu" in i.value for i in at.info)
     assert any("MLP 784-1200-1200-10 with dropout" in c.value and "trained first" in c.value for c in at.caption)
 

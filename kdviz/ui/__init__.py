@@ -7,6 +7,6 @@ Infrastructure used by every page:
 - ``frame``    — the shared sidebar (data set, device, job counts, stop-all); ``current_device``, ``data_source``, ``get_bundle``
 - ``teachers`` — the session's current teacher (``teacher_ckpt``/``teacher_summary``), the shipped default
 - ``forms``    — model/training widgets with stable keys, parsed into ModelConfig/TrainConfig
-- ``charts``   — Plotly figures for the live pages
+- ``scenario_views`` — scenario and sweep results on Home and Experiments (figures come from ``kdviz.figures``)
 - ``server``   — once-per-process tuning of the server (garbage-collector thresholds)
 """

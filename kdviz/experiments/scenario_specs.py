@@ -1,0 +1,46 @@
+"""Job specs for the scenario presets, with the hosted playground's caps applied (no Streamlit).
+
+The Home demo and the Experiments page build the same spec: ``hosted_overrides`` first (the caps
+come in as a parameter, ``kdviz.ui.hosted.limits()`` on a page), then ``scenario_spec``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kdviz.experiments import scenarios as sc
+from kdviz.hosted import HostedLimits, clamp_count
+
+TEACHER_CACHE = "scenario-teachers"
+
+
+def teacher_cache_dir(jobs_dir: str | Path) -> str:
+    """Trained fast teachers are cached under the jobs folder, so a second click does not train one again."""
+    return str(Path(jobs_dir) / TEACHER_CACHE)
+
+
+def hosted_overrides(kind: str, overrides: dict, limits: HostedLimits | None) -> tuple[dict, list[str]]:
+    """``overrides`` with seeds, student widths and epochs capped to ``limits`` (None: not hosted,
+    nothing changes), and one note per capped value. The Hinton preset is refused (ValueError)."""
+    if limits is None:
+        return overrides, []
+    if kind == "hinton":
+        raise ValueError("Hinton's MNIST setting trains for an hour or more; it is switched off on this shared server")
+    out = dict(overrides)
+    out["seeds"], notes = clamp_count("seeds", int(out.get("seeds", 1)), limits.max_seeds)
+    base = sc.preset(kind)
+    if max(base.student.model.hidden) > limits.max_width:
+        out["student_hidden"] = [min(h, limits.max_width) for h in base.student.model.hidden]
+        notes.append(f"student width capped at {limits.max_width} on this shared server")
+    if float(out.get("epochs", base.student.epochs)) > limits.max_epochs:
+        out["epochs"] = limits.max_epochs
+        notes.append(f"student epochs capped at {limits.max_epochs:g} on this shared server")
+    return out, notes
+
+
+def scenario_spec(kind: str, overrides: dict, data: str, device: str, teacher_ckpt: str | None,
+                  jobs_dir: str | Path) -> dict:
+    """The worker spec of scenario ``kind`` (ValueError naming it when there is no such preset)."""
+    if kind not in sc.JOB_FNS:
+        raise ValueError(f"unknown scenario {kind!r}; choose one of {sorted(sc.JOB_FNS)}")
+    return {"fn": sc.JOB_FNS[kind], "preset": kind, "overrides": overrides, "data": data, "device": device,
+            "teacher_ckpt": teacher_ckpt or "", "cache_dir": teacher_cache_dir(jobs_dir)}
