@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-CLI_MODULES = ("kdviz.commands", "kdviz.experiments.compare", "kdviz.experiments.scenarios", "kdviz.experiments.sweeps", "kdviz.runs.store")
+CLI_MODULES = ("kdviz.commands", "kdviz.experiments.compare", "kdviz.experiments.scenarios", "kdviz.experiments.sweeps", "kdviz.runs.store", "kdviz.lm.cli")
 DEFAULT_COMMAND = "distill"
 
 
