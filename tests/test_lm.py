@@ -228,3 +228,17 @@ def test_reduction_rows_show_batchmean_growing_with_length_and_the_masked_mean_c
     assert all(r["masked_token_mean"] == pytest.approx(rows[0]["masked_token_mean"], rel=1e-5) for r in rows)
     assert all(b["batchmean"] > a["batchmean"] for a, b in zip(rows, rows[1:]))
     assert all(r["token_share"] == 0.5 and r["batchmean_share"] > 0.5 for r in rows)
+
+
+def test_bsv_calculator_input_parsing():
+    from kdviz.lm.kd import lengths_mask, parse_bsv
+
+    z = parse_bsv("1, 2; 3, 4 | 5, 6; 7, 8", "teacher logits")
+    assert z.shape == (2, 2, 2) and z[1, 0].tolist() == [5.0, 6.0]
+    with pytest.raises(ValueError, match=r"teacher logits: every sequence"):
+        parse_bsv("1, 2; 3 | 5, 6; 7, 8", "teacher logits")
+    with pytest.raises(ValueError, match="numbers separated"):
+        parse_bsv("1, x", "student logits")
+    assert lengths_mask("3, 1", 2, 3).tolist() == [[True, True, True], [True, False, False]]
+    with pytest.raises(ValueError, match=r"need 2 numbers in \[1, 3\]"):
+        lengths_mask("4, 1", 2, 3)

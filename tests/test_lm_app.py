@@ -90,3 +90,18 @@ def test_distil_trains_both_students_live(app_env, tick):
     assert any("alpha·KD" in t["name"] for t in _chart(at, "lm_terms_chart")["data"])
     assert {m.label for m in at.metric} >= {"teacher: val bpc", "scratch: val bpc"}
     assert any("distilled student of your last run" in c.value for c in at.caption)
+
+
+def test_temperature_lab_sequence_mode_shows_batchmean_vs_per_token_mean(app_env):
+    from kdviz.lm.kd import BSV_DEFAULTS, kd_batchmean, lengths_mask, parse_bsv
+    from kdviz.losses import kd_loss
+
+    at = AppTest.from_file(str(ROOT / "app_pages" / "temperature.py"), default_timeout=120).run()
+    assert not at.exception
+    metrics = {m.label: float(m.value) for m in at.metric}
+    t, s = parse_bsv(BSV_DEFAULTS["teacher"], "t"), parse_bsv(BSV_DEFAULTS["student"], "s")
+    mask = lengths_mask(BSV_DEFAULTS["lengths"], 2, 3)
+    assert metrics["batchmean: sum ÷ B"] == pytest.approx(float(kd_batchmean(s, t, 2.0)), abs=1e-4)
+    assert metrics["masked per-token mean (right)"] == pytest.approx(float(kd_loss(s, t, 2.0, mask=mask)), abs=1e-4)
+    at.text_input(key="bsv_lengths").input("3").run()
+    assert any("lengths: need 2 numbers" in e.value for e in at.error)

@@ -127,3 +127,32 @@ def dropped_mass(teacher_logits: torch.Tensor, vmap: VocabMap, T: float, mask: t
     kept = p.index_select(-1, torch.tensor(vmap.index, dtype=torch.long, device=p.device)).sum(-1)
     lost = 1.0 - kept
     return float(lost[mask].mean() if mask is not None else lost.mean())
+
+
+# ----------------------------------------------------------------------------- the [B, S, V] calculator's input
+BSV_DEFAULTS = {"teacher": "2, 1, 0; 0, 2, 1; 1, 0, 2 | 2, 0, 1; 0, 1, 2; 3, -1, 0",
+                "student": "1, 1, 0; 0, 1, 1; 1, 0, 1 | 1, 0, 1; 0, 1, 1; -2, 2, 0", "lengths": "3, 2"}
+
+
+def parse_bsv(text: str, what: str) -> torch.Tensor:
+    """``"a, b; c, d | e, f; g, h"`` → ``[B, S, V]`` (``|`` separates sequences, ``;`` positions)."""
+    try:
+        rows = [[[float(v) for v in pos.split(",")] for pos in seq.split(";")] for seq in str(text).split("|")]
+    except ValueError as err:
+        raise ValueError(f"{what}: numbers separated by ',' ';' '|' expected ({err})") from err
+    shapes = {(len(seq), len(pos)) for seq in rows for pos in seq}
+    if len(shapes) != 1:
+        raise ValueError(f"{what}: every sequence needs the same number of positions and every position the same "
+                         f"number of values, got (positions, values) {sorted(shapes)}")
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def lengths_mask(text: str, batch: int, positions: int) -> torch.Tensor:
+    """``"3, 2"`` (real positions per sequence) → bool mask ``[B, S]``; the rest is padding."""
+    try:
+        lengths = [int(v) for v in str(text).split(",")]
+    except ValueError as err:
+        raise ValueError(f"lengths: whole numbers separated by ',' expected, got {text!r}") from err
+    if len(lengths) != batch or any(not 1 <= n <= positions for n in lengths):
+        raise ValueError(f"lengths: need {batch} numbers in [1, {positions}] (one per sequence), got {lengths}")
+    return torch.arange(positions)[None, :] < torch.tensor(lengths)[:, None]
