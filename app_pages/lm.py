@@ -88,7 +88,9 @@ def start(name: str, fn: str, **extra) -> None:
         spec = {"fn": f"kdviz.lm.jobs:{fn}", "train": train_spec(), "train_n": int(st.session_state[P + "train_n"]),
                 "teacher": str(teacher_path()), **extra}
         if name == TEACHER_JOB:
-            spec = {"fn": spec["fn"], "train": {"steps": TEACHER_TRAIN.steps, "sample_temp": spec["train"]["sample_temp"]}}
+            steps = int(st.session_state.get("lm_teacher_steps", TEACHER_TRAIN.steps))
+            spec = {"fn": spec["fn"], "train": {"steps": steps, "eval_every": max(1, steps // 10),
+                                                "sample_temp": spec["train"]["sample_temp"]}}
         start_job(name, spec)
     except ValueError as err:
         st.session_state["lm_error"] = str(err)
@@ -113,7 +115,9 @@ def teacher_section() -> None:
         st.caption(f"Names it writes at sampling temperature {temp:g}: **{', '.join(sample(ckpt.model, ckpt.vocab, 10, temp))}**")
     source = "trained here" if path != SHIPPED_TEACHER else "shipped with kdviz (`python -m kdviz lm make-teacher`)"
     st.caption(f"Teacher: {source}. Retraining takes about a minute on two CPU cores.")
-    st.button("Retrain the teacher", key="lm_teacher_start", on_click=start, args=(TEACHER_JOB, "lm_teacher_job"))
+    c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
+    c1.number_input("Teacher steps", 10, 10000, TEACHER_TRAIN.steps, step=100, key="lm_teacher_steps", persist_state=KEEP)
+    c2.button("Retrain the teacher", key="lm_teacher_start", on_click=start, args=(TEACHER_JOB, "lm_teacher_job"))
     live.live_panel(TEACHER_JOB, draw_teacher)
     upload_box()
 
@@ -122,7 +126,7 @@ def draw_teacher(handle) -> None:
     if handle is None:
         return
     live.status_line(handle)
-    live.progress(handle, TEACHER_TRAIN.steps)
+    live.progress(handle, handle.spec["train"]["steps"])
     st.plotly_chart(live.figure("lm_teacher_bpc", handle, lambda: figs.bpc_curves({"teacher": handle.records("teacher")})),
                     key="lm_teacher_chart", theme=None)
     if handle.result and st.session_state.get("lm_teacher_adopted") != handle.id:

@@ -20,11 +20,11 @@ TINY = LMConfig(n_layer=1, n_head=2, d_model=8, dropout=0.0)
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids oversubscribing a shared CPU (it was 10× slower with two)."""
+def lm_one_thread():
+    """Tiny models: one thread avoids oversubscribing a shared CPU (it was 10× slower with two).
+    The other LM test files import this fixture."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
+    yield torch.set_num_threads(1)
     torch.set_num_threads(before)
 
 

@@ -8,16 +8,9 @@ from kdviz import cli
 from kdviz.lm.experiments import bpc_table
 from kdviz.lm.jobs import lm_distill_job, lm_seeds_job, lm_teacher_job
 from kdviz.lm.model import load_lm
+from test_lm import lm_one_thread  # noqa: F401  (autouse fixture)
 
 TINY_TRAIN = {"steps": 6, "eval_every": 3, "log_every": 2, "batch_size": 16}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

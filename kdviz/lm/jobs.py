@@ -53,10 +53,10 @@ def lm_teacher_job(spec: dict) -> Iterator[dict]:
 
 
 def _teacher(spec: dict):
-    ckpt = load_teacher(spec.get("teacher"))
     vocab = spec.get("teacher_vocab", "same")
     if vocab not in ("same", "other"):
         raise ValueError(f"teacher_vocab must be 'same' or 'other', got {vocab!r}")
+    ckpt = load_teacher(spec.get("teacher"))
     return reindexed(ckpt) if vocab == "other" else ckpt
 
 
