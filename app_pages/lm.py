@@ -58,12 +58,19 @@ def teacher_path() -> Path:
 
 
 def student_model():
-    """The distilled student of the last finished run, else an untrained student (said on the page)."""
+    """The distilled student of the last finished run, else an untrained student (said on the page),
+    and a key naming it (for the cached views)."""
     handle = get_job(DISTILL_JOB)
     paths = (handle.result or {}).get("checkpoints", {}) if handle else {}
     if "distilled" in paths and Path(paths["distilled"]).is_file():
-        return load(paths["distilled"]).model, "the distilled student of your last run"
-    return make_lm(STUDENT, 0).eval(), "an untrained student (run a distillation above to see a trained one)"
+        return load(paths["distilled"]).model, "the distilled student of your last run", paths["distilled"]
+    return make_lm(STUDENT, 0).eval(), "an untrained student (run a distillation above to see a trained one)", "untrained"
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_reduction_rows(key: tuple, _teacher, _student, T: float, alpha: float) -> list[dict]:
+    """``reduction_rows`` once per (teacher, student, T, alpha): every rerun of the page would redo it."""
+    return reduction_rows(_teacher, _student, T, alpha)
 
 
 def sample_temp() -> float | None:
@@ -223,13 +230,13 @@ def token_section(teacher, student, who: str) -> None:
     st.plotly_chart(figs.per_position_kl(view["kd"], view["positions"], view["excluded"]), key="lm_kl_chart", theme=None)
 
 
-def reduction_section(teacher, student) -> None:
+def reduction_section(teacher, student, key: tuple) -> None:
     st.header("4 · The reduction trap")
     st.markdown("`F.kl_div(..., reduction=\"batchmean\")` divides by the **batch size B**, not by the number of tokens: "
                 "over `[B, S, V]` it sums the KL of every position — padding included — and divides by B. The KD "
                 "term then grows with sequence length, and alpha no longer means what it says.")
     T, alpha = float(st.session_state[P + "T"]), float(st.session_state[P + "alpha"])
-    rows = reduction_rows(teacher, student, T, alpha)
+    rows = cached_reduction_rows(key, teacher, student, T, alpha)
     c1, c2 = st.columns(2)
     c1.plotly_chart(figs.reduction_vs_length(rows), key="lm_reduction_chart", theme=None)
     c2.plotly_chart(figs.kd_share_vs_length(rows, alpha), key="lm_share_chart", theme=None)
@@ -290,9 +297,9 @@ def main() -> None:
         ckpt = load(teacher_path())
     except (OSError, ValueError):
         return
-    student, who = student_model()
+    student, who, student_key = student_model()
     token_section(ckpt.model, student, who)
-    reduction_section(ckpt.model, student)
+    reduction_section(ckpt.model, student, (str(teacher_path()), student_key))
     vocab_section(ckpt)
     seeds_section()
 

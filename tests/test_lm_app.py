@@ -65,7 +65,7 @@ def test_other_vocabulary_is_refused_then_the_fix_is_shown(app_env):
     at = _page()
     at.toggle(key="lm_other_vocab").set_value(True).run()
     assert any("29 tokens" in e and "27 tokens" in e for e in _errors(at))
-    assert any(d.key == "lm_vocab_table" for d in at.dataframe)
+    assert any("teacher id" in d.value.index for d in at.dataframe)
     assert not at.button(key="lm_align_start").disabled
 
 
@@ -84,7 +84,7 @@ def test_distil_trains_both_students_live(app_env, tick):
     at.number_input(key="lm_steps").set_value(20).run()
     at.number_input(key="lm_train_n").set_value(60).run()
     at.button(key="lm_distill_start").click().run()
-    tick(at, lambda a: any(m.label.endswith("val bpc") for m in a.metric), timeout=120)
+    tick(at, lambda a: any(m.label.endswith("val bpc") for m in a.metric), timeout=240)  # a worker process starts first (slow on a busy machine)
     names = {t["name"] for t in _chart(at, "lm_bpc_chart")["data"]}
     assert names == {"distilled (token-level KD)", "scratch"}
     assert any("alpha·KD" in t["name"] for t in _chart(at, "lm_terms_chart")["data"])

@@ -29,6 +29,7 @@ def test_teacher_job_streams_records_and_saves_a_loadable_checkpoint(tiny_teache
     assert [r["step"] for r in records] == [2, 3, 4, 6] and all(r["run"] == "teacher" for r in records)
     assert [r["step"] for r in records if r["val_bpc"] is not None] == [3, 6]
     assert len(records[-1]["samples"]) == 6
+    assert records[-1]["epoch"] > 0 and records[-1]["samples_per_s"] > 0  # the live view's Epoch and throughput
     (result,) = _of(tiny_teacher, "result")
     ckpt = load_lm(result["checkpoint"])
     assert ckpt.model.cfg.d_model == 16 and ckpt.meta["val_bpc"] == result["val_bpc"]["teacher"]
@@ -80,7 +81,8 @@ def test_seeds_job_and_table(tiny_teacher):
     assert {m: len(v) for m, v in result["bpc"].items()} == {"seqkd": 2, "distilled": 2, "scratch": 2}
     table = bpc_table(result)
     assert list(table.index) == ["teacher", "seqkd", "distilled", "scratch"]
-    assert "±" in table.loc["distilled", "val bpc"] and "2·SE" in table.loc["seqkd", "vs scratch"]
+    assert "±" in table.loc["distilled", "final val bpc"] and "2·SE" in table.loc["seqkd", "vs scratch"]
+    assert all(min(b) <= max(f) for b, f in zip(result["best_bpc"].values(), result["bpc"].values()))
 
 
 def test_bpc_table_verdicts():
@@ -88,7 +90,8 @@ def test_bpc_table_verdicts():
     table = bpc_table(result)
     assert table.loc["distilled", "vs scratch"].endswith("— better")
     assert table.loc["seqkd", "vs scratch"].endswith("within noise")
-    assert table.loc["distilled", "val bpc"] == "2.800 ± 0.010"
+    assert table.loc["distilled", "final val bpc"] == "2.800 ± 0.010" == table.loc["distilled", "best val bpc"]
+    assert table.loc["scratch", "vs scratch"] == ""
 
 
 def test_cli_prints_the_table(tiny_teacher, capsys):

@@ -71,7 +71,8 @@ class LMRecord:
     ce_w: float | None = None
     val_bpc: float | None = None
     samples: tuple[str, ...] = ()
-    tokens_per_s: float = 0.0
+    epoch: float = 0.0  # passes over the training names
+    samples_per_s: float = 0.0  # names (sequences) per second; the live view's throughput
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -150,10 +151,10 @@ def objective(logits: torch.Tensor, b: Batch, teacher: Teacher | None, cfg: LMTr
     return {"total": cfg.alpha * kd + (1 - cfg.alpha) * ce, "ce": ce, "kd": kd}
 
 
-def _record(step: int, parts: dict, cfg: LMTrainConfig, tokens_per_s: float, **extra) -> LMRecord:
+def _record(step: int, parts: dict, cfg: LMTrainConfig, **extra) -> LMRecord:
     ce, kd = float(parts["ce"].detach()), parts.get("kd")
     weighted = {} if kd is None else {"kd": float(kd.detach()), "kd_w": cfg.alpha * float(kd.detach()), "ce_w": (1 - cfg.alpha) * ce}
-    return LMRecord(step=step, loss=float(parts["total"].detach()), ce=ce, tokens_per_s=tokens_per_s, **weighted, **extra)
+    return LMRecord(step=step, loss=float(parts["total"].detach()), ce=ce, **weighted, **extra)
 
 
 def train_lm(model: CharTransformer, words: list[str], cfg: LMTrainConfig, teacher: Teacher | None = None,
@@ -163,7 +164,7 @@ def train_lm(model: CharTransformer, words: list[str], cfg: LMTrainConfig, teach
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr / 10)
     model.train()
-    stream, tokens, t0 = batches(words, cfg, vocab, model.cfg.context), 0, time.perf_counter()
+    stream, seen, t0 = batches(words, cfg, vocab, model.cfg.context), 0, time.perf_counter()
     for step in range(1, cfg.steps + 1):
         b = next(stream)
         parts = objective(model(b.x), b, teacher, cfg)
@@ -174,11 +175,11 @@ def train_lm(model: CharTransformer, words: list[str], cfg: LMTrainConfig, teach
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        tokens += int(b.mask.sum())
+        seen += b.x.shape[0]
         evaluating = val is not None and (step % cfg.eval_every == 0 or step == cfg.steps)
         if evaluating or step % cfg.log_every == 0:
-            extra = {}
+            extra = {"epoch": seen / len(words), "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
             if evaluating:
-                extra = {"val_bpc": evaluate_bpc(model, val, vocab),
-                         "samples": tuple(sample(model, vocab, cfg.n_samples, cfg.sample_temp, seed=step))}
-            yield _record(step, parts, cfg, tokens / max(time.perf_counter() - t0, 1e-9), **extra)
+                extra.update(val_bpc=evaluate_bpc(model, val, vocab),
+                             samples=tuple(sample(model, vocab, cfg.n_samples, cfg.sample_temp, seed=step)))
+            yield _record(step, parts, cfg, **extra)
