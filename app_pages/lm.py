@@ -84,7 +84,7 @@ def sample_temp() -> float | None:
 def train_spec() -> dict:
     s = st.session_state
     return {"steps": int(s[P + "steps"]), "T": float(s[P + "T"]), "alpha": float(s[P + "alpha"]),
-            "sample_temp": float(s[P + "temp"]), "eval_every": max(1, int(s[P + "steps"]) // 10)}
+            "sample_temp": float(s[P + "temp"]), "eval_every": max(1, int(s[P + "steps"]) // 5)}
 
 
 def start(name: str, fn: str, **extra) -> None:

@@ -23,6 +23,7 @@ from typing import Iterator
 import torch
 
 from kdviz.lm.corpus import NAMES_VOCAB, encode_batch
+from kdviz.lm.experiments import run_seeds
 from kdviz.lm.kd import dropped_mass, to_teacher_ids
 from kdviz.lm.model import TEACHER, LMConfig, param_count, save_lm
 from kdviz.lm.runs import (DEFAULT_TRAIN_N, SEQKD_N, STUDENT_TRAIN, TEACHER_TRAIN, check_methods, load_teacher, make_config,
@@ -98,8 +99,6 @@ def lm_distill_job(spec: dict) -> Iterator[dict]:
 @guarded
 def lm_seeds_job(spec: dict) -> Iterator[dict]:
     """Every method once per seed (sequential); the result holds each method's list of final bpc."""
-    from kdviz.lm.experiments import run_seeds  # the experiment module also serves the CLI
-
     cfg = _train_cfg(spec, STUDENT_TRAIN)
     seeds = [int(s) for s in spec.get("seeds", (0, 1, 2))]
     methods = check_methods(spec.get("methods", ("seqkd", "distilled", "scratch")))

@@ -23,8 +23,8 @@ from kdviz.lm.train import LMRecord, LMTrainConfig, Teacher, sample, train_lm
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SHIPPED_TEACHER = ASSETS / "lm_teacher.pt"
 METHODS = ("distilled", "scratch", "batchmean", "seqkd")
-TEACHER_TRAIN = LMTrainConfig(steps=1500, batch_size=64, lr=3e-3, eval_every=150)
-STUDENT_TRAIN = LMTrainConfig(steps=400, batch_size=32, lr=1e-2, eval_every=50, T=2.0, alpha=0.5)
+TEACHER_TRAIN = LMTrainConfig(steps=1000, batch_size=64, lr=3e-3, eval_every=100)
+STUDENT_TRAIN = LMTrainConfig(steps=250, batch_size=32, lr=1e-2, eval_every=50, T=2.0, alpha=0.5)
 DEFAULT_TRAIN_N = 300  # real names a student sees: little text, where a teacher's knowledge matters
 SEQKD_N = 3000  # names the teacher generates for sequence-level KD
 # A vocabulary that differs from the names vocabulary in order and in two extra characters,
