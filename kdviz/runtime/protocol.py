@@ -107,3 +107,17 @@ def guarded(job: Callable[[dict], Iterator[dict]]) -> Callable[[dict], Iterator[
             yield error_event(err)
 
     return run
+
+
+def round_robin(runs: dict[str, Iterator]) -> Iterator[tuple[str, object]]:
+    """``(name, item)`` taking one item from each iterator in turn until all are exhausted, so the
+    curves of runs trained side by side advance together."""
+    live = dict(runs)
+    while live:
+        for name in list(live):
+            try:
+                item = next(live[name])
+            except StopIteration:
+                del live[name]
+                continue
+            yield name, item
