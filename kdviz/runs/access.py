@@ -23,7 +23,7 @@ from typing import Any
 
 OWNER_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 # An absolute POSIX/Windows path or a home-relative one, as a whole word of a text.
-_PATH_IN_TEXT = re.compile(r"(?<![\w.:-])(?:~|[A-Za-z]:)?[/\\][^\s'\"=,;]*")
+_PATH_IN_TEXT = re.compile(r"(?<![\w.:/\\-])(?:~|[A-Za-z]:)?[/\\][^\s'\"=,;]*")
 
 
 def owner_key(owner: str | None) -> str | None:
