@@ -38,6 +38,15 @@ def _main_text(page) -> str:
     return page.locator("[data-testid='stMain']").inner_text()
 
 
+def _listed(page) -> str:
+    """The runs this browser may pick (the table is drawn on a canvas; the multiselect's options are text)."""
+    page.locator("[data-testid='stMultiSelect']").first.click()
+    page.wait_for_selector("[role='option']", timeout=15_000)
+    texts = "\n".join(page.locator("[role='option']").all_inner_texts())
+    page.keyboard.press("Escape")
+    return texts
+
+
 def _expand(page, label: str) -> None:
     page.locator("[data-testid='stExpander'] summary", has_text=label).first.click()
     page.wait_for_timeout(500)
@@ -51,14 +60,14 @@ def test_two_browsers_own_their_runs(browser, owners_server):
         a_ctx.add_cookies([{"name": COOKIE, "value": TOKEN_A, "url": server.url}])
         a = a_ctx.new_page()
         open_page(a, server.url, runs_path)
-        assert "A private run" in _main_text(a) and "A shared run" in _main_text(a)
+        assert "A private run" in _listed(a) and "A shared run" in _listed(a)
 
         b = b_ctx.new_page()
         open_page(b, server.url, runs_path)
         b.wait_for_function(f"() => document.cookie.includes('{COOKIE}=')", timeout=30_000)
         token_b = next(c["value"] for c in b_ctx.cookies() if c["name"] == COOKIE)
         assert token_b != TOKEN_A
-        text = _main_text(b)
+        text = _listed(b)
         assert "A shared run" in text and "A private run" not in text  # B's list
 
         open_page(b, server.url, f"{runs_path}?sel={private}")  # B types A's private id into the URL
