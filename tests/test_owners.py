@@ -209,3 +209,38 @@ def test_old_uploads_are_swept(tmp_path):
     os.utime(old, (past, past)), os.utime(other, (past, past))
     assert purge_old_uploads(tmp_path, 6 * 3600) == 1
     assert not old.exists() and new.exists() and other.exists()
+
+
+# ----------------------------------------------------------------------------- the Save button (AppTest)
+def _save_button_app(runs_dir: str, token: str) -> None:
+    from types import SimpleNamespace
+
+    import streamlit as st
+
+    import kdviz.ui.live as live
+    from kdviz.ui.owner import OWNER_KEY
+
+    st.session_state.setdefault(OWNER_KEY, token)
+    fake = SimpleNamespace(result={"test_acc": 0.9}, runs={"distilled": None}, spec={"fn": "distill", "T": 4.0},
+                           owner="session-1", id=7, records=lambda run: [{"run": run, "step": 1, "total": 1.0}])
+    live.get_job = lambda name: fake
+    live.save_controls("distill", "distill")
+
+
+def test_save_button_saves_once_and_says_when_the_cap_is_reached(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("KDVIZ_HOSTED", "1")
+    monkeypatch.setenv("KDVIZ_MAX_RUNS_PER_OWNER", "1")
+    at = AppTest.from_function(_save_button_app, args=(str(tmp_path / "runs"), A), default_timeout=60).run()
+    assert not at.exception and "Your saved runs: 0 of 1" in at.caption[0].value
+    at.button(key="distill_save").click().run()
+    assert at.success[0].value.startswith("Saved as “distill run”")
+    assert "the cap is reached" in at.caption[0].value and at.button(key="distill_save").disabled
+    assert [r.owner for r in RunStore(tmp_path / "runs").list().runs] == [owner_key(A)]
+    monkeypatch.setenv("KDVIZ_MAX_RUNS_PER_OWNER", "5")
+    at.run()
+    at.button(key="distill_save").click().run()  # the same finished job again
+    assert "already saved as “distill run”" in at.success[0].value
+    assert len(RunStore(tmp_path / "runs").list().runs) == 1
