@@ -180,7 +180,7 @@ def downloads(store: RunStore, run: Run, owner: str | None) -> None:
 
 def manage(store: RunStore, run: Run, owner: str | None) -> None:
     with st.expander(f"{md_text(run.name)}  ·  {run.kind}  ·  {run.id}", expanded=False):
-        st.caption("Command line that reproduces this run (checkpoint files such as `teacher.pt` are this run's downloads):")
+        st.caption("Command line that reproduces this run (a file such as `teacher.pt` names this run's own copy of that checkpoint):")
         st.code(run.reproduce, language="bash", wrap_lines=True)
         downloads(store, run, owner)
         if not can_change(run.owner, owner_key(owner)):
