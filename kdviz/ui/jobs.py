@@ -23,7 +23,8 @@ from __future__ import annotations
 import streamlit as st
 
 from kdviz.runtime.executor import Executor, Job
-from kdviz.runtime.manager import JobHandle, SessionJobs, jobs_root, local_executor
+from kdviz.runtime.manager import JobHandle, SessionJobs, jobs_root, local_executor, purge_old_job_dirs
+from kdviz.ui.retention import remove_job_dirs
 
 __all__ = ["Job", "JobHandle", "forget_job", "get_job", "get_manager", "jobs_root", "session_jobs", "start_job", "stop_session_jobs"]
 
@@ -33,11 +34,13 @@ _STATE_KEY = "_kdviz_session_jobs"
 @st.cache_resource(show_spinner=False)
 def get_manager() -> Executor:
     """The one executor of this server process (local worker processes, with a warm spare unless disabled)."""
+    purge_old_job_dirs(jobs_root())  # start-up: what earlier servers left behind
     return local_executor()
 
 
 def _release_session(jobs: SessionJobs) -> None:
     jobs.stop_all()  # the tab closed: free its slots (runs on a server thread; no st calls here)
+    remove_job_dirs(list(jobs.handles.values()))  # and its unsaved checkpoints
 
 
 @st.cache_resource(scope="session", on_release=_release_session, show_spinner=False)
