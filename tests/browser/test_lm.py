@@ -11,7 +11,7 @@ pytestmark = pytest.mark.browser
 MAIN = "[data-testid='stMain']"
 
 
-def _wait_text(page, pattern: str, timeout_ms: float = 120_000) -> None:
+def _wait_text(page, pattern: str, timeout_ms: float = 300_000) -> None:
     page.wait_for_selector(f"{MAIN} :text-matches('{pattern}')", timeout=timeout_ms)
 
 
