@@ -17,17 +17,25 @@ h.status, h.error, h.result, h.step(), h.records(run), h.evals(run)``; control i
 Scoping: one executor per server (``st.cache_resource``); one :class:`SessionJobs` registry per
 browser session, whose jobs are stopped when the session ends (``scope="session", on_release``).
 After a reconnect the released registry's (stopped) handles are carried over, so curves survive.
+
+Fair share (``kdviz/runtime/fairshare.py``): one running + one queued job per session — a further
+Start replaces the session's own queued job; pressing Start again while a start is in flight is a
+no-op. ``KDVIZ_IDENTITY_HEADER`` (e.g. ``X-Forwarded-User``, set by the proxy) makes the same
+limits hold per person across their tabs; unset, each session is its own party.
 """
 from __future__ import annotations
 
 import streamlit as st
 
 from kdviz.runtime.executor import Executor, Job
+import os
+
 from kdviz.runtime.manager import JobHandle, SessionJobs, jobs_root, local_executor
 
-__all__ = ["Job", "JobHandle", "forget_job", "get_job", "get_manager", "jobs_root", "session_jobs", "start_job", "stop_session_jobs"]
+__all__ = ["Job", "JobHandle", "forget_job", "get_job", "get_manager", "jobs_root", "my_active_jobs", "session_jobs", "start_job", "stop_session_jobs"]
 
 _STATE_KEY = "_kdviz_session_jobs"
+IDENTITY_HEADER_ENV = "KDVIZ_IDENTITY_HEADER"
 
 
 @st.cache_resource(show_spinner=False)
@@ -40,9 +48,20 @@ def _release_session(jobs: SessionJobs) -> None:
     jobs.stop_all()  # the tab closed: free its slots (runs on a server thread; no st calls here)
 
 
+def session_identity() -> str:
+    """The person behind this session: the ``$KDVIZ_IDENTITY_HEADER`` request header, "" when unset or absent."""
+    header = os.environ.get(IDENTITY_HEADER_ENV, "").strip()
+    if not header:
+        return ""
+    try:
+        return str(st.context.headers.get(header) or "")[:200]
+    except (AttributeError, RuntimeError):  # no request context (AppTest, a thread)
+        return ""
+
+
 @st.cache_resource(scope="session", on_release=_release_session, show_spinner=False)
 def _session_registry() -> SessionJobs:
-    return SessionJobs()
+    return SessionJobs(identity=session_identity())
 
 
 def session_jobs() -> SessionJobs:
@@ -69,5 +88,10 @@ def forget_job(name: str) -> None:
 
 
 def stop_session_jobs() -> int:
-    """Stop this session's jobs; returns how many were active."""
+    """Stop every job this session started (not only the latest of each name); returns how many were active."""
     return session_jobs().stop_all()
+
+
+def my_active_jobs() -> list[Job]:
+    """Every active job of this session (what the sidebar counts and "Stop all my jobs" stops)."""
+    return session_jobs().active()
