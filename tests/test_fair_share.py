@@ -35,7 +35,7 @@ def make_executor():
         manager.stop_all()
 
 
-def wait_for(cond, *handles, timeout: float = 20.0) -> None:
+def wait_for(cond, *handles, timeout: float = 90.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
         for h in handles:

@@ -30,7 +30,8 @@ import streamlit as st
 from kdviz.runtime.executor import Executor, Job
 import os
 
-from kdviz.runtime.manager import JobHandle, SessionJobs, jobs_root, local_executor
+from kdviz.runtime.executors import make_executor
+from kdviz.runtime.manager import JobHandle, SessionJobs, jobs_root
 
 __all__ = ["Job", "JobHandle", "forget_job", "get_job", "get_manager", "jobs_root", "my_active_jobs", "session_jobs", "start_job", "stop_session_jobs"]
 
@@ -40,8 +41,9 @@ IDENTITY_HEADER_ENV = "KDVIZ_IDENTITY_HEADER"
 
 @st.cache_resource(show_spinner=False)
 def get_manager() -> Executor:
-    """The one executor of this server process (local worker processes, with a warm spare unless disabled)."""
-    return local_executor()
+    """The one executor of this server process: ``KDVIZ_EXECUTOR`` (local worker processes with a warm
+    spare unless disabled, or Ray actors: ``kdviz/runtime/executors.py``)."""
+    return make_executor()
 
 
 def _release_session(jobs: SessionJobs) -> None:
