@@ -73,3 +73,26 @@ def test_map_points_fans_out_in_order_and_the_selector_picks_ray(monkeypatch):
     monkeypatch.setenv("KDVIZ_EXECUTOR", "dask")
     with pytest.raises(ValueError, match="KDVIZ_EXECUTOR='dask'"):
         executors.make_executor()
+
+
+def test_a_sweep_fans_its_seeds_out_to_ray_with_the_local_results(monkeypatch):
+    import torch
+
+    from kdviz import data as kdata
+    from kdviz.experiments import sweeps as sw
+    from test_sweeps import TINY
+
+    torch.set_num_threads(1)
+    bundle = kdata.synthetic_bundle(n_train=200, n_test=100, seed=2)
+    cfg = sw.SweepConfig("T", (1, 4), seeds=(0, 1), overrides=TINY)
+    monkeypatch.delenv("KDVIZ_EXECUTOR", raising=False)
+    local = sw.run_sweep(cfg, bundle, device="cpu")
+    monkeypatch.setenv("KDVIZ_EXECUTOR", "ray")
+    statuses = []
+    fanned = sw.run_sweep(cfg, bundle, device="cpu", on_event=lambda e: statuses.append(e.get("text")))
+    assert "running 2 seeds in parallel on Ray" in statuses
+    key = lambda p: (p["role"], str(p["value"]), p["seed"])  # noqa: E731
+    assert sorted(map(key, fanned["points"])) == sorted(map(key, local["points"]))
+    by_key = {key(p): p["accuracy"] for p in local["points"]}
+    for p in fanned["points"]:  # same seeds, one thread each: the same training (to float noise)
+        assert p["accuracy"] == pytest.approx(by_key[key(p)], abs=0.02)
