@@ -152,3 +152,17 @@ def test_pause_timeout_from_environment(raw, expected):
 def test_bad_pause_timeout_is_refused_by_name(raw):
     with pytest.raises(ValueError, match=f"KDVIZ_PAUSE_TIMEOUT_S={raw!r}"):
         pause_timeout_s({"KDVIZ_PAUSE_TIMEOUT_S": raw})
+
+
+def test_session_end_stops_every_job_of_the_session_even_unnamed_ones():
+    from kdviz.ui.jobs import _release_session
+
+    manager, session = JobManager(max_jobs=2, launcher=thread_worker), SessionJobs()
+    named = session.start("count", count(n=100_000, delay_s=0.01), manager)
+    stray = manager.submit(count(n=100_000, delay_s=0.01), owner=session.id, name="stray")  # not in the registry
+    other = manager.submit(count(n=100_000, delay_s=0.01), owner="another-session", name="count")
+    assert (named.state, stray.state) == ("running", "queued")
+    _release_session(session)  # what Streamlit calls when the tab closes
+    assert not named.active and not stray.active and manager.jobs(session.id) == []
+    assert other.state == "running"
+    other.stop()
