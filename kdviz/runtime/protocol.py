@@ -38,7 +38,8 @@ generator), ``"resume"``, ``"step"`` (run until the next record, result or error
 receives the spec itself as a dict on the same channel.
 
 **States (as the app sees a job).** ``queued`` (waiting for a slot; ``position`` is its 1-based
-place in the FIFO queue) → ``running`` ⇄ ``paused`` (a paused job keeps its slot) → ``done``
+place in the FIFO queue) → ``running`` ⇄ ``paused`` (a paused job keeps its slot, for at most
+``KDVIZ_PAUSE_TIMEOUT_S`` while others wait: ``kdviz/runtime/fairshare.py``) → ``done``
 (after ``end``) | ``error`` (an error event, or the worker died) | ``stopped`` (by the user; the
 curves so far are kept). The last three free the slot at once.
 
