@@ -20,7 +20,7 @@ from kdviz.ui.urlstate import sync_url, url_state
 JOB = "distill"
 P = JOB + "_"  # session-state prefix of the widgets; the URL-backed ones are listed in url_schema()
 DEFAULT_STUDENT = ModelConfig(arch="mlp", hidden=(16,), dropout=0.0)  # 12.7k parameters: half the shipped teacher's
-DEFAULT_TRAIN = TrainConfig(epochs=10, batch_size=128, lr=1e-3, optimizer="adam")
+DEFAULT_TRAIN = TrainConfig(epochs=2, batch_size=128, lr=1e-3, optimizer="adam")
 DEFAULT_TRANSFER, DEFAULT_TRANSFER_N = "labelled", 1000
 TRANSFER_KINDS = {"full": "All training images", "subset": "A random subset of N images",
                   "without": "All images except some digits", "labelled": "All images, only N of them labelled"}
@@ -34,7 +34,7 @@ HIDDEN_RE, CHANNELS_RE = r"[0-9]{1,5}( *, *[0-9]{1,5}){0,3}", r"[0-9]{1,4}( *, *
 # the commands and tables are in docs/distill_presets.md.
 PRESETS = {
     "helps": ("Where KD helps: 1,000 labels, the teacher labels the rest",
-              {"arch": "mlp", "hidden": "16", "transfer": "labelled", "transfer_n": 1000, "epochs": 10.0, "T": 4.0, "alpha": 0.9},
+              {"arch": "mlp", "hidden": "16", "transfer": "labelled", "transfer_n": 1000, "epochs": 2.0, "T": 4.0, "alpha": 0.9},
               "MEASURED_HELPS"),
     "no_gain": ("Where it does not: every label, a student that is not small",
                 {"arch": "mlp", "hidden": "64", "transfer": "full", "epochs": 2.0, "T": 4.0, "alpha": 0.9},
