@@ -57,9 +57,10 @@ def test_distill_presets_set_the_widgets_and_show_their_measurement(no_spawn):
     at = _open("distill.py", {})
     assert at.text_input(key="distill_hidden").value == "16" and at.selectbox(key="distill_transfer").value == "labelled"
     at.selectbox(key="distill_preset").set_value("no_gain").run()
-    assert at.text_input(key="distill_hidden").value == "64" and at.selectbox(key="distill_transfer").value == "full"
-    assert any("within noise" in c.value and "3 seeds" in c.value for c in at.caption)
-    assert at.query_params["hidden"] == "64" and at.query_params["transfer"] == "full"
+    assert at.selectbox(key="distill_transfer").value == "subset" and at.number_input(key="distill_epochs").value == 10.0
+    assert at.number_input(key="distill_transfer_n").value == 512  # 2,000 on MNIST; the synthetic set has 512 images
+    assert any("Measured over 3 seeds" in c.value and "KD is worse here" in c.value for c in at.caption)
+    assert at.query_params["transfer"] == "subset" and at.query_params["epochs"] == "10.0"
 
 
 def test_experiments_link_sets_scenario_and_sweep(no_spawn):
