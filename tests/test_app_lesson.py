@@ -47,7 +47,7 @@ def test_bad_step_is_refused_with_a_warning(bad):
     at = page(step=bad)
     assert not at.exception
     assert header(at) == f"1. {STEPS[0].title}"
-    assert any(f"'step={bad}'" in w.value and "from 1 to 6" in w.value for w in at.warning)
+    assert any(f"'step={bad}'" in w.value.replace("\\", "") and "from 1 to 6" in w.value for w in at.warning)  # md_text escapes . and -
 
 
 def test_get_step_refuses_out_of_range():
