@@ -58,7 +58,9 @@ class CatalogueConfig:
             object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or not 1 <= self.seeds <= MAX_SEEDS:
             raise ValueError(f"seeds must be a whole number in 1..{MAX_SEEDS}, got {self.seeds!r}")
-        parse_transfer(self.transfer)
+        choice = parse_transfer(self.transfer)
+        if choice.kind in ("subset", "labelled") and choice.arg < 1:
+            raise ValueError(f"transfer set {self.transfer!r}: the number of images must be at least 1, got {choice.arg}")
         self.train_config(0), self.distill(), self.student(), self.assistant(), self.mlp_teacher()
         self._check_kind()
 
