@@ -23,6 +23,9 @@ KINDS = ("born-again", "mutual", "ta", "ensemble")
 TITLES = {"born-again": "Born-again networks", "mutual": "Deep mutual learning",
           "ta": "Teacher assistant", "ensemble": "Multi-teacher (ensemble)"}
 MAX_SEEDS = 5
+# Per-experiment defaults over CatalogueConfig's: the paper's DML loss is CE + KL at T = 1; the
+# teacher-assistant student is far smaller than the teacher (as in Mirzadeh et al.).
+KIND_DEFAULTS = {"mutual": {"T": 1.0, "alpha": 0.5}, "ta": {"hidden": (16,)}}
 MAX_GENERATIONS = 6
 
 
@@ -96,7 +99,8 @@ class CatalogueConfig:
 def config_from_spec(spec: Mapping) -> CatalogueConfig:
     """A config from a job spec / CLI dict; unknown keys are ignored, bad values are ValueErrors naming them."""
     names = {f.name for f in fields(CatalogueConfig)}
-    return CatalogueConfig(**{k: v for k, v in spec.items() if k in names})
+    given = {k: v for k, v in spec.items() if k in names}
+    return CatalogueConfig(**{**KIND_DEFAULTS.get(given.get("kind"), {}), **given})
 
 
 def summarise(accs: Mapping[str, Sequence[float]], refs: Mapping[str, Sequence[str]]) -> list[dict]:
