@@ -151,12 +151,18 @@ def section(kind: str) -> None:
 st.title("Self-distillation & ensembles")
 st.markdown("Born-again networks, deep mutual learning, teacher assistants and multi-teacher distillation, each "
             "**over seeds** (mean ± std), with differences smaller than twice their standard error marked **within noise**.")
-try:
+
+def data_caption() -> str:
+    """What the jobs will train on; a ValueError when the data set is unavailable."""
     bundle = get_bundle(data_source())
+    return f"Data: {bundle.name} ({len(bundle.train):,} training images) · device: {current_device()}"
+
+
+try:
+    st.caption(data_caption())
 except ValueError as err:
     st.error(f"Data set unavailable: {err}")
     st.stop()
-st.caption(f"Data: {bundle.name} ({len(bundle.train):,} training images) · device: {current_device()}")
 for tab, kind in zip(st.tabs([cat.TITLES[k] for k in cat.KINDS]), cat.KINDS):
     with tab:
         section(kind)
