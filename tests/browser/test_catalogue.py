@@ -10,7 +10,15 @@ from ui_actions import chart_points, click, open_page, set_text, settle
 
 pytestmark = pytest.mark.browser
 TITLE = "Self-distillation & ensembles"
-SMALL = (("seeds", "2"), ("epochs", "1"), ("transfer", "subset:300"), ("hidden", "16"))
+SMALL = (("seeds", "2"), ("epochs", "20"), ("transfer", "subset:300"), ("hidden", "16"))
+
+
+def bar_names(page, key: str) -> list[str]:
+    """The x labels of the result bar chart (the table is a canvas; its rows are not DOM text)."""
+    return page.evaluate("""key => {
+        const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+        return el && el.data ? el.data[0].x : [];
+    }""", key)
 
 
 def _run_live(page, prefix: str, last_row: str, timeout_s: float = 240) -> list[list[int]]:
@@ -24,7 +32,7 @@ def _run_live(page, prefix: str, last_row: str, timeout_s: float = 240) -> list[
         points = chart_points(page, f"{prefix}_acc_chart")
         if points and (not seen or points != seen[-1]):
             seen.append(points)
-        if page.locator(f".st-key-{prefix}_table").count() and page.get_by_text(last_row).count():
+        if page.locator(f".st-key-{prefix}_table").count() and last_row in bar_names(page, f"{prefix}_bars"):
             return seen
         time.sleep(0.5)
     screenshot(page, f"catalogue_{prefix}_timeout")
