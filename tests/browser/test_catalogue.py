@@ -32,11 +32,12 @@ def _run_live(page, prefix: str, last_row: str, timeout_s: float = 240) -> list[
         points = chart_points(page, f"{prefix}_acc_chart")
         if points and (not seen or points != seen[-1]):
             seen.append(points)
-        if page.locator(f".st-key-{prefix}_table").count() and last_row in bar_names(page, f"{prefix}_bars"):
+        if page.locator("[data-testid='stDataFrame']:visible").count() and last_row in bar_names(page, f"{prefix}_bars"):
             return seen
         time.sleep(0.5)
     screenshot(page, f"catalogue_{prefix}_timeout")
-    pytest.fail(f"{prefix}: no result table within {timeout_s} s; charts seen {seen}")
+    tables = page.locator("[data-testid='stDataFrame']").count()
+    pytest.fail(f"{prefix}: no result within {timeout_s} s; charts seen {seen}; bars {bar_names(page, f'{prefix}_bars')}; tables {tables}")
 
 
 def test_born_again_and_mutual_learning_train_live_and_show_their_tables(page, app_url, nav):
