@@ -12,6 +12,7 @@ from kdviz.experiments.catalogue_jobs import catalogue_events, catalogue_job, en
 from kdviz.experiments.ensembles import EnsembleTeacher, check_class_counts, combine, kl_mean_offset, multi_teacher_kd
 from kdviz.experiments.stats import compare
 from kdviz.models import ModelConfig
+from test_selfdistill import drain  # events and return value of a generator
 
 torch.set_num_threads(1)
 TINY = {"seeds": 2, "transfer": "subset:200", "epochs": 1, "hidden": (16,), "batch_size": 50}
@@ -144,20 +145,12 @@ def test_teacher_assistant_and_ensemble_jobs_with_given_teachers(bundle):
     t1, t2 = _teacher(bundle, (64,), 0), _teacher(bundle, (32,), 1)
     cfg = cat.CatalogueConfig(kind="ta", assistant_hidden=(32,), **{**TINY, "hidden": (4,)})
     gen = ta_events(cfg, bundle, torch.device("cpu"), teacher=t1)
-    events, rows = _drain(gen)
+    events, (rows, _) = drain(gen)
     assert [r["name"] for r in rows] == ["assistant", "via assistant", "direct", "scratch"]
     assert {e["run"].split(" · ")[0] for e in events if e["type"] == "record"} == {"assistant", "via assistant", "direct", "scratch"}
     cfg = cat.CatalogueConfig(kind="ensemble", modes=("logits", "kl_mean"), **TINY)
-    events, rows = _drain(ensemble_events(cfg, bundle, torch.device("cpu"), teachers={"big": t1, "small": t2}))
+    events, (rows, _) = drain(ensemble_events(cfg, bundle, torch.device("cpu"), teachers={"big": t1, "small": t2}))
     names = [r["name"] for r in rows]
     assert names[:2] == ["from ensemble (logits)", "from ensemble (kl_mean)"] and names[-1] == "scratch"
     assert all(r["mean"] > 0.3 for r in rows)  # chance is 0.1
 
-
-def _drain(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value[0]
