@@ -59,6 +59,7 @@ class HostedLimits:
     max_batch_size: int = 512
     max_steps: int = 2000  # optimiser steps per run, whatever epochs × data size gives
     max_seeds: int = 3  # repeats per comparison
+    max_peers: int = 2  # students trained together in deep mutual learning
     max_jobs: int = 0  # trainings running at once; 0 = one per CPU core
     max_upload_bytes: int = 1_000_000
     max_images_per_request: int = 16

@@ -5,7 +5,9 @@ description of it; ``worker.py``, ``manager.py``, ``kdviz/ui/jobs.py`` and the d
 headless (pytest iterates it directly) and its generator *is* the training loop: pausing a job
 means no longer pulling it. Job bodies: ``kdviz.runtime.training_jobs`` (teacher, distill),
 ``kdviz.runtime.feature_jobs`` (Feature maps page), ``kdviz.experiments.scenarios`` and
-``kdviz.experiments.sweeps`` (experiments lab), ``kdviz.runtime.worker:count_job`` (a torch-free demo).
+``kdviz.experiments.sweeps`` (experiments lab), ``kdviz.experiments.catalogue_jobs`` (self-distillation &
+ensembles), ``kdviz.lm.jobs`` (language models), ``kdviz.interview.runner`` (Run both),
+``kdviz.runtime.worker:count_job`` (a torch-free demo).
 
 **Spec.** A plain dict (it crosses a process boundary). ``"fn"`` names the job as
 ``"kdviz.<module>:<function>"``; nothing else is accepted, and the rule is checked before anything
