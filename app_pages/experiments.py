@@ -13,8 +13,8 @@ from kdviz.experiments import sweeps as sw
 from kdviz.experiments.scenario_specs import hosted_overrides, scenario_spec, teacher_cache_dir
 from kdviz.ui import live, scenario_views, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
-from kdviz.ui.hosted import limits, show_clamp_notes
-from kdviz.ui.jobs import get_job, jobs_root, start_job
+from kdviz.ui.hosted import limits
+from kdviz.ui.jobs import jobs_root, start_job
 from kdviz.ui.text import md_text
 from kdviz.ui.urlstate import sync_url, url_state
 
@@ -123,15 +123,10 @@ def scenarios_tab(n_train: int) -> None:
         st.warning("Long on a CPU (an hour or more): this is the preset to run on a GPU. It is resumable — "
                    "stop it, and pressing Run again with the same T and alpha continues from the last finished epoch.")
     scenario_inputs(kind, n_train)
-    st.button("Run scenario", key="exp_run", type="primary", on_click=start_scenario)
-    if st.session_state.get("exp_error"):
-        st.error(st.session_state["exp_error"])
-    show_clamp_notes(st.session_state.get("exp_notes", []))
-    live.live_panel(SCENARIO_JOB, draw_scenario)
-    handle = get_job(SCENARIO_JOB)
-    if handle is not None and handle.result:
-        st.subheader(sc.PRESET_INFO[handle.result["scenario"]].title + " — result")
-        scenario_views.show_scenario_result(handle.result, "exp_res")
+    result = scenario_views.run_section(SCENARIO_JOB, "Run scenario", "exp_run", start_scenario, "exp", draw_scenario)
+    if result:
+        st.subheader(sc.PRESET_INFO[result["scenario"]].title + " — result")
+        scenario_views.show_scenario_result(result, "exp_res")
 
 
 # ----------------------------------------------------------------------------- sweeps and exercises

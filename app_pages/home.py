@@ -13,10 +13,10 @@ from kdviz.experiments import scenarios as sc
 from kdviz.experiments.recipes import teacher_candidates
 from kdviz.experiments.scenario_specs import hosted_overrides, scenario_spec, teacher_cache_dir
 from kdviz.figures import kd_diagram
-from kdviz.ui import live, scenario_views
+from kdviz.ui import scenario_views
 from kdviz.ui.frame import current_device, data_source, get_bundle
-from kdviz.ui.hosted import limits, show_clamp_notes
-from kdviz.ui.jobs import get_job, jobs_root, start_job
+from kdviz.ui.hosted import limits
+from kdviz.ui.jobs import jobs_root, start_job
 
 JOB = "home_demo"
 KIND = "omitted-digit"
@@ -84,13 +84,7 @@ with st.expander("Demo settings"):
     c1.selectbox("Digit to hide from the students", list(range(10)), index=3, key="home_omit")
     c2.number_input("Seeds (repeats, for mean ± std)", 1, 5, 1, key="home_seeds",
                     help="One seed takes about 30 s of student training on a CPU; 3 or more give honest error bars.")
-st.button("Run the classroom demo", key="home_demo_start", type="primary", on_click=start)
-if st.session_state.get("home_error"):
-    st.error(st.session_state["home_error"])
-show_clamp_notes(st.session_state.get("home_notes", []))
-live.live_panel(JOB, draw)
-
-handle = get_job(JOB)
-if handle is not None and handle.result:
+result = scenario_views.run_section(JOB, "Run the classroom demo", "home_demo_start", start, "home", draw)
+if result:
     st.subheader("Result")
-    scenario_views.show_scenario_result(handle.result, "home")
+    scenario_views.show_scenario_result(result, "home")

@@ -12,6 +12,9 @@ import torch
 from kdviz import figures
 from kdviz.experiments import results as res
 from kdviz.ui import live
+from kdviz.ui.hosted import show_clamp_notes
+from kdviz.ui.jobs import get_job
+from kdviz.ui.text import md_text
 
 
 def _logits(result: dict, role: str) -> torch.Tensor:
@@ -96,3 +99,15 @@ def draw_scenario_live(handle, prefix: str, hint: str) -> None:
     if handle.runs:
         st.plotly_chart(live.figure(f"{prefix}_acc", handle, lambda: figures.scenario_live_accuracy(
             {name: handle.evals(name) for name in handle.runs})), key=f"{prefix}_live_chart", theme=None)
+
+
+def run_section(job: str, label: str, key: str, on_click, prefix: str, draw) -> dict | None:
+    """The Run button, its error and clamp notes (``{prefix}_error``, ``{prefix}_notes`` in the session),
+    the live panel of ``job``; returns the job's result once it has one."""
+    st.button(label, key=key, type="primary", on_click=on_click)
+    if st.session_state.get(f"{prefix}_error"):
+        st.error(md_text(st.session_state[f"{prefix}_error"]))
+    show_clamp_notes(st.session_state.get(f"{prefix}_notes", []))
+    live.live_panel(job, draw)
+    handle = get_job(job)
+    return handle.result if handle is not None and handle.result else None
