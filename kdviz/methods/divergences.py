@@ -1,7 +1,8 @@
 """Choice of divergence between teacher and student outputs: reverse KL, Jensen–Shannon, MSE on logits.
 
 Forward KL is Hinton KD (:mod:`kdviz.methods.kd`). Each divergence here is a logits-kind
-:class:`Method`: listed as a term it replaces ``alpha·KD`` by ``weight·divergence``.
+:class:`Method` with ``divergence=True``: listed as a term it replaces ``alpha·KD`` by
+``alpha·weight·divergence`` (weight 1: KD with its divergence swapped).
 :func:`per_class_contributions` splits each divergence of one sample into its per-class terms
 (they sum to the loss), for the Temperature lab's worked example.
 """
@@ -97,18 +98,18 @@ REVERSE_KL = Method(
     "reverse_kl", "Reverse KL", kind="logits", needs="logits", loss=_reverse_term,
     formula=r"T^2\,\mathrm{KL}(\sigma(s/T)\,\|\,\sigma(t/T))", paper="e.g. Gu et al. 2024 (MiniLLM)",
     transfers="the teacher's main modes (mode-seeking: mass where the teacher has little is penalised)",
-    note="Replaces alpha·KD with weight·reverse KL; CE keeps its (1 − alpha) weight.",
+    note="Total: alpha·weight·reverse KL + (1 − alpha)·CE (weight 1: KD with the divergence swapped).", divergence=True,
 )
 JS = Method(
     "js", "Jensen–Shannon", kind="logits", needs="logits", loss=_js_term,
     formula=r"T^2\,[\beta\,\mathrm{KL}(p_t\|m) + (1-\beta)\,\mathrm{KL}(p_s\|m)],\ m=\beta p_t+(1-\beta)p_s",
     paper="Lin 1991; e.g. Agarwal et al. 2024 (generalised JSD)",
     transfers="the teacher's distribution through a bounded, symmetric divergence",
-    note=f"beta={JS_BETA:g}. Replaces alpha·KD with weight·JS; CE keeps its (1 − alpha) weight.",
+    note=f"beta={JS_BETA:g}. Total: alpha·weight·JS + (1 − alpha)·CE (weight 1: KD with the divergence swapped).", divergence=True,
 )
 MSE_LOGITS = Method(
     "mse_logits", "MSE on logits", kind="logits", needs="logits", loss=_mse_term,
     formula=r"\tfrac{1}{C}\,\|s - t\|^2", paper="Ba & Caruana 2014; Kim et al. 2021",
     transfers="the teacher's raw logits, including their scale (no softmax, no temperature)",
-    note="T is ignored. Replaces alpha·KD with weight·MSE; CE keeps its (1 − alpha) weight.",
+    note="T is ignored. Total: alpha·weight·MSE + (1 − alpha)·CE (weight 1: KD with the divergence swapped).", divergence=True,
 )

@@ -176,6 +176,7 @@ def _distill_result(teacher, t_cfg, t_meta, students, s_cfg, bundle, device, fol
         "per_class": {n: e.per_class for n, e in evals.items()},
         "confusion": {n: e.confusion for n, e in evals.items()},
         "agreement": {n: agreement(teacher, m, test) for n, m in students.items()},
+        "reliability": {n: model_reliability(m, test) for n, m in {"teacher": teacher, **students}.items()},
         "teacher": model_summary(teacher, t_cfg, device),
         "student": model_summary(students["distilled"], s_cfg, device),
         "checkpoints": paths,
