@@ -7,7 +7,7 @@ import streamlit as st
 from kdviz.data import parse_transfer
 from kdviz.engine import TrainConfig, total_steps
 from kdviz.hosted import clamp_model_config, clamp_train_config
-from kdviz.methods import METHODS, default_layer
+from kdviz.methods import METHODS, DistillConfig, default_layer
 from kdviz.methods.schedules import SCHEDULES, schedule_curve
 from kdviz.models import ModelConfig, build_model, feature_shapes
 from kdviz import figures
@@ -169,6 +169,7 @@ def start() -> None:
         n = parse_transfer(choice).size(get_bundle(data_source()).train.y)  # the job parses it once more, in its process
         train, notes_t = clamp_train_config(forms.train_from_state(JOB), limits(), n_train=n)
         s = st.session_state
+        DistillConfig(**distill_from_state())  # a bad schedule stops here, before any job starts
         spec = {"fn": "kdviz.runtime.training_jobs:distill_job", "teacher": path, "student": forms.spec_dict(student),
                 "train": forms.spec_dict(train), "distill": distill_from_state(),
                 "terms": terms_from_state(), "transfer": choice, "data": data_source(), "device": current_device(),

@@ -25,7 +25,7 @@ from torch import nn
 from kdviz import data as kdata
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
 from kdviz.engine import NonFiniteLoss, StepRecord, TrainConfig, make_model, total_steps, train
-from kdviz.evaluation import EvalResult, agreement, evaluate
+from kdviz.evaluation import EvalResult, agreement, evaluate, model_reliability
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig, param_count, size_mb
 from kdviz.runtime.job_specs import device_and_source, distill_config, model_config, out_dir, train_config
