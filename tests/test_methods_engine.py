@@ -238,8 +238,8 @@ def test_divergence_term_is_kd_with_its_kl_swapped():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"T_schedule": "cosine"}, "T_end"), ({"alpha_schedule": "linear"}, "alpha_end"),
-    ({"T_schedule": "step", "T_end": 1.0}, "T_schedule"), ({"T_schedule": "linear", "T_end": 0.0}, "T=0"),
-    ({"alpha_schedule": "linear", "alpha_end": 1.5}, "alpha=1.5"),
+    ({"T_schedule": "step", "T_end": 1.0}, "T_schedule"), ({"T_schedule": "linear", "T_end": 0.0}, "T_end=0.0"),
+    ({"alpha_schedule": "linear", "alpha_end": 1.5}, "alpha_end=1.5"), ({"T": -1.0}, "T=-1"),
 ])
 def test_bad_schedules_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):

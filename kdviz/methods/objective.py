@@ -61,10 +61,11 @@ class DistillConfig:
         losses.check_alpha(self.alpha)
         check_schedule_end("T", self.T_schedule, self.T_end)
         check_schedule_end("alpha", self.alpha_schedule, self.alpha_end)
-        if self.T_end is not None:
-            losses.check_temperature(self.T_end)
-        if self.alpha_end is not None:
-            losses.check_alpha(self.alpha_end)
+        for name, end, check in (("T_end", self.T_end, losses.check_temperature), ("alpha_end", self.alpha_end, losses.check_alpha)):
+            try:
+                None if end is None else check(end)
+            except ValueError as err:
+                raise ValueError(f"{name}={end!r} is out of range: {err}") from err
         object.__setattr__(self, "terms", tuple(self.terms))
         for term in self.terms:
             if not isinstance(term.weight, (int, float)) or not math.isfinite(term.weight) or term.weight < 0:
