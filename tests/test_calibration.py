@@ -63,3 +63,25 @@ def test_bad_inputs_name_the_values():
         reliability(torch.zeros(4, 3), torch.zeros(5, dtype=torch.long))
     with pytest.raises(ValueError, match="n_bins"):
         reliability(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), 0)
+
+
+def test_results_and_sweeps_carry_ece():
+    from kdviz.data import synthetic_bundle
+    from kdviz.engine import make_model
+    from kdviz.evaluation import predict_logits
+    from kdviz.experiments.results import comparisons, seed_result, summarise_runs
+    from kdviz.experiments.sweeps import point_metrics
+    from kdviz.models import ModelConfig
+
+    test = synthetic_bundle(n_train=16, n_test=64).test
+    model = make_model(ModelConfig(hidden=(8,)), 0)
+    logits = predict_logits(model, test.x)
+    assert point_metrics(model, test, None)["ece"] == pytest.approx(ref_ece(logits.double(), test.y), abs=1e-6)
+    runs = {role: [seed_result(logits * (1 + s + 2 * (role == "distilled")), test.y, s, 0.0, None) for s in range(3)]
+            for role in ("distilled", "scratch")}
+    assert runs["scratch"][1]["ece"] == pytest.approx(ref_ece(2 * logits.double(), test.y), abs=1e-6)
+    assert runs["scratch"][1]["reliability"]["count"] and len(runs["scratch"][1]["reliability"]["count"]) == 15
+    summary = summarise_runs(runs, None)
+    eces = [r["ece"] for r in runs["distilled"]]
+    assert summary["distilled"]["ece"]["mean"] == pytest.approx(sum(eces) / 3)
+    assert set(comparisons(runs, ("accuracy",))) == {"accuracy", "ece"}
