@@ -27,6 +27,8 @@ PAGES = (  # file under PAGES_DIR, title, icon
     ("distill.py", "Distill", ":material/compress:"),
     ("feature_maps.py", "Feature maps", ":material/grid_view:"),
     ("experiments.py", "Experiments", ":material/science:"),
+    ("catalogue.py", "Self-distillation & ensembles", ":material/diversity_3:"),
+    ("lm.py", "Language models", ":material/text_fields:"),
     ("runs.py", "Saved runs", ":material/folder_open:"),
     ("interview.py", "Interview prep", ":material/quiz:"),
     ("lesson.py", "Lesson", ":material/co_present:"),

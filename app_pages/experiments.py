@@ -8,12 +8,15 @@ from __future__ import annotations
 import streamlit as st
 
 from kdviz.experiments import scenarios as sc
+from kdviz.experiments import precomputed
 from kdviz.experiments import sweeps as sw
 from kdviz.experiments.scenario_specs import hosted_overrides, scenario_spec, teacher_cache_dir
 from kdviz.ui import live, scenario_views, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import limits, show_clamp_notes
 from kdviz.ui.jobs import get_job, jobs_root, start_job
+from kdviz.ui.text import md_text
+from kdviz.ui.urlstate import sync_url, url_state
 
 SCENARIO_JOB, SWEEP_JOB = "exp_scenario", "exp_sweep"
 
@@ -58,20 +61,51 @@ def start_scenario() -> None:
 
 
 def scenario_inputs(kind: str, n_train: int) -> None:
-    base = sc.preset(kind)
-    for key in ("exp_T", "exp_alpha", "exp_epochs"):  # a new scenario starts from its own preset values
-        if st.session_state.get("_exp_kind_seen") != kind:
-            st.session_state.pop(key, None)
-    st.session_state["_exp_kind_seen"] = kind
+    """The scenario's widgets; their values come from session state (seeded by ``url_settings``)."""
     c = st.columns(4)
-    c[0].number_input("Seeds", 1, sc.MAX_SEEDS, 1, key="exp_seeds", help="Repeats with different seeds; 3+ for honest error bars.")
-    c[1].number_input("Temperature T", 0.5, 100.0, float(base.T), step=0.5, key="exp_T")
-    c[2].slider("alpha (weight of the distillation term)", 0.0, 1.0, float(base.alpha), step=0.05, key="exp_alpha")
-    c[3].number_input("Student epochs", 0.1, 200.0, float(base.student.epochs), step=1.0, key="exp_epochs")
+    c[0].number_input("Seeds", 1, sc.MAX_SEEDS, key="exp_seeds", help="Repeats with different seeds; 3+ for honest error bars.")
+    c[1].number_input("Temperature T", 0.5, 100.0, step=0.5, key="exp_T")
+    c[2].slider("alpha (weight of the distillation term)", 0.0, 1.0, step=0.05, key="exp_alpha")
+    c[3].number_input("Student epochs", 0.1, 200.0, step=1.0, key="exp_epochs")
     if kind == "omitted-digit":
-        st.selectbox("Digit to hide from the students", list(range(10)), index=3, key="exp_omit")
+        st.selectbox("Digit to hide from the students", list(range(10)), key="exp_omit")
     elif kind in ("few-labels", "unlabelled"):
-        st.number_input("N labelled images", 1, n_train, min(1000, n_train), step=100, key="exp_n_labelled")
+        st.number_input("N labelled images", 1, n_train, step=100, key="exp_n_labelled")
+
+
+# ----------------------------------------------------------------------------- shareable settings (the URL)
+P = "exp_"  # ?kind=few-labels&seeds=3&T=8 seeds exp_kind, exp_seeds, exp_T; ?sweep_param=alpha&sweep_values=0,0.5,1
+KIND_SCHEMA = {"kind": (str, "omitted-digit", list(sc.PRESETS)), "sweep_param": (str, "T", list(sw.SWEEP_PARAMS))}
+VALUES_RE = r"[A-Za-z0-9_.+ ,;-]{0,200}"
+
+
+def scenario_schema(kind: str, n_train: int) -> dict:
+    """URL settings whose defaults are the chosen scenario's preset values."""
+    base = sc.preset(kind)
+    return {"seeds": (int, 1, (1, sc.MAX_SEEDS)), "T": (float, float(base.T), (0.5, 100.0)),
+            "alpha": (float, float(base.alpha), (0.0, 1.0)), "epochs": (float, float(base.student.epochs), (0.1, 200.0)),
+            "omit": (int, 3, (0, 9)), "n_labelled": (int, min(1000, n_train), (1, n_train))}
+
+
+def sweep_schema(param: str) -> dict:
+    return {"sweep_values": (str, _grid_text(param), VALUES_RE), "sweep_seeds": (int, 3, (1, 10)),
+            "sweep_scenario": (str, "few-labels", list(sw.SWEEP_SCENARIOS))}
+
+
+def url_settings(n_train: int) -> dict:
+    """Seed the widgets from the URL (first run) and return the schema to write back with ``sync_url``.
+    A new scenario starts from its own preset values (a shared link's values are kept on the first run)."""
+    s = st.session_state
+    url_state(KIND_SCHEMA, P)
+    kind = s[P + "kind"]
+    schema = scenario_schema(kind, n_train)
+    if s.get("_exp_kind_seen", kind) != kind:
+        for name in ("T", "alpha", "epochs"):
+            s[P + name] = schema[name][1]
+    s["_exp_kind_seen"] = kind
+    schema = {**KIND_SCHEMA, **schema, **sweep_schema(s[P + "sweep_param"])}
+    url_state(schema, P)
+    return schema
 
 
 def draw_scenario(handle) -> None:
@@ -157,7 +191,28 @@ def draw_sweep(handle) -> None:
         scenario_views.show_sweep_result(handle.result, "exp_sweep_res")
 
 
+def precomputed_panel() -> None:
+    """The exercises' sweeps computed ahead on real MNIST (``bench/precompute.py``), with how they were made."""
+    for name, (title, _) in sw.EXERCISES.items():
+        try:
+            data = precomputed.for_exercise(name)
+        except ValueError as err:
+            st.warning(md_text(str(err)))
+            continue
+        if data is not None:
+            st.markdown(f"**{title}** — computed ahead")
+            st.caption(precomputed.provenance_text(data["provenance"]))
+            scenario_views.show_sweep_result(data["result"], f"exp_pre_{name}")
+
+
 def sweeps_tab() -> None:
+    if limits() is not None:  # hosted: live sweeps are off (see _start_sweep); show the same sweeps computed ahead
+        st.info("Live sweeps train dozens of networks and are switched off on this shared server. Below: the same "
+                "exercise computed ahead on real MNIST. Run it live on your own machine with the command shown.")
+        precomputed_panel()
+        return
+    with st.expander("Results computed ahead (no waiting)", expanded=False):
+        precomputed_panel()
     st.markdown("**Exercises** — one click each (3 seeds per point, on the Few-labels scenario):")
     cols = st.columns(len(sw.EXERCISES))
     for col, (name, (title, _)) in zip(cols, sw.EXERCISES.items()):
@@ -165,10 +220,8 @@ def sweeps_tab() -> None:
     with st.expander("Custom sweep", expanded=False):
         c = st.columns(4)
         c[0].selectbox("Vary", sw.SWEEP_PARAMS, key="exp_sweep_param", on_change=_param_changed)
-        if "exp_sweep_values" not in st.session_state:
-            st.session_state["exp_sweep_values"] = _grid_text(st.session_state.get("exp_sweep_param", "T"))
         c[1].text_input("Values (comma-separated)", key="exp_sweep_values")
-        c[2].number_input("Seeds per point", 1, 10, 3, key="exp_sweep_seeds")
+        c[2].number_input("Seeds per point", 1, 10, key="exp_sweep_seeds")
         c[3].selectbox("Scenario", sw.SWEEP_SCENARIOS, key="exp_sweep_scenario", format_func=lambda k: sc.PRESET_INFO[k].title)
         st.button("Run sweep", key="exp_sweep_run", type="primary", on_click=start_sweep)
     if st.session_state.get("exp_sweep_error"):
@@ -187,8 +240,10 @@ except ValueError as err:
     st.error(f"Data set unavailable: {err}")
     st.stop()
 st.caption(f"Data: {bundle.name} ({len(bundle.train):,} training images) · device: {current_device()}")
+url_schema = url_settings(len(bundle.train))
 tab_sc, tab_sw = st.tabs(["Scenarios", "Sweeps & exercises"])
 with tab_sc:
     scenarios_tab(len(bundle.train))
 with tab_sw:
     sweeps_tab()
+sync_url(url_schema, P)

@@ -22,6 +22,7 @@ from kdviz.ui import live
 from kdviz.ui.hosted import cap
 from kdviz.ui.jobs import get_job, start_job
 from kdviz.ui.teachers import current_teacher, load_model
+from kdviz.ui.urlstate import sync_url, url_state
 
 BUILTIN, YOURS = "A good CNN teacher and a student trained here", "Your teacher and a distilled student"
 JOB = "feature_maps"  # this session's quick-pair job (kdviz.ui.jobs registry name)
@@ -108,7 +109,7 @@ def pair_from_result(result: dict):
 
 def builtin_models():
     """A good CNN teacher and a student distilled from it in the background (a small teacher too, if asked)."""
-    steps = st.number_input("Training steps", 20, cap("max_steps", 1000), 300, 20, key="fm_steps")
+    steps = st.number_input("Training steps", 20, cap("max_steps", 1000), step=20, key="fm_steps")
     own = st.checkbox("Also train a small teacher here (16-32-64, same steps: about 87 % after 300 steps)", key="fm_train_teacher",
                       help="Off: the student learns from a well-trained teacher, whose attention maps are worth copying.")
     teacher_note = "a small CNN teacher (16-32-64 channels)" if own else cnn_teacher()[1]
@@ -214,7 +215,7 @@ def watch_section(paths: dict, layers: list[str], labels: str) -> None:
     c1, c2 = st.columns(2)
     default = layers.index("stage2") if "stage2" in layers else len(layers) - 1
     c1.selectbox("Stage to transfer", layers, index=default, key="fm_layer")
-    steps = c2.number_input("Steps", 10, cap("max_steps", 1000), 200, 10, key="fm_watch_steps")
+    steps = c2.number_input("Steps", 10, cap("max_steps", 1000), step=10, key="fm_watch_steps")
     handle = get_job(WATCH_JOB)
     if handle is not None:
         handle.poll()  # a job that ended since the last run shows its plots at once
@@ -232,12 +233,28 @@ def watch_section(paths: dict, layers: list[str], labels: str) -> None:
 
 
 # ----------------------------------------------------------------------------- page
+P = "fm_"  # URL-backed settings: ?steps=300&index=42&watch_steps=200 seed fm_steps, fm_index, fm_watch_steps
+
+
+def url_schema(n_test: int) -> dict:
+    max_steps = cap("max_steps", 1000)
+    return {"steps": (int, min(300, max_steps), (20, max_steps)), "index": (int, 0, (0, n_test - 1)),
+            "watch_steps": (int, min(200, max_steps), (10, max_steps))}
+
+
 def main() -> None:
     st.title(":material/grid_view: Feature maps & attention transfer")
     st.caption("Attention map of a CNN stage: a(f) = normalize(vec(mean over channels of f²)) — where the stage "
                "responds strongly (Zagoruyko & Komodakis 2017). Attention transfer trains the student's maps to "
                "match the teacher's.")
     bundle = get_bundle(data_source())
+    schema = url_schema(len(bundle.test))
+    url_state(schema, P)  # a bad ?index=… shows a warning naming it, and the default is used
+    body(bundle)
+    sync_url(schema, P)
+
+
+def body(bundle) -> None:
     has_yours = bool(current_teacher()[0]) and bool(st.session_state.get("student_ckpts"))
     source = st.radio("Models", [YOURS, BUILTIN] if has_yours else [BUILTIN], key="fm_source", horizontal=True)
     models = your_models() if source == YOURS else builtin_models()

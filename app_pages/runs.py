@@ -11,8 +11,10 @@ import pandas as pd
 import streamlit as st
 
 from kdviz.figures import run_overlay
+from kdviz.runs.access import can_change, owner_key
 from kdviz.runs.store import ID_RE, RUN_KINDS, STUDENT_CHECKPOINTS, Run, RunError, RunStore, filter_runs
 from kdviz.runs.tables import accuracy_summary, comparison_rows, curve_series, metric_names
+from kdviz.ui.owner import owner_id, run_store
 from kdviz.ui.text import md_text
 from kdviz.ui.urlstate import sync_url, url_state
 from kdviz.urlparams import Param
@@ -33,9 +35,9 @@ def _flash(kind: str, text: str) -> None:
     st.session_state[P + "flash"] = (kind, text)
 
 
-def _rename(root: str, run_id: str) -> None:
+def _rename(root: str, run_id: str, owner: str | None) -> None:
     try:
-        run = RunStore(root).rename(run_id, st.session_state.get(f"{P}name_{run_id}", ""))
+        run = RunStore(root).rename(run_id, st.session_state.get(f"{P}name_{run_id}", ""), owner=owner)
         _flash("success", f"Renamed to “{md_text(run.name)}”.")
     except (RunError, OSError) as err:
         _flash("error", f"Could not rename: {md_text(err)}")
@@ -45,14 +47,22 @@ def _rename(root: str, run_id: str) -> None:
     st.session_state[P + "sel"] = list(st.session_state.get(P + "sel", []))
 
 
-def _delete(root: str, run_id: str) -> None:
+def _delete(root: str, run_id: str, owner: str | None) -> None:
     st.session_state.pop(P + "confirm", None)
     try:
-        RunStore(root).delete(run_id)
+        RunStore(root).delete(run_id, owner=owner)
         st.session_state[P + "sel"] = [i for i in st.session_state.get(P + "sel", []) if i != run_id]
         _flash("success", f"Deleted run {run_id}.")
     except (RunError, OSError) as err:
         _flash("error", f"Could not delete: {md_text(err)}")
+
+
+def _publish(root: str, run_id: str, owner: str | None, published: bool) -> None:
+    try:
+        RunStore(root).publish(run_id, owner=owner, published=published)
+        _flash("success", f"Run {run_id} is {'published: anyone with its link may view and download it' if published else 'private again'}.")
+    except (RunError, OSError) as err:
+        _flash("error", f"Could not change who sees the run: {md_text(err)}")
 
 
 def _ask_delete(run_id: str | None) -> None:
@@ -75,9 +85,12 @@ def filters() -> tuple[str | None, str]:
     return (None if kind == "all" else kind), query
 
 
-def runs_table(runs: list[Run]) -> None:
+def runs_table(runs: list[Run], owner: str | None) -> None:
     rows = [{"name": r.name, "kind": r.kind, "created (UTC)": r.created[:19].replace("T", " "),
              "test accuracy": accuracy_summary(r.final), "records": r.n_records, "id": r.id} for r in runs]
+    if owner is not None:
+        for row, run in zip(rows, runs):
+            row["shared"] = _sharing(run, owner)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
@@ -95,7 +108,7 @@ def select_runs(all_runs: list[Run], shown: list[Run]) -> list[str]:
     chosen = selected_ids(raw, known, st.session_state.get(P + "labels", {}))
     gone = [i for i in chosen if i not in known]
     if gone:
-        st.warning(md_text(f"{len(gone)} selected run(s) are not in this runs folder (deleted or corrupt): {', '.join(gone)}"))
+        st.warning(md_text(f"{len(gone)} selected run(s): no such run (deleted, or not shared with you): {', '.join(gone)}"))
     if chosen != raw or gone:
         st.session_state[P + "sel"] = [i for i in chosen if i in known]
     options = list(dict.fromkeys([r.id for r in shown] + st.session_state[P + "sel"]))
@@ -107,11 +120,11 @@ def select_runs(all_runs: list[Run], shown: list[Run]) -> list[str]:
                           max_selections=MAX_SELECTED, placeholder="choose one or more runs")
 
 
-def load_selected(store: RunStore, ids: list[str]) -> list[Run]:
+def load_selected(store: RunStore, ids: list[str], owner: str | None) -> list[Run]:
     loaded = []
     for run_id in ids:
         try:
-            loaded.append(store.load(run_id))
+            loaded.append(store.load(run_id, owner=owner))
         except (RunError, OSError) as err:
             st.warning(f"Run {run_id} cannot be shown: {md_text(err)}")
     return loaded
@@ -144,58 +157,80 @@ def checkpoint_order(run: Run) -> list[str]:
     return sorted(run.checkpoints, key=lambda n: (STUDENT_CHECKPOINTS.index(n) if n in STUDENT_CHECKPOINTS else 99, n))
 
 
-def downloads(store: RunStore, run: Run) -> None:
+def _sharing(run: Run, owner: str | None) -> str:
+    mine = can_change(run.owner, owner_key(owner))
+    return ("yours, published" if run.published else "yours, private") if mine else "published by another user"
+
+
+def downloads(store: RunStore, run: Run, owner: str | None) -> None:
     st.caption("Downloads")
     names = checkpoint_order(run)
     cols = st.columns(max(4, 2 + len(names)))
-    cols[0].download_button("Metrics CSV", store.export_csv(run.id), f"{run.id}-metrics.csv", "text/csv",
+    cols[0].download_button("Metrics CSV", store.export_csv(run.id, owner=owner), f"{run.id}-metrics.csv", "text/csv",
                             key=f"{P}csv_{run.id}", on_click="ignore", width="stretch")
-    cols[1].download_button("Config JSON", store.export_config_json(run.id), f"{run.id}-config.json",
+    cols[1].download_button("Config JSON", store.export_config_json(run.id, owner=owner), f"{run.id}-config.json",
                             "application/json", key=f"{P}json_{run.id}", on_click="ignore", width="stretch")
     for col, name in zip(cols[2:], names):
         # the state_dict bytes are made only when clicked: loading a checkpoint needs torch
-        col.download_button(f"{name} .pt", partial(store.weights_bytes, run.id, name), f"{run.id}-{name}.pt",
+        col.download_button(f"{name} .pt", partial(store.weights_bytes, run.id, name, owner=owner), f"{run.id}-{name}.pt",
                             "application/octet-stream", key=f"{P}w_{run.id}_{name}", on_click="ignore", width="stretch",
                             help=f"{name} weights: torch.save(model.state_dict()); load with "
                                  "build_model(cfg).load_state_dict(torch.load(f, weights_only=True))")
 
 
-def manage(store: RunStore, run: Run) -> None:
+def manage(store: RunStore, run: Run, owner: str | None) -> None:
     with st.expander(f"{md_text(run.name)}  ·  {run.kind}  ·  {run.id}", expanded=False):
-        st.caption("Command line that reproduces this run:")
+        st.caption("Command line that reproduces this run (a file such as `teacher.pt` names this run's own copy of that checkpoint):")
         st.code(run.reproduce, language="bash", wrap_lines=True)
-        downloads(store, run)
+        downloads(store, run, owner)
+        if not can_change(run.owner, owner_key(owner)):
+            st.caption("Published by another user: you may view and download it, not change it.")
+            return
+        if owner is not None:
+            publish_toggle(store, run, owner)
         left, right = st.columns([3, 1])
         left.text_input("New name", value=run.name, key=f"{P}name_{run.id}", max_chars=120)
-        right.button("Rename", key=f"{P}rename_{run.id}", on_click=_rename, args=(str(store.root), run.id))
+        right.button("Rename", key=f"{P}rename_{run.id}", on_click=_rename, args=(str(store.root), run.id, owner))
         if st.session_state.get(P + "confirm") != run.id:
             st.button("Delete run…", key=f"{P}del_{run.id}", on_click=_ask_delete, args=(run.id,))
             return
         st.warning(f"Delete “{md_text(run.name)}” for good? Its metrics and checkpoints are removed from disk.")
         yes, no = st.columns(2)
-        yes.button("Yes, delete", key=f"{P}yes_{run.id}", type="primary", on_click=_delete, args=(str(store.root), run.id))
+        yes.button("Yes, delete", key=f"{P}yes_{run.id}", type="primary", on_click=_delete, args=(str(store.root), run.id, owner))
         no.button("Cancel", key=f"{P}no_{run.id}", on_click=_ask_delete, args=(None,))
+
+
+def publish_toggle(store: RunStore, run: Run, owner: str) -> None:
+    if run.published:
+        st.button("Make private", key=f"{P}unpub_{run.id}", on_click=_publish, args=(str(store.root), run.id, owner, False),
+                  help="Only you will see it again; others who opened it lose access.")
+    else:
+        st.button("Publish", key=f"{P}pub_{run.id}", on_click=_publish, args=(str(store.root), run.id, owner, True),
+                  help="Anyone with the link (Copy the address bar) may then view and download it, never change it.")
 
 
 # ----------------------------------------------------------------------------- page
 def main() -> None:
     st.title("Saved runs")
-    store = RunStore()
-    st.caption(f"Runs folder: `{store.root}` (set `KDVIZ_RUNS_DIR` to use another). Copy the address bar to share this view.")
+    store, owner = run_store(), owner_id()
+    if owner is None:
+        st.caption(f"Runs folder: `{store.root}` (set `KDVIZ_RUNS_DIR` to use another). Copy the address bar to share this view.")
+    else:
+        st.caption("Your runs are private to this browser until you publish them; a shared link shows others only published runs.")
     show_flash()
     url_state(SCHEMA, P)
     kind, query = filters()
-    listing = store.list()
+    listing = store.list(owner=owner)
     for warning in listing.warnings:
         st.warning(md_text(warning))  # names folders found on disk
     shown = filter_runs(listing.runs, kind, query)
     if not listing.runs:
         st.info("No saved runs yet. Use “Save run” on the Teacher, Distill or Experiments pages.")
     elif shown:
-        runs_table(shown)
+        runs_table(shown, owner)
     else:
         st.info("No run matches the filters.")
-    selected = load_selected(store, select_runs(listing.runs, shown)) if listing.runs else []
+    selected = load_selected(store, select_runs(listing.runs, shown), owner) if listing.runs else []
     if selected:
         st.subheader("Curves")
         curves(selected)
@@ -203,7 +238,7 @@ def main() -> None:
         comparison(selected)
         st.subheader("Manage and export")
         for run in selected:
-            manage(store, run)
+            manage(store, run, owner)
     sync_url(SCHEMA, P)
 
 

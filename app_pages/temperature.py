@@ -22,6 +22,7 @@ from kdviz.evaluation import evaluate
 from kdviz.images import ImageError, ImageLimits, enlarge, prepare_digit, to_pixels
 from kdviz.models import ModelConfig
 from kdviz.figures import divergence_contributions, probability_bars
+from kdviz.lm.kd import BSV_DEFAULTS, bsv_worked_example, lengths_mask, parse_bsv
 from kdviz.methods.divergences import per_class_contributions
 from kdviz.ui.frame import data_source, get_bundle
 from kdviz.ui.hosted import cap
@@ -263,6 +264,44 @@ def divergence_view(z_t: torch.Tensor, z_s: torch.Tensor, T: float) -> None:
                     key="calc_divergences_chart", theme=None)
 
 
+# ----------------------------------------------------------------------------- [B, S, V]
+def sequence_calculator() -> None:
+    """The KD term over sequences ``[B, S, V]`` with padding: batchmean vs per-token means, step by step."""
+    with st.expander("Sequences: logits [B, S, V] with padding — batchmean vs per-token mean"):
+        for key, value in BSV_DEFAULTS.items():
+            st.session_state.setdefault(f"bsv_{key}", value)
+        st.caption("`|` separates sequences, `;` positions, `,` classes. Positions past a sequence's length are padding.")
+        c1, c2, c3 = st.columns([3, 3, 1])
+        c1.text_input("Teacher logits", key="bsv_teacher")
+        c2.text_input("Student logits", key="bsv_student")
+        c3.text_input("Lengths", key="bsv_lengths")
+        T = float(st.session_state.get("calc_T", 2.0))
+        try:
+            z_t, z_s = parse_bsv(st.session_state["bsv_teacher"], "teacher logits"), parse_bsv(st.session_state["bsv_student"], "student logits")
+            mask = lengths_mask(st.session_state["bsv_lengths"], z_t.shape[0], z_t.shape[1])
+            r = bsv_worked_example(z_s, z_t, mask, T)
+        except ValueError as err:
+            st.error(f"Cannot compute: {err}")
+            return
+        show_bsv_steps(r, T)
+
+
+def show_bsv_steps(r: dict, T: float) -> None:
+    table = pd.DataFrame([[f"{v:.4f}" + ("" if keep else " (padding)") for v, keep in zip(row, keeps)]
+                          for row, keeps in zip(r["per_position"], r["mask"])],
+                         index=[f"sequence {b + 1}" for b in range(r["B"])], columns=[f"position {i + 1}" for i in range(len(r["mask"][0]))])
+    st.markdown(f"**Step 1.** KL(teacher ‖ student)·T² at every position (T = {T:g}, the calculator's T):")
+    st.dataframe(table, key="bsv_table")
+    st.markdown(f"**Step 2.** Sum over all {r['positions']} positions = {r['total']:.4f}; over the {r['counted']} real ones "
+                f"= {r['masked_token_mean'] * r['counted']:.4f}.")
+    c = st.columns(3)
+    c[0].metric("batchmean: sum ÷ B", f"{r['batchmean']:.4f}", help=f"F.kl_div(reduction='batchmean'): {r['total']:.4f} ÷ {r['B']}")
+    c[1].metric("per-token mean: sum ÷ (B·S)", f"{r['token_mean']:.4f}", help="padding counted")
+    c[2].metric("masked per-token mean (right)", f"{r['masked_token_mean']:.4f}", help=f"÷ {r['counted']} real positions")
+    st.caption(f"batchmean is {r['batchmean'] / r['masked_token_mean']:.2f}× the right value here: it scales with the "
+               "sequence length and includes padding, so alpha no longer weights KD against CE as intended.")
+
+
 # ----------------------------------------------------------------------------- notes
 def _row(name: str, ratios: torch.Tensor, p: torch.Tensor, T: float, alpha: float, ce: float) -> dict:
     """One table row: the log-ratios log p − log q, the KL terms p·(log p − log q), their sum, KD and the total."""
@@ -390,6 +429,7 @@ def main() -> None:
     st.caption("Edit any input; any number of classes ≥ 2 works. Defaults: teacher [2, 1, 0], student [1.5, 0.5, 0], "
                "label 0, T = 2, alpha = 0.5.")
     example = calculator()
+    sequence_calculator()
     tutorial_note()
     why_log_softmax()
     why_t_squared(example)

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-CLI_MODULES = ("kdviz.commands", "kdviz.experiments.compare", "kdviz.experiments.cli", "kdviz.runs.cli")
+CLI_MODULES = ("kdviz.commands", "kdviz.experiments.compare", "kdviz.experiments.cli", "kdviz.runs.cli", "kdviz.lm.cli")
 DEFAULT_COMMAND = "distill"
 
 

@@ -11,7 +11,9 @@ Streamlit, so the variable is the single switch::
 
 Optional overrides (both modes): ``KDVIZ_MAX_JOBS`` — trainings that run at once, the rest wait
 in a FIFO queue (default: the number of CPU cores this process may use); in hosted mode also
-``KDVIZ_MAX_UPLOAD_BYTES`` (default 1,000,000).
+``KDVIZ_MAX_UPLOAD_BYTES`` (default 1,000,000) and the saved-runs caps of :func:`run_quota`:
+``KDVIZ_MAX_RUNS_PER_OWNER`` (20), ``KDVIZ_MAX_BYTES_PER_OWNER`` (50,000,000) and
+``KDVIZ_MAX_RUNS_BYTES`` (2,000,000,000 for the whole store; oldest unpublished runs are evicted first).
 
 Pages clamp what a user asked for and show the notes (see ``kdviz/ui/hosted.py``)::
 
@@ -26,10 +28,13 @@ from typing import Mapping, TypeVar
 
 from kdviz.engine import TrainConfig
 from kdviz.models import ModelConfig
+from kdviz.runs.access import Quota
 
 ENV_HOSTED = "KDVIZ_HOSTED"
 ENV_MAX_JOBS = "KDVIZ_MAX_JOBS"
 ENV_MAX_UPLOAD = "KDVIZ_MAX_UPLOAD_BYTES"
+ENV_RUN_QUOTA = {"max_runs": "KDVIZ_MAX_RUNS_PER_OWNER", "max_bytes": "KDVIZ_MAX_BYTES_PER_OWNER",
+                 "max_total_bytes": "KDVIZ_MAX_RUNS_BYTES"}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 
@@ -54,6 +59,7 @@ class HostedLimits:
     max_batch_size: int = 512
     max_steps: int = 2000  # optimiser steps per run, whatever epochs × data size gives
     max_seeds: int = 3  # repeats per comparison
+    max_peers: int = 2  # students trained together in deep mutual learning
     max_jobs: int = 0  # trainings running at once; 0 = one per CPU core
     max_upload_bytes: int = 1_000_000
     max_images_per_request: int = 16
@@ -114,6 +120,15 @@ def active_limits(environ: Mapping[str, str] | None = None) -> HostedLimits | No
         return None
     overrides = {"max_jobs": _positive_int(env, ENV_MAX_JOBS), "max_upload_bytes": _positive_int(env, ENV_MAX_UPLOAD)}
     return HostedLimits(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def run_quota(environ: Mapping[str, str] | None = None) -> Quota | None:
+    """The saved-runs caps in hosted mode (defaults of :class:`~kdviz.runs.access.Quota`, env overrides), else None."""
+    env = os.environ if environ is None else environ
+    if not hosted_mode(env):
+        return None
+    overrides = {field: _positive_int(env, name) for field, name in ENV_RUN_QUOTA.items()}
+    return Quota(**{k: v for k, v in overrides.items() if v is not None})
 
 
 # ----------------------------------------------------------------------------- clamping

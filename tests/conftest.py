@@ -78,3 +78,14 @@ def tick():
             time.sleep(0.25)
 
     return run
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (timing- and order-sensitive tests; the machine has 2 cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

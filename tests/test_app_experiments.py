@@ -93,7 +93,7 @@ def test_sweep_result_shows_mean_std_chart_and_noise_verdicts(no_spawn, sweep_re
     distilled = next(d for d in chart["data"] if d["name"].startswith("distilled"))
     assert distilled["y"] == [r["distilled"]["mean"] for r in sweep_result["rows"]]
     assert distilled["error_y"]["array"] == [r["distilled"]["std"] for r in sweep_result["rows"]]
-    table = at.dataframe[0].value
+    table = at.dataframe[-1].value  # the live result (the precomputed one comes first, in its expander)
     assert list(table["point"]) == ["T=1", "T=4"]
     assert set(table["gain vs noise"]) <= {"within noise", "beyond noise"}
     assert any("Fewer than 3 seeds" in w.value for w in at.warning)

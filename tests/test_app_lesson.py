@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apptools import rendered
+
 from kdviz.interview.lesson import STEPS, get_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +49,7 @@ def test_bad_step_is_refused_with_a_warning(bad):
     at = page(step=bad)
     assert not at.exception
     assert header(at) == f"1. {STEPS[0].title}"
-    assert any(f"'step={bad}'" in w.value and "from 1 to 6" in w.value for w in at.warning)
+    assert any(f"'step={bad}'" in rendered(w.value) and "from 1 to 6" in rendered(w.value) for w in at.warning)
 
 
 def test_get_step_refuses_out_of_range():

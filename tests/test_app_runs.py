@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from unittest.mock import PropertyMock, patch
 
@@ -182,3 +183,56 @@ def test_empty_folder_shows_a_hint(tmp_path, monkeypatch):
     monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "none"))
     at = run_page()
     assert not at.exception and "No saved runs yet" in at.info[0].value
+
+
+# ----------------------------------------------------------------------------- hosted: two owners (two sessions)
+OWNER_A, OWNER_B = "A" * 24, "B" * 24
+
+
+def owner_page(owner: str, query: dict | None = None) -> AppTest:
+    from kdviz.ui.owner import OWNER_KEY
+
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state[OWNER_KEY] = owner  # what the kdviz_owner cookie gives a browser
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at.run()
+
+
+@pytest.fixture
+def hosted_store(tmp_path, monkeypatch) -> tuple[RunStore, str, str]:
+    monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("KDVIZ_HOSTED", "1")
+    store = RunStore()
+    mk = partial(store.save, kind="distill", config={"T": 4.0}, records=_records(1.0), reproduce="python -m kdviz distill")
+    private = mk(name="A private", owner=OWNER_A, now=T0).id
+    shared = mk(name="A shared", owner=OWNER_A, now=T0 + timedelta(minutes=1)).id
+    store.publish(shared, owner=OWNER_A)
+    return store, private, shared
+
+
+def test_hosted_owner_b_cannot_see_or_change_a_private_run(hosted_store):
+    store, private, shared = hosted_store
+    a = owner_page(OWNER_A)
+    assert set(a.dataframe[0].value["name"]) == {"A private", "A shared"}
+    assert not any(str(store.root) in c.value for c in a.caption)  # no server path on the page
+    b = owner_page(OWNER_B, {"sel": private})
+    assert not b.exception
+    assert list(b.dataframe[0].value["name"]) == ["A shared"]
+    assert any("no such run" in w and private in w for w in warnings(b))
+    assert not [k for k in ("rename", "del", "pub") if any(k in str(btn.key) for btn in b.button)]
+    assert b.multiselect(key="runs_sel").value == [] and not b.get("download_button")
+
+
+def test_hosted_owner_b_may_view_a_published_run_but_not_change_it(hosted_store):
+    store, private, shared = hosted_store
+    b = owner_page(OWNER_B, {"sel": shared})
+    assert not b.exception and b.multiselect(key="runs_sel").value == [shared]
+    assert [btn.proto.label for btn in b.get("download_button")] == ["Metrics CSV", "Config JSON"]
+    assert any("Published by another user" in c.value for c in b.caption)
+    assert not any(str(btn.key).startswith(("runs_rename_", "runs_del_", "runs_pub", "runs_unpub")) for btn in b.button)
+    a = owner_page(OWNER_A, {"sel": private})
+    a.button(key=f"runs_pub_{private}").click().run()
+    assert store.load(private).published
+    b2 = owner_page(OWNER_B, {"sel": private})
+    assert b2.multiselect(key="runs_sel").value == [private]

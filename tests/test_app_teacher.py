@@ -126,7 +126,7 @@ def test_an_uploaded_teachers_accuracy_is_measured_not_read_from_the_file(app_en
     """The file claims 99.90 %; an untrained MLP scores about chance on the test set."""
     from kdviz.checkpoints import load_checkpoint
     from kdviz.evaluation import evaluate
-    from kdviz.runtime.tasks import load_bundle
+    from kdviz.data import load_bundle
 
     data = lying_accuracy_checkpoint(0.999)
     expected = evaluate(load_checkpoint(data)[0], load_bundle("synthetic").test).accuracy  # independent measurement

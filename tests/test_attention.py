@@ -30,12 +30,7 @@ TEACHER = ModelConfig("cnn", channels=(6, 8, 10))
 STUDENT = ModelConfig("cnn", channels=(4, 4))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def hand_map(feat: torch.Tensor) -> torch.Tensor:

@@ -18,12 +18,7 @@ from kdviz.experiments.recipes import DEFAULT_TEACHER
 TEACHER = ModelConfig(hidden=(64,))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

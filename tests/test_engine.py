@@ -27,12 +27,7 @@ NO_CUDA = not torch.cuda.is_available()
 NO_CUDA_REASON = "no CUDA GPU present: the CUDA code path cannot run on this machine"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

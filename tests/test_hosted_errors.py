@@ -19,9 +19,9 @@ FAILING_PAGE = f"import streamlit as st\nst.title('Home')\nraise RuntimeError({S
 
 @pytest.fixture
 def failing_app(app_env, tmp_path):
-    """app.py in a temp folder whose only page raises an exception naming a server path."""
+    """app.py in a temp folder whose Home page raises an exception naming a server path."""
     shutil.copy(ROOT / "app.py", tmp_path / "app.py")
-    (tmp_path / "app_pages").mkdir()
+    shutil.copytree(ROOT / "app_pages", tmp_path / "app_pages")  # app.py lists every page; only Home runs
     (tmp_path / "app_pages" / "home.py").write_text(FAILING_PAGE)
     before = st.get_option(SHOW_ERROR_DETAILS)
     _server_limits.clear()  # hosted mode is read once per server: let this test's environment count

@@ -29,12 +29,7 @@ from kdviz.models import ModelConfig
 NO_MNIST = not os.environ.get("KDVIZ_DATA_DIR")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_default_teacher_is_small_and_loads_with_weights_only():

@@ -322,9 +322,9 @@ def test_save_job_result_copies_checkpoints_and_rewrites_paths(store, tmp_path):
     run = R.save_job_result(store, "distill", "job", spec, events, result)
     assert set(run.checkpoints) == {"teacher", "distilled", "scratch"}
     assert run.final == {"test_acc": {"distilled": 0.9, "scratch": 0.8}} and run.records == records(2)
-    assert run.config["teacher"] == str(paths["teacher"])  # the config says what was run ...
-    assert str(run.path / "checkpoints" / "teacher.pt") in run.reproduce  # ... the command uses the stored copy
-    assert str(paths["teacher"]) not in run.reproduce
+    assert run.config["teacher"] == "teacher.pt"  # the run's own copy, named without any server path ...
+    assert "--teacher teacher.pt" in run.reproduce  # ... in the config and in the command
+    assert str(tmp_path) not in run.reproduce + store.export_config_json(run.id) and str(store.root) not in run.reproduce
     for p in paths.values():
         p.unlink()  # the job's scratch files go away; the run keeps working
     assert R.student_checkpoint(store.load(run.id)) == "distilled"

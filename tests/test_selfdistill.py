@@ -8,7 +8,7 @@ from kdviz.data import synthetic_bundle
 from kdviz.engine import TrainConfig, make_model
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig
-from kdviz.experiments.selfdistill import born_again, mutual_learning
+from kdviz.experiments.selfdistill import PEER_RUNS, born_again, check_peers, mutual_learning, mutual_learning_peers
 
 torch.set_num_threads(1)
 
@@ -102,3 +102,39 @@ def test_mutual_learning_first_step_losses_match_a_reference(data):
         ce = float(-torch.log_softmax(z[me], -1)[torch.arange(n), data.train.y].mean())
         assert records[me]["losses"]["kd"] == pytest.approx(alpha * T * T * kl, rel=1e-4)
         assert records[me]["losses"]["ce"] == pytest.approx((1 - alpha) * ce, rel=1e-4)
+
+
+def test_born_again_uses_one_temperature_per_taught_generation(data):
+    small = TrainConfig(epochs=1, batch_size=64, log_every=2)
+    events, _ = drain(born_again(MLP, data.train, small, DistillConfig(T=4.0, alpha=0.7), 3, data.test, "cpu", temperatures=(1.5, 6.0)))
+    temps = {e["generation"]: e["T"] for e in events if e["type"] == "record" and e["generation"] > 0}
+    assert temps == {1: 1.5, 2: 6.0}
+    with pytest.raises(ValueError, match="one temperature per taught generation"):
+        next(born_again(MLP, data.train, small, DistillConfig(), 3, data.test, "cpu", temperatures=(2.0,)))
+    with pytest.raises(ValueError, match="temperature"):
+        next(born_again(MLP, data.train, small, DistillConfig(), 2, data.test, "cpu", temperatures=(-1.0,)))
+
+
+def test_three_peers_each_learn_from_the_mean_of_their_kl_terms(data):
+    """One full-batch step with three peers: each logged KD term is the mean of its two KL terms, by hand."""
+    n, T, alpha = len(data.train), 2.0, 0.5
+    cfgs = [MLP, ModelConfig("mlp", hidden=(12,)), ModelConfig("mlp", hidden=(8,))]
+    events, models = drain(mutual_learning_peers(cfgs, data.train, TrainConfig(epochs=1, batch_size=n, log_every=1, seed=7),
+                                                 T=T, alpha=alpha, device="cpu"))
+    assert len(models) == 3
+    records = {e["run"]: e for e in events if e["type"] == "record"}
+    with torch.no_grad():
+        z = {name: make_model(c, 7 + i)(data.train.x)[0] for i, (name, c) in enumerate(zip(PEER_RUNS, cfgs))}
+    for me in PEER_RUNS[:3]:
+        log_q = torch.log_softmax(z[me] / T, -1)
+        kls = [float((torch.softmax(z[o] / T, -1) * (torch.log_softmax(z[o] / T, -1) - log_q)).sum(-1).mean())
+               for o in PEER_RUNS[:3] if o != me]
+        assert records[me]["losses"]["kd"] == pytest.approx(alpha * T * T * sum(kls) / 2, rel=1e-4)
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, True, 2.0])
+def test_mutual_learning_refuses_a_bad_number_of_peers(data, n):
+    with pytest.raises(ValueError, match="2 to 4 peers"):
+        check_peers(n)
+    with pytest.raises(ValueError, match="2 to 2 peers"):
+        next(mutual_learning_peers([MLP] * 3, data.train, CFG, device="cpu", max_peers=2))

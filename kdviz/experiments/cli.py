@@ -1,4 +1,5 @@
-"""``python -m kdviz scenario NAME`` and ``python -m kdviz sweep PARAM``: the experiments lab from the shell."""
+"""``python -m kdviz scenario NAME``, ``python -m kdviz sweep PARAM`` and ``python -m kdviz selfdistill KIND``:
+the experiments lab from the shell."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,7 @@ from kdviz.data import load_bundle  # the app's data loader: MNIST or its fallba
 def register_cli(subparsers) -> None:
     _register_scenario(subparsers)
     _register_sweep(subparsers)
+    _register_selfdistill(subparsers)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -100,3 +102,59 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     result = sweeps.run_sweep(cfg, load_bundle(args.data), on_event=_print_status, device=args.device,
                               teacher_ckpt=args.teacher or "", cache_dir=args.cache_dir)
     return _finish(args, sweeps.format_rows(result), result)
+
+
+# ----------------------------------------------------------------------------- selfdistill (the catalogue)
+def _register_selfdistill(subparsers) -> None:
+    from kdviz.experiments.catalogue import KINDS
+
+    p = subparsers.add_parser("selfdistill", help="born-again networks, mutual learning, teacher assistants, ensembles over seeds")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--transfer", default=None, help="student data: subset:N, full, ...")
+    p.add_argument("--epochs", type=float, default=None)
+    p.add_argument("--hidden", type=_widths, default=None, help="student MLP hidden widths, e.g. 64 or 128,64")
+    p.add_argument("--T", type=float, default=None)
+    p.add_argument("--alpha", type=float, default=None)
+    p.add_argument("--generations", type=int, default=None, help="born-again: generation 0 + taught ones")
+    p.add_argument("--temperatures", type=_floats, default=None, help="born-again: T per taught generation, e.g. 1,4,8")
+    p.add_argument("--peers", type=int, default=None, help="mutual learning: 2..4 peers")
+    p.add_argument("--assistant", dest="assistant_hidden", type=_widths, default=None, help="teacher assistant: MLP widths")
+    p.add_argument("--modes", type=lambda t: tuple(t.split(",")), default=None, help="ensemble: logits,probs,kl_mean")
+    _common(p)
+    p.set_defaults(func=run_selfdistill_command)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"widths must be comma-separated whole numbers, got {text!r}") from err
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"temperatures must be comma-separated numbers, got {text!r}") from err
+
+
+def run_selfdistill_command(args: argparse.Namespace) -> int:
+    from kdviz.experiments.catalogue import config_from_spec
+    from kdviz.experiments.catalogue_jobs import catalogue_events
+    from kdviz.figures.catalogue import catalogue_rows
+    from kdviz.runs.tables import text_table
+
+    torch.set_num_threads(max(1, args.threads))
+    keys = ("seeds", "transfer", "epochs", "hidden", "T", "alpha", "generations", "temperatures", "peers", "assistant_hidden", "modes")
+    spec = {"kind": args.kind, **{k: getattr(args, k) for k in keys if getattr(args, k) is not None}}
+    if args.teacher:
+        spec["teacher_ckpt"] = args.teacher
+    cfg = config_from_spec(spec)  # a bad value stops here, before any data is loaded
+    result = {}
+    for event in catalogue_events(cfg, load_bundle(args.data), args.device):
+        _print_status(event)
+        result = event if event["type"] == "result" else result
+    lines = [f"{result['title']} — {result['data']['name']}, {cfg.transfer}, {cfg.seeds} seed(s)", text_table(catalogue_rows(result)),
+             *(f"* {n}" for n in result["notes"])]
+    return _finish(args, lines, result)

@@ -35,7 +35,28 @@ from kdviz.evaluation import agreement, evaluate, predict_logits
 from kdviz.methods.objective import DistillConfig, Objective
 from kdviz.models import ModelConfig
 
-DML_RUNS = ("dml_a", "dml_b")
+PEER_RUNS = ("dml_a", "dml_b", "dml_c", "dml_d")  # run names of the peers, in order
+MAX_PEERS = len(PEER_RUNS)
+DML_RUNS = PEER_RUNS[:2]
+
+
+def check_peers(n: int, cap: int = MAX_PEERS) -> int:
+    """``n`` peers for mutual learning: a whole number in 2..cap (one peer has nobody to learn from)."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= cap:
+        raise ValueError(f"mutual learning needs 2 to {cap} peers, got {n!r}")
+    return n
+
+
+def generation_distills(distill: DistillConfig, generations: int, temperatures=None) -> list[DistillConfig]:
+    """One DistillConfig per taught generation (1..generations−1); ``temperatures`` sets each one's T."""
+    if isinstance(generations, bool) or not isinstance(generations, int) or generations < 1:
+        raise ValueError(f"generations must be an integer >= 1 (generation 0 learns from labels), got {generations!r}")
+    if temperatures is None:
+        return [distill] * (generations - 1)
+    temps = list(temperatures)
+    if len(temps) != generations - 1:
+        raise ValueError(f"give one temperature per taught generation ({generations - 1} for {generations} generations), got {temps}")
+    return [replace(distill, T=float(t)) for t in temps]  # DistillConfig validates each T
 
 
 # ----------------------------------------------------------------------------- born-again networks
@@ -48,28 +69,29 @@ def born_again(
     test: TensorData,
     device: str | torch.device | None = None,
     seed: int = 0,
+    temperatures=None,
 ) -> Iterator[dict]:
     """Born-Again Networks: ``generations`` students of one architecture, each taught by the previous.
 
     Generation 0 is trained from the labels alone; generation g ≥ 1 is distilled from generation
-    g − 1 with ``distill``. Generation g uses ``seed + g`` for its initial weights and its data
+    g − 1 with ``distill`` (its T replaced by ``temperatures[g − 1]`` when given: one per taught
+    generation). Generation g uses ``seed + g`` for its initial weights and its data
     order (``train_cfg.seed`` is replaced). Events: ``status``; ``record`` (``run="gen{g}"``,
     ``generation=g``); ``generation`` (its test accuracy, agreement with its teacher); a final
     ``result`` with one accuracy per generation and the accuracy of the ensemble of all generations.
     Returns the list of trained models.
     """
-    if not isinstance(generations, int) or generations < 1:
-        raise ValueError(f"generations must be an integer >= 1 (generation 0 learns from labels), got {generations!r}")
+    distills = generation_distills(distill, generations, temperatures)
     device = resolve_device(device)
     models: list[nn.Module] = []
     summaries: list[dict] = []
     for g in range(generations):
         teacher = models[-1] if models else None
-        source = "the labels" if teacher is None else f"generation {g - 1}"
+        source = "the labels" if teacher is None else f"generation {g - 1} at T={distills[g - 1].T:g}"
         yield {"type": "status", "text": f"generation {g}: training {model_cfg.label()} from {source}", "generation": g}
         model = make_model(model_cfg, seed + g, device)
         cfg = replace(train_cfg, seed=seed + g)
-        for rec in train(model, data, cfg, teacher=teacher, distill=distill if teacher else None, test=test, device=device):
+        for rec in train(model, data, cfg, teacher=teacher, distill=distills[g - 1] if teacher else None, test=test, device=device):
             yield {"type": "record", "run": f"gen{g}", "generation": g, **rec.to_dict()}
         summaries.append(_generation_summary(g, model, teacher, test))
         yield {"type": "generation", **summaries[-1]}
@@ -156,12 +178,18 @@ class _Peer:
             self.sched.step()
 
 
+def _mean_terms(terms: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: sum(t[k] for t in terms) / len(terms) for k in terms[0]}
+
+
 def _dml_step(peers: dict[str, _Peer], objective: Objective, x, y, T: float, alpha: float, step: int) -> None:
-    """One lockstep update: both students see batch x; each learns from the other's detached logits."""
+    """One lockstep update: every student sees batch x and learns from the others' detached logits
+    (the mean of its KL terms to each other peer, as in the paper's K-student loss)."""
     logits = {n: p.model(x)[0] for n, p in peers.items()}  # [B, C] each
     labelled = y != HIDDEN_LABEL
-    for name, peer in zip(DML_RUNS, reversed(DML_RUNS)):
-        weighted, raw = objective(logits[name], {}, logits[peer].detach(), {}, y, T, alpha)
+    for name in peers:
+        pairs = [objective(logits[name], {}, logits[o].detach(), {}, y, T, alpha) for o in peers if o != name]
+        weighted, raw = _mean_terms([w for w, _ in pairs]), _mean_terms([r for _, r in pairs])
         total = sum(weighted.values())
         peers[name].update(total, step)
         acc = ((logits[name].argmax(-1) == y) & labelled).sum() / labelled.sum().clamp_min(1)
@@ -189,18 +217,36 @@ def mutual_learning(
     ``run`` in ("dml_a", "dml_b"), then ``result`` (test accuracy of both, their agreement).
     Returns ``(model_a, model_b)``.
     """
+    models = yield from mutual_learning_peers((cfg_a, cfg_b), data, train_cfg, T, alpha, test, device)
+    return tuple(models)
+
+
+def mutual_learning_peers(
+    cfgs, data: TensorData, train_cfg: TrainConfig, T: float = 1.0, alpha: float = 0.5,
+    test: TensorData | None = None, device: str | torch.device | None = None, max_peers: int = MAX_PEERS,
+) -> Iterator[dict]:
+    """Deep Mutual Learning with 2..``max_peers`` students (``cfgs``, one architecture each).
+
+    Peer i is initialised from ``train_cfg.seed + i`` and runs as ``PEER_RUNS[i]``; each minimises
+    ``alpha·mean_j T²·KL(peer_j ‖ self) + (1−alpha)·CE`` over the other peers j. The result holds
+    each peer's test accuracy and the mean pairwise agreement. Returns the list of models.
+    """
+    cfgs = list(cfgs)
+    check_peers(len(cfgs), max_peers)
     device = resolve_device(device)
     distill = DistillConfig(T=T, alpha=alpha)  # validates T and alpha
     data = data.to(device)
-    models = {"dml_a": make_model(cfg_a, train_cfg.seed, device), "dml_b": make_model(cfg_b, train_cfg.seed + 1, device)}
-    yield {"type": "status", "text": f"mutual learning: {cfg_a.label()} ⇄ {cfg_b.label()} on {len(data)} images (T={T:g}, alpha={alpha:g})"}
+    models = {PEER_RUNS[i]: make_model(c, train_cfg.seed + i, device) for i, c in enumerate(cfgs)}
+    names = " ⇄ ".join(c.label() for c in cfgs)
+    yield {"type": "status", "text": f"mutual learning: {names} on {len(data)} images (T={T:g}, alpha={alpha:g})"}
     yield from _dml_loop(models, data, train_cfg, distill, test)
     result = {"type": "result", "run": "dml", "test_acc": None, "agreement": None}
     if test is not None:
         result["test_acc"] = {n: evaluate(m, test).accuracy for n, m in models.items()}
-        result["agreement"] = agreement(models["dml_a"], models["dml_b"], test)
+        pairs = [(a, b) for i, a in enumerate(models) for b in list(models)[i + 1:]]
+        result["agreement"] = sum(agreement(models[a], models[b], test) for a, b in pairs) / len(pairs)
     yield result
-    return models["dml_a"], models["dml_b"]
+    return list(models.values())
 
 
 def _dml_loop(models: dict, data: TensorData, cfg: TrainConfig, distill: DistillConfig, test) -> Iterator[dict]:

@@ -30,6 +30,7 @@ from kdviz.experiments.recipes import obtain_teacher, train_network
 from kdviz.experiments.results import live_test_set, summarise_values
 from kdviz.experiments.scenarios import ScenarioConfig, build_transfer, check_seeds, drain, preset, with_overrides
 from kdviz.experiments.stats import compare
+from kdviz.runtime.executors import executor_kind, map_points
 
 SWEEP_PARAMS = ("T", "alpha", "width", "generations", "methods")
 SWEEP_SCENARIOS = ("few-labels", "omitted-digit", "unlabelled")
@@ -173,19 +174,14 @@ def sweep_events(cfg: SweepConfig, bundle: kdata.DataBundle, *, device=None, tea
     teacher = teacher.to(device).eval()
     live_test = live_test_set(bundle.test)
     omit = base.omit if base.kind == "omitted-digit" else None
-    points, plans = [], plan_seed(cfg)
-    total = len(plans) * len(cfg.seeds)
-    for i, seed in enumerate(cfg.seeds):
-        sets = build_transfer(base, bundle.train, seed)
-        previous = teacher  # born-again: each generation teaches the next
-        for j, plan in enumerate(plans):
-            label = "scratch" if plan.value is None else value_label(cfg.param, plan.value) + (" scratch" if plan.role == "scratch" else "")
-            yield {"type": "status", "text": f"run {i * len(plans) + j + 1}/{total}: {label}, seed {seed}",
-                   "progress": (i * len(plans) + j) / total}
-            model = yield from _run_point(plan, sets, seed, device, previous if cfg.param == "generations" else teacher, live_test, f"{label} s{seed}")
-            if cfg.param == "generations" and plan.role == "distilled":
-                previous = model.eval()
-            points.append({"value": plan.value, "role": plan.role, "seed": seed, **point_metrics(model, bundle.test, omit)})
+    job = SeedJob(cfg, bundle, device, teacher, live_test, omit)
+    if executor_kind() == "ray" and len(cfg.seeds) > 1:  # the seeds are independent: one Ray task each
+        yield {"type": "status", "text": f"running {len(cfg.seeds)} seeds in parallel on Ray", "progress": 0.0}
+        points = [p for seed_points in map_points(job.points, cfg.seeds) for p in seed_points]
+    else:
+        points = []
+        for i, seed in enumerate(cfg.seeds):
+            points += yield from job.events(seed, i)
     yield {"type": "status", "text": "done", "progress": 1.0}
     yield {"type": "result", "kind": "sweep", "param": cfg.param, "scenario": cfg.scenario, "values": list(cfg.values),
            "seeds": list(cfg.seeds), "config": asdict(cfg), "points": points, "rows": aggregate(points, cfg.param, list(cfg.values)),
@@ -193,6 +189,44 @@ def sweep_events(cfg: SweepConfig, bundle: kdata.DataBundle, *, device=None, tea
            "rows_digit": aggregate(points, cfg.param, list(cfg.values), "digit_acc") if omit is not None else None,
            "teacher": info, "data": {"source": bundle.source, "name": bundle.name}, "device": str(device),
            "elapsed_s": time.perf_counter() - t0}
+
+
+@dataclass(frozen=True)
+class SeedJob:
+    """Every point of one seed (generations in order); picklable, so a seed can run as a Ray task."""
+
+    cfg: SweepConfig
+    bundle: kdata.DataBundle
+    device: object
+    teacher: nn.Module
+    live_test: kdata.TensorData
+    omit: int | None
+
+    def events(self, seed: int, index: int = 0):
+        """Yield the status/record events of seed ``seed`` (the ``index``-th); returns its points."""
+        plans, base, points = plan_seed(self.cfg), self.cfg.base(), []
+        total = len(plans) * len(self.cfg.seeds)
+        sets = build_transfer(base, self.bundle.train, seed)
+        previous = self.teacher  # born-again: each generation teaches the next
+        for j, plan in enumerate(plans):
+            label = "scratch" if plan.value is None else value_label(self.cfg.param, plan.value) + (" scratch" if plan.role == "scratch" else "")
+            yield {"type": "status", "text": f"run {index * len(plans) + j + 1}/{total}: {label}, seed {seed}",
+                   "progress": (index * len(plans) + j) / total}
+            teacher = previous if self.cfg.param == "generations" else self.teacher
+            model = yield from _run_point(plan, sets, seed, self.device, teacher, self.live_test, f"{label} s{seed}")
+            if self.cfg.param == "generations" and plan.role == "distilled":
+                previous = model.eval()
+            points.append({"value": plan.value, "role": plan.role, "seed": seed, **point_metrics(model, self.bundle.test, self.omit)})
+        return points
+
+    def points(self, seed: int) -> list[dict]:
+        """The points of seed ``seed``, without the live events (a fanned-out task)."""
+        gen = self.events(seed)
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            return stop.value
 
 
 def _run_point(plan: PointPlan, sets, seed: int, device, teacher, test, run: str):

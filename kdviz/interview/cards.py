@@ -11,7 +11,7 @@ from dataclasses import dataclass
 PAGE_TITLES = {
     "temperature.py": "Temperature lab", "teacher.py": "Teacher", "distill.py": "Distill",
     "feature_maps.py": "Feature maps", "experiments.py": "Experiments", "runs.py": "Saved runs",
-    "lm.py": "Language-model lab", "interview.py": "Interview prep", "lesson.py": "Lesson",
+    "lm.py": "Language-model lab", "catalogue.py": "Self-distillation & ensembles", "interview.py": "Interview prep", "lesson.py": "Lesson",
 }
 
 
@@ -102,14 +102,17 @@ CARDS = (
          (("distill.py", "distill_methods"),), "methods"),
     Card("What are born-again networks?",
          "Furlanello et al. 2018: distil a teacher into a student with the *same* architecture, then use that student "
-         "as the next teacher, for several generations, optionally ensembling them. The students often outperform "
-         "the original teacher — evidence that KD is not only compression but also a strong regulariser.",
-         (("experiments.py", "exp_kind"),), "methods"),
+         "as the next teacher, for several generations, optionally ensembling them. In the paper (CIFAR-100) the "
+         "students often outperform the original teacher — evidence that KD is not only compression but also a "
+         "regulariser. Measured in kdviz on MNIST (3 seeds, 5,000 images, 5 epochs) no generation beat generation 0 "
+         "beyond noise: run it yourself and see where the gains stop.",
+         (("catalogue.py", "cat_born_again_seeds"),), "methods"),
     Card("What is deep mutual learning?",
          "Zhang et al. 2018: no pre-trained teacher. Two (or more) networks train at the same time, each on "
-         "cross-entropy plus a KL towards the other's current predictions. Both end up better than when trained "
-         "alone. Because the 'teacher' changes every step, its outputs cannot be cached.",
-         (("experiments.py", "exp_kind"),), "methods"),
+         "cross-entropy plus a KL towards the other's current predictions; the paper reports both ending up better "
+         "than when trained alone (CIFAR). Measured in kdviz on MNIST (3 seeds, 5,000 images) the peers matched "
+         "their solo twins within noise. Because the 'teacher' changes every step, its outputs cannot be cached.",
+         (("catalogue.py", "cat_mutual_seeds"),), "methods"),
     Card("Can you distil on unlabelled data?",
          "Yes: the soft-target term needs only the teacher's outputs, so the teacher labels the transfer set. "
          "Unlabelled examples contribute only the KD term (kdviz marks their label −100 and the CE term skips them). "

@@ -34,7 +34,7 @@ from kdviz.data import HIDDEN_LABEL
 from kdviz.models import ModelConfig
 from kdviz.data import check_source, load_bundle
 from kdviz.runtime.job_specs import whole
-from kdviz.runtime.protocol import guarded
+from kdviz.runtime.protocol import guarded, round_robin
 
 DEMO_TEACHER = Path(__file__).resolve().parents[1] / "assets" / "demo_teacher.pt"
 STUDENT = ModelConfig(arch="mlp", hidden=(64,))
@@ -166,17 +166,6 @@ def run_config(spec: dict) -> RunBothConfig:
     return RunBothConfig(steps=whole(spec, "steps", RunBothConfig.steps, 1))
 
 
-def interleave_runs(gens: dict[str, Iterator[dict]]) -> Iterator[dict]:
-    """One record from each run in turn, so both curves advance together."""
-    live = dict(gens)
-    while live:
-        for name in list(live):
-            try:
-                yield next(live[name])
-            except StopIteration:
-                del live[name]
-
-
 def summary(records: list[dict]) -> dict:
     """Final numbers of one run: its last loss and test accuracy, mean gradient norm, the step of a NaN/inf."""
     finite = [r for r in records if r["finite"]]
@@ -202,7 +191,7 @@ def run_both_job(spec: dict) -> Iterator[dict]:
     gens = {which: train_run(bug, which, LogitsOnly(copy.deepcopy(start)), copy.deepcopy(teacher), bundle.train, test, cfg)
             for which in RUNS}
     records: dict[str, list[dict]] = {which: [] for which in RUNS}
-    for event in interleave_runs(gens):
+    for _, event in round_robin(gens):
         records[event["run"]].append(event)
         yield event
     yield {"type": "result", "bug": bug.id, "runs": {which: summary(records[which]) for which in RUNS}}

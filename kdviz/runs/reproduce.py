@@ -11,7 +11,7 @@ from typing import Any
 
 # Job plumbing, not experiment settings: never turned into flags.
 NOT_FLAGS = frozenset({"fn", "type", "device", "out_dir", "checkpoints", "records", "result"})
-# Nested groups of a job spec whose keys are command-line settings themselves (kdviz.runtime.tasks).
+# Nested groups of a job spec whose keys are command-line settings themselves (kdviz/runtime/training_jobs.py).
 _LIFTED = ("train", "distill")
 
 

@@ -24,49 +24,25 @@ import re
 import secrets
 import shutil
 import time
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import asdict, is_dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
+from kdviz.runs.access import Quota, can_change, can_see, eviction, folder_bytes, owner_key, owner_problem, scrub_paths, scrub_text
 from kdviz.runs.files import atomic_write, fsync_dir, json_bytes, jsonl_bytes
+from kdviz.runs.manifest import (  # noqa: F401 (FORMAT, ID_RE: re-exported)
+    CKPT_DIR, CKPT_NAME_RE, FORMAT, ID_RE, MANIFEST, METRICS, RUN_KINDS, Run, RunError, check_id, manifest_of, read_records,
+    read_run)
 from kdviz.runs.reproduce import reproduce_command
 from kdviz.runs.tables import records_csv
 
-FORMAT = "kdviz-run-v1"
-MANIFEST = "run.json"
-METRICS = "metrics.jsonl"
-CKPT_DIR = "checkpoints"
-RUN_KINDS = ("teacher", "distill", "scenario", "sweep", "compare")
-ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
-CKPT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 MAX_NAME_LEN = 120
 STALE_TMP_S = 3600.0  # hidden temp/trash folders older than this are leftovers of a crash
 STUDENT_CHECKPOINTS = ("student", "distilled", "scratch")  # preferred order for "the student's weights"
 # Folders in the root that are not runs and are skipped without a warning: kdviz/ui/jobs.py keeps
 # its jobs' scratch output (checkpoints before anyone saves them) under <KDVIZ_RUNS_DIR>/app/.
 NOT_RUNS = frozenset({"app"})
-
-
-class RunError(ValueError):
-    """A run is missing, corrupt or the request is invalid; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class Run:
-    """One saved run. ``records`` is None in listings (manifest only) and a list after ``load``."""
-
-    id: str
-    name: str
-    kind: str
-    created: str  # ISO 8601, UTC
-    config: dict
-    final: dict
-    checkpoints: dict  # checkpoint name -> file name inside <run>/checkpoints/
-    reproduce: str
-    n_records: int
-    path: Path
-    records: list | None = None
 
 
 class Listing(NamedTuple):
@@ -100,12 +76,6 @@ def slugify(text: str, max_len: int = 40) -> str:
     """Lowercase ASCII letters, digits and single dashes: ``"../../etc"`` → ``"etc"``."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:max_len].strip("-")
     return slug or "run"
-
-
-def check_id(run_id: Any) -> str:
-    if not isinstance(run_id, str) or not ID_RE.fullmatch(run_id):
-        raise RunError(f"invalid run id {str(run_id)[:100]!r}: ids are lowercase letters, digits and dashes")
-    return run_id
 
 
 def new_id(name: str, now: datetime) -> str:
@@ -176,10 +146,10 @@ def student_checkpoint(run: Run) -> str | None:
     return next(iter(run.checkpoints), None)
 
 
-def _stored_paths(config: dict, checkpoints: dict, folder: Path, files: dict) -> dict:
-    """The config with every checkpoint path that is copied into the run replaced by the stored copy,
-    so the reproduce command still works after the original (temporary) file is gone."""
-    stored = {str(src): str(folder / CKPT_DIR / files[_checkpoint_name(k)]) for k, src in checkpoints.items() if isinstance(src, (str, Path))}
+def _stored_paths(config: dict, checkpoints: dict, files: dict) -> dict:
+    """The config with every checkpoint path that is copied into the run replaced by the stored copy's
+    file name (``teacher.pt`` of the run): no server path is kept, and the run's files are what it names."""
+    stored = {str(src): files[_checkpoint_name(k)] for k, src in checkpoints.items() if isinstance(src, (str, Path))}
 
     def swap(value: Any) -> Any:
         if isinstance(value, dict):
@@ -189,82 +159,47 @@ def _stored_paths(config: dict, checkpoints: dict, folder: Path, files: dict) ->
     return swap(config)
 
 
-# ----------------------------------------------------------------------------- manifest
-def _manifest(run_id: str, name: str, kind: str, created: str, config: dict, final: dict, ckpts: dict, reproduce: str, n: int) -> dict:
-    return {
-        "format": FORMAT, "id": run_id, "name": name, "kind": kind, "created": created, "config": config,
-        "final": final, "checkpoints": ckpts, "reproduce": reproduce, "n_records": n,
-    }
-
-
-_FIELD_TYPES = {"name": str, "kind": str, "created": str, "config": dict, "final": dict, "checkpoints": dict, "reproduce": str, "n_records": int}
-
-
-def _check_manifest(obj: Any) -> dict:
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise RunError(f"run.json is not a kdviz run manifest (expected format {FORMAT!r})")
-    for key, typ in _FIELD_TYPES.items():
-        if not isinstance(obj.get(key), typ):
-            raise RunError(f"run.json field {key!r} is missing or not a {typ.__name__}")
-    if obj["kind"] not in RUN_KINDS:
-        raise RunError(f"run.json has unknown kind {obj['kind']!r}")
-    for label, fname in obj["checkpoints"].items():
-        if not isinstance(fname, str) or not CKPT_NAME_RE.fullmatch(fname.removesuffix(".pt")) or not fname.endswith(".pt"):
-            raise RunError(f"run.json names an invalid checkpoint file for {label!r}")
-    return obj
-
-
-def read_run(folder: Path) -> Run:
-    """The manifest of one run folder, checked; missing files are reported, never ignored."""
-    check_id(folder.name)  # a copied-in folder named "My Run" could never be loaded, shown or deleted by id
-    try:
-        obj = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise RunError("run.json is missing") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunError(f"run.json cannot be read ({type(err).__name__}: {str(err)[:80]})") from err
-    m = _check_manifest(obj)
-    if not (folder / METRICS).is_file():
-        raise RunError(f"{METRICS} is missing")
-    missing = [n for n, f in m["checkpoints"].items() if not (folder / CKPT_DIR / f).is_file()]
-    if missing:
-        raise RunError(f"checkpoint file(s) missing: {', '.join(missing)}")
-    return Run(folder.name, m["name"], m["kind"], m["created"], m["config"], m["final"], m["checkpoints"], m["reproduce"], m["n_records"], folder)
-
-
-def read_records(folder: Path) -> list[dict]:
-    records = []
-    with open(folder / METRICS, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RunError(f"{METRICS} line {i} is not valid JSON ({err.msg})") from err
-            if not isinstance(rec, dict):
-                raise RunError(f"{METRICS} line {i} is not a JSON object")
-            records.append(rec)
-    return records
-
-
 # ----------------------------------------------------------------------------- the store
+class AlreadySaved(RunError):
+    """The job was saved before (by the same owner); ``.run`` is that run."""
+
+    def __init__(self, run: Run):
+        super().__init__(f"already saved as “{run.name}” (id {run.id})")
+        self.run = run
+
+
+class QuotaError(RunError):
+    """A save over the owner's or the store's cap; the message says which cap and what to do."""
+
+
 class RunStore:
     """Runs under ``root`` (default :func:`default_root`). Safe for several processes at once:
-    every visible change is a single rename."""
+    every visible change is a single rename.
 
-    def __init__(self, root: str | Path | None = None):
+    Every method takes ``owner`` (the browser's token in hosted mode, None in single-user mode)
+    and enforces ``kdviz.runs.access``: a run ``owner`` may not see is "no saved run"; one it
+    may see but not change (someone else's published run) is refused with a message saying so.
+    """
+
+    def __init__(self, root: str | Path | None = None, quota: Quota | None = None):
         self.root = Path(root).expanduser() if root is not None else default_root()
+        self.quota = quota
 
     def folder(self, run_id: str) -> Path:
         return self.root / check_id(run_id)
 
     def save(self, *, name: str, kind: str, config: dict, records: Iterable[dict] = (), final: dict | None = None,
-             checkpoints: dict | None = None, reproduce: str | None = None, now: datetime | None = None) -> Run:
-        """Store a new run and return it (with records). Nothing is visible until it is complete."""
-        name = clean_name(name)
+             checkpoints: dict | None = None, reproduce: str | None = None, now: datetime | None = None,
+             owner: str | None = None, source: str | None = None) -> Run:
+        """Store a new run and return it (with records). Nothing is visible until it is complete.
+
+        ``source`` (e.g. the job's id): a second save of the same source by the same owner raises
+        :class:`AlreadySaved`; over a cap of ``self.quota`` raises :class:`QuotaError`.
+        """
+        name, key = clean_name(name), owner_key(owner)
         if kind not in RUN_KINDS:
             raise RunError(f"run kind must be one of {RUN_KINDS}, got {kind!r}")
+        self._check_source(source, key)
         config, final = to_plain(dict(config), "config"), to_plain(dict(final or {}), "final")
         records = [to_plain(dict(r), f"records[{i}]") for i, r in enumerate(records)]
         now = now or datetime.now(timezone.utc)
@@ -272,11 +207,37 @@ class RunStore:
         ckpt_files = {_checkpoint_name(k): f"{_checkpoint_name(k)}.pt" for k in (checkpoints or {})}
         if len(ckpt_files) != len(checkpoints or {}):
             raise RunError(f"checkpoint names collide after cleaning: {sorted(checkpoints)}")
-        if reproduce is None:
-            reproduce = reproduce_command(kind, _stored_paths(config, checkpoints or {}, self.root / run_id, ckpt_files))
-        manifest = _manifest(run_id, name, kind, now.isoformat(timespec="milliseconds"), config, final, ckpt_files, reproduce, len(records))
-        self._commit(run_id, manifest, records, checkpoints or {})
+        config = scrub_paths(_stored_paths(config, checkpoints or {}, ckpt_files))
+        reproduce = scrub_text(reproduce if reproduce is not None else reproduce_command(kind, config))
+        draft = Run(run_id, name, kind, now.isoformat(timespec="milliseconds"), config, final, ckpt_files, reproduce,
+                    len(records), self.root / run_id, None, key, False, source)
+        self._make_room(key, _new_bytes(draft, records, checkpoints or {}))
+        self._commit(run_id, manifest_of(draft), records, checkpoints or {})
         return replace(read_run(self.root / run_id), records=records)
+
+    def _check_source(self, source: str | None, key: str | None) -> None:
+        if source is None:
+            return
+        same = [r for r in self._all() if r.source == source and r.owner == key]
+        if same:
+            raise AlreadySaved(same[0])
+
+    def _make_room(self, key: str | None, new_bytes: int) -> None:
+        """Refuse a save over the owner's caps; evict oldest unpublished runs to stay under the store's cap."""
+        if self.quota is None:
+            return
+        runs = sorted(self._all(), key=lambda r: (r.created, r.id))
+        sizes = {r.id: folder_bytes(r.path) for r in runs}
+        mine = [r for r in runs if r.owner == key]
+        problem = owner_problem(len(mine), sum(sizes[r.id] for r in mine), new_bytes, self.quota) if key is not None else None
+        if problem:
+            raise QuotaError(problem)
+        evict = eviction([(r.id, r.published, sizes[r.id]) for r in runs], new_bytes, self.quota.max_total_bytes)
+        if evict is None:
+            raise QuotaError(f"the run store is full ({self.quota.max_total_bytes / 1e6:.0f} MB of published runs); "
+                             "this run cannot be saved now")
+        for run_id in evict:
+            self._remove(run_id)
 
     def _commit(self, run_id: str, manifest: dict, records: list[dict], checkpoints: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -304,16 +265,21 @@ class RunStore:
             except OSError:
                 pass
 
-    def list(self, kind: str | None = None, name_contains: str | None = None) -> Listing:
-        """Runs newest first, filtered by kind and (case-insensitive) name; corrupt folders become warnings."""
-        runs, warnings = [], []
+    def list(self, kind: str | None = None, name_contains: str | None = None, owner: str | None = None) -> Listing:
+        """Runs ``owner`` may see, newest first, filtered by kind and (case-insensitive) name;
+        corrupt folders become warnings (in single-user mode only: in hosted mode they are nobody's)."""
+        runs, warnings, key = [], [], owner_key(owner)
         for folder in self._folders():
             try:
                 runs.append(read_run(folder))
             except (RunError, OSError) as err:
                 warnings.append(f"skipped run folder {folder.name!r}: {err}")
+        runs = [r for r in runs if can_see(r.owner, r.published, key)]
         runs.sort(key=lambda r: (r.created, r.id), reverse=True)
-        return Listing(filter_runs(runs, kind, name_contains), warnings)
+        return Listing(filter_runs(runs, kind, name_contains), warnings if key is None else [])
+
+    def _all(self) -> list[Run]:
+        return self.list().runs
 
     def _folders(self) -> list[Path]:
         if not self.root.is_dir():
@@ -325,48 +291,80 @@ class RunStore:
             out.append(entry)
         return out
 
-    def load(self, run_id: str) -> Run:
-        """The run with its per-step records; :class:`RunError` when it is missing or corrupt."""
+    def load(self, run_id: str, owner: str | None = None) -> Run:
+        """The run with its per-step records; :class:`RunError` when it is missing, corrupt or not ``owner``'s to see."""
         folder = self.folder(run_id)
         if not folder.is_dir():
-            raise RunError(f"no saved run with id {run_id!r} in {self.root}")
+            raise RunError(f"no saved run with id {run_id!r}")
         try:
             run = read_run(folder)
+        except RunError as err:
+            if owner is not None:
+                raise RunError(f"no saved run with id {run_id!r}") from err
+            raise RunError(f"run {run_id!r} is corrupt: {err}") from err
+        if not can_see(run.owner, run.published, owner_key(owner)):
+            raise RunError(f"no saved run with id {run_id!r}")
+        try:
             return replace(run, records=read_records(folder))
         except RunError as err:
             raise RunError(f"run {run_id!r} is corrupt: {err}") from err
 
-    def rename(self, run_id: str, new_name: str) -> Run:
+    def _mine(self, run_id: str, owner: str | None, action: str) -> Run:
+        run = self.load(run_id, owner)
+        if not can_change(run.owner, owner_key(owner)):
+            raise RunError(f"run {run_id!r} was published by another user: you may view and download it, not {action} it")
+        return run
+
+    def rename(self, run_id: str, new_name: str, owner: str | None = None) -> Run:
         """Rewrite the manifest atomically with a new display name (the id and folder stay)."""
         name = clean_name(new_name)
-        folder = self.folder(run_id)
-        run = self.load(run_id)
-        manifest = _manifest(run.id, name, run.kind, run.created, run.config, run.final, run.checkpoints, run.reproduce, run.n_records)
-        atomic_write(folder / MANIFEST, json_bytes(manifest))
+        run = self._mine(run_id, owner, "rename")
+        self._rewrite(run, name=name)
         return replace(run, name=name)
 
-    def delete(self, run_id: str) -> None:
+    def publish(self, run_id: str, owner: str | None = None, published: bool = True) -> Run:
+        """Let everyone view and download the run (``published=False`` takes that back)."""
+        run = self._mine(run_id, owner, "publish")
+        self._rewrite(run, published=bool(published))
+        return replace(run, published=bool(published))
+
+    def _rewrite(self, run: Run, **changes) -> None:
+        raw = json.loads((run.path / MANIFEST).read_text(encoding="utf-8"))  # unscrubbed, as stored
+        atomic_write(run.path / MANIFEST, json_bytes({**raw, **manifest_of(run), "config": raw["config"],
+                                                      "reproduce": raw["reproduce"], **changes}))
+
+    def delete(self, run_id: str, owner: str | None = None) -> None:
         """Hide the folder with one rename, then remove it; a crash in between leaves only a hidden folder."""
-        folder = self.folder(run_id)
-        if not folder.is_dir():
-            raise RunError(f"no saved run with id {run_id!r} in {self.root}")
+        if owner is not None:
+            self._mine(run_id, owner, "delete")
+        if not self.folder(run_id).is_dir():
+            raise RunError(f"no saved run with id {run_id!r}")
+        self._remove(run_id)
+
+    def _remove(self, run_id: str) -> None:
         trash = self.root / f".trash-{run_id}-{secrets.token_hex(3)}"
-        os.rename(folder, trash)
+        os.rename(self.folder(run_id), trash)
         shutil.rmtree(trash, ignore_errors=True)
 
-    # ------------------------------------------------------------------------- exports
-    def export_csv(self, run_id: str) -> str:
-        return records_csv(self.load(run_id).records)
+    def usage(self, owner: str | None) -> tuple[int, int]:
+        """``(runs, bytes)`` that ``owner`` keeps in the store (None: every run)."""
+        key = owner_key(owner)
+        mine = [r for r in self._all() if key is None or r.owner == key]
+        return len(mine), sum(folder_bytes(r.path) for r in mine)
 
-    def export_config_json(self, run_id: str) -> str:
-        run = self.load(run_id)
+    # ------------------------------------------------------------------------- exports
+    def export_csv(self, run_id: str, owner: str | None = None) -> str:
+        return records_csv(self.load(run_id, owner).records)
+
+    def export_config_json(self, run_id: str, owner: str | None = None) -> str:
+        run = self.load(run_id, owner)
         doc = {"name": run.name, "kind": run.kind, "created": run.created, "config": run.config, "final": run.final, "reproduce": run.reproduce}
         return json.dumps(finite_only(doc), indent=2, ensure_ascii=False, allow_nan=False)
 
-    def weights_bytes(self, run_id: str, which: str | None = None, fmt: str = "state_dict") -> bytes:
+    def weights_bytes(self, run_id: str, which: str | None = None, fmt: str = "state_dict", owner: str | None = None) -> bytes:
         """A checkpoint of the run: ``fmt="state_dict"`` → ``torch.save(model.state_dict())`` bytes
         (loads into a plain ``build_model(cfg)``); ``fmt="checkpoint"`` → the kdviz checkpoint file."""
-        run = self.load(run_id)
+        run = self.load(run_id, owner)
         which = which or student_checkpoint(run)
         if which not in run.checkpoints:
             have = ", ".join(run.checkpoints) or "none"
@@ -377,6 +375,17 @@ class RunStore:
         if fmt != "state_dict":
             raise RunError(f"weights format must be 'state_dict' or 'checkpoint', got {fmt!r}")
         return _state_dict_bytes(path, which)
+
+
+def _new_bytes(run: Run, records: list[dict], checkpoints: dict) -> int:
+    """About how many bytes saving ``run`` adds (checkpoints given as a model are counted when written)."""
+    size = len(jsonl_bytes(records)) + len(json_bytes(manifest_of(run)))
+    for source in checkpoints.values():
+        if isinstance(source, (bytes, bytearray)):
+            size += len(source)
+        elif isinstance(source, (str, Path)) and Path(source).is_file():
+            size += Path(source).stat().st_size
+    return size
 
 
 def _state_dict_bytes(path: Path, label: str) -> bytes:
@@ -402,13 +411,15 @@ def filter_runs(runs: list[Run], kind: str | None = None, name_contains: str | N
     return [r for r in runs if (kind is None or r.kind == kind) and needle in r.name.lower()]
 
 
-def save_job_result(store: RunStore, kind: str, name: str, spec: dict, records: list[dict], result: dict | None) -> Run:
+def save_job_result(store: RunStore, kind: str, name: str, spec: dict, records: list[dict], result: dict | None,
+                    owner: str | None = None, source: str | None = None) -> Run:
     """Save what a job produced (see docs/architecture.md, "Runs store").
 
     ``spec`` (the job's arguments) becomes the config, ``records`` the per-step metrics (job event
     dicts; their ``"type"`` key is dropped), ``result`` the final metrics. Checkpoints copied in:
     ``result["checkpoints"] = {name: path}``, a teacher job's single ``result["checkpoint"]``, and the
     teacher file that ``spec["teacher"]`` names (so the run is self-contained and reproducible).
+    ``owner`` and ``source`` (the job's id): see :meth:`RunStore.save`.
     """
     result = {k: v for k, v in (result or {}).items() if k != "type"}
     checkpoints = dict(result.pop("checkpoints", None) or {})
@@ -418,6 +429,7 @@ def save_job_result(store: RunStore, kind: str, name: str, spec: dict, records: 
     if isinstance(teacher, str) and "teacher" not in checkpoints and Path(teacher).is_file():
         checkpoints["teacher"] = teacher
     clean = [{k: v for k, v in r.items() if k != "type"} for r in records]
-    return store.save(name=name, kind=kind, config=dict(spec), records=clean, final=result, checkpoints=checkpoints)
+    return store.save(name=name, kind=kind, config=dict(spec), records=clean, final=result, checkpoints=checkpoints,
+                      owner=owner, source=source)
 
 

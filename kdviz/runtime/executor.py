@@ -57,11 +57,13 @@ class Job(Protocol):
 
 @runtime_checkable
 class Executor(Protocol):
-    """Runs jobs: at most ``max_jobs`` at once, the rest wait in a FIFO queue."""
+    """Runs jobs: at most ``max_jobs`` at once, the rest wait in a FIFO queue, shared fairly
+    (``kdviz/runtime/fairshare.py``: per owner/identity one running and one queued job)."""
 
     max_jobs: int
 
-    def submit(self, spec: dict, owner: str = "", name: str = "job") -> Job: ...  # ValueError for a bad spec
+    # ValueError for a bad spec; fairshare.FairShareError (a ValueError) for a Start fair share refuses
+    def submit(self, spec: dict, owner: str = "", name: str = "job", identity: str = "") -> Job: ...
 
     def counts(self) -> dict[str, int]: ...  # {"running": n, "queued": m, "max": max_jobs}
 

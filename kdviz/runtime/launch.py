@@ -131,3 +131,32 @@ class SparePool:
             if self._spare is not None:
                 self._spare.end(grace_s=1.0)
                 self._spare = None
+
+
+class _ThreadProcess:
+    """A thread that looks like a process to :class:`Worker` (``terminate`` asks it to stop)."""
+
+    def __init__(self, thread: threading.Thread, control) -> None:
+        self.thread, self.control, self.exitcode = thread, control, None
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
+
+    def terminate(self) -> None:
+        self.control.put("stop")
+
+    kill = terminate
+
+
+def thread_worker(spec: dict) -> Worker:
+    """A launcher running ``worker_main(spec)`` in a thread of this process: no spawn cost, for
+    torch-free jobs in tests and contract checks (``kdviz.runtime.worker:count_job``)."""
+    import queue
+
+    events, control = queue.Queue(maxsize=EVENT_QUEUE_MAX), queue.Queue()
+    thread = threading.Thread(target=worker_main, args=(spec, events, control), daemon=True, name="kdviz-thread-job")
+    thread.start()
+    return Worker(_ThreadProcess(thread, control), events, control)

@@ -7,7 +7,8 @@ module implements (:class:`~kdviz.runtime.executor.Executor`, :class:`~kdviz.run
 ``kdviz/runtime/executor.py``.
 
 ``max_jobs``: ``$KDVIZ_MAX_JOBS``, default the CPU cores this process may use. A paused job
-keeps its slot; a finished, failed or stopped job frees it at once. A spec without ``out_dir``
+keeps its slot (for at most ``$KDVIZ_PAUSE_TIMEOUT_S`` while others wait); a finished, failed or
+stopped job frees it at once. Fair share per session and person: ``kdviz/runtime/fairshare.py``. A spec without ``out_dir``
 gets a scratch folder ``<jobs_root>/<name>-<id>`` (``$KDVIZ_JOBS_DIR``, else ``<tmp>/kdviz-jobs``;
 folders older than a day are purged); one without ``threads`` gets its share of the cores.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from kdviz.data import env_data_source
 from kdviz.hosted import job_limit, threads_per_job
+from kdviz.runtime import fairshare
 from kdviz.runtime.launch import Launcher, SparePool, Worker, spawn_worker, try_quietly
 from kdviz.runtime.protocol import ACTIVE_STATES, check_job_name, validate_spec
 from kdviz.runtime.records import DEFAULT_CAP, RunLog
@@ -38,8 +40,11 @@ SPARE_ENV = "KDVIZ_SPARE_WORKER"
 class JobHandle:
     """One job as seen by the session that started it (the :class:`~kdviz.runtime.executor.Job` interface). Thread-safe."""
 
-    def __init__(self, job_id: int, spec: dict, owner: str, manager: "JobManager", cap: int = DEFAULT_CAP) -> None:
+    def __init__(self, job_id: int, spec: dict, owner: str, manager: "JobManager", cap: int = DEFAULT_CAP,
+                 identity: str = "") -> None:
         self.id, self.spec, self.owner, self.manager, self.cap = job_id, spec, owner, manager, cap
+        self.identity = identity
+        self.paused_at: float | None = None
         self.state = "queued"
         self.status = "queued"
         self.result: dict | None = None
@@ -124,16 +129,17 @@ class JobHandle:
 
     def pause(self) -> None:
         if self._send("pause"):
-            self.state, self.status = "paused", "paused"
+            self.state, self.status, self.paused_at = "paused", fairshare.pause_note(self.manager.pause_timeout_s), time.time()
 
     def resume(self) -> None:
         if self._send("resume"):
-            self.state, self.status = "running", "running"
+            self.state, self.status, self.paused_at = "running", "running", None
 
     def step_once(self) -> None:
         """Run to the next record, then pause."""
         if self._send("step"):
-            self.state, self.status = "paused", "paused (stepping)"
+            note = fairshare.pause_note(self.manager.pause_timeout_s)
+            self.state, self.status, self.paused_at = "paused", f"{note}, stepping", time.time()
 
     def stop(self) -> None:
         """Stop now (keeping the curves so far) and free the slot."""
@@ -191,13 +197,19 @@ class JobManager:
         self._queue: deque[JobHandle] = deque()
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
+        self.pause_timeout_s = fairshare.pause_timeout_s()
 
-    def submit(self, spec: dict, owner: str = "", name: str = "job") -> JobHandle:
-        """Queue a job; it starts at once when a slot is free. A bad spec or name is a ValueError (nothing queued)."""
+    def submit(self, spec: dict, owner: str = "", name: str = "job", identity: str = "") -> JobHandle:
+        """Queue a job; it starts when a slot is free and fair share allows. A bad spec or name, or a Start
+        fair share refuses, is a ValueError (nothing queued); the owner's own queued job is replaced."""
         spec = self._with_defaults(validate_spec(spec), check_job_name(name))
         with self._lock:
-            handle = JobHandle(next(self._ids), spec, owner, self, self.cap)
+            handle = JobHandle(next(self._ids), spec, owner, self, self.cap, identity=identity)
+            replaced = fairshare.to_replace(handle, self._queue)  # FairShareError: nothing changed
             self._queue.append(handle)
+            for old in replaced:
+                self._dequeue(old)
+                old._finish("stopped", f"replaced by a newer Start (job #{handle.id})")
         self.tick()
         return handle
 
@@ -209,13 +221,26 @@ class JobManager:
         return spec
 
     def tick(self) -> None:
-        """Free the slots of dead workers and start queued jobs while slots are free."""
+        """Free the slots of dead workers and of jobs paused too long, then start the queued jobs fair share allows."""
         with self._lock:
             self._running = [h for h in self._running if h.active and h.worker is not None and h.worker.process.is_alive()]
-            while self._queue and len(self._running) < self.max_jobs:
-                handle = self._queue.popleft()
+            self._expire_paused()
+            while len(self._running) < self.max_jobs:
+                handle = next((h for h in self._queue if fairshare.may_start(h, self._running)), None)
+                if handle is None:
+                    break
+                self._queue.remove(handle)
                 self._running.append(handle)
                 handle._launch(self.launcher)
+
+    def _expire_paused(self) -> None:
+        """A job paused longer than ``pause_timeout_s`` gives up its slot while others wait (it is stopped)."""
+        if not self._queue:
+            return
+        cutoff = time.time() - self.pause_timeout_s
+        for h in [h for h in self._running if h.state == "paused" and h.paused_at is not None and h.paused_at < cutoff]:
+            h._drain(100000)
+            h._finish("stopped", fairshare.pause_expired_note(self.pause_timeout_s))
 
     def position(self, handle: JobHandle) -> int | None:
         with self._lock:
@@ -270,23 +295,48 @@ def local_executor() -> JobManager:
 
 # ----------------------------------------------------------------------------- sessions and scratch folders
 class SessionJobs:
-    """One session's jobs by name ("teacher", "distill", ...), submitted to an executor."""
+    """One session's jobs by name ("teacher", "distill", ...), submitted to an executor.
 
-    def __init__(self) -> None:
+    Every job it ever submitted is kept in ``submitted`` (not only the latest of each name), so
+    :meth:`active` counts and :meth:`stop_all` stops all of them, whatever happened to the names.
+    """
+
+    def __init__(self, identity: str = "") -> None:
         self.id = uuid.uuid4().hex[:12]
+        self.identity = identity
         self.handles: dict[str, JobHandle] = {}
+        self.submitted: list[JobHandle] = []
+        self._requests: dict[str, dict] = {}  # name -> the spec as the page gave it (before defaults)
+        self._executors: list = []
 
     def start(self, name: str, spec: dict, executor) -> JobHandle:
-        """Submit ``spec`` as job ``name``; the previous job of that name is stopped once the new one is accepted."""
-        handle = executor.submit(spec, owner=self.id, name=name)  # a bad spec raises here: the old job runs on
-        old, self.handles[name] = self.handles.get(name), handle
-        if old is not None:
-            old.stop()
+        """Submit ``spec`` as job ``name``; the previous job of that name is stopped once the new one is accepted.
+
+        Idempotent while a start is in flight: the same spec again, while the job of that name is
+        queued or has not sent anything yet, returns that job (a double click is not a second job)."""
+        current = self.handles.get(name)
+        if current is not None and self._in_flight(current) and self._requests.get(name) == spec:
+            return current
+        handle = executor.submit(spec, owner=self.id, name=name, identity=self.identity)  # a bad spec raises: the old job runs on
+        self._remember(name, spec, handle, executor)
+        if current is not None:
+            current.stop()
         return handle
+
+    @staticmethod
+    def _in_flight(handle: JobHandle) -> bool:
+        return handle.state == "queued" or (handle.state == "running" and handle.events_seen == 0)
+
+    def _remember(self, name: str, spec: dict, handle: JobHandle, executor) -> None:
+        self.handles[name], self._requests[name] = handle, dict(spec)
+        self.submitted = [h for h in self.submitted if h.active] + [handle]
+        if executor not in self._executors:
+            self._executors.append(executor)
 
     def forget(self, name: str) -> None:
         """Stop job ``name`` and drop its records."""
         handle = self.handles.pop(name, None)
+        self._requests.pop(name, None)
         if handle is not None:
             handle.stop()
 
@@ -294,17 +344,25 @@ class SessionJobs:
         """Take over ``other``'s handles for names this registry lacks (a reconnected session keeps its curves)."""
         for name, handle in other.handles.items():
             self.handles.setdefault(name, handle)
+        self.submitted += [h for h in other.submitted if h.active and h not in self.submitted]
+        self._executors += [e for e in other._executors if e not in self._executors]
+
+    def active(self) -> list[JobHandle]:
+        """Every active job of this session: the ones it submitted plus any the executors hold under its id."""
+        found = [h for h in self.submitted if h.active]
+        for executor in self._executors:
+            found += [h for h in executor.jobs(self.id) if h not in found]
+        return found
 
     def stop_all(self) -> int:
         """Stop every job of this session; returns how many were still active."""
-        handles = list(self.handles.values())
-        n = sum(h.active for h in handles)
-        for handle in handles:
+        handles = self.active()
+        for handle in sorted(handles, key=lambda h: h.state != "queued"):  # queued first: none starts meanwhile
             handle.stop()
-        return n
+        return len(handles)
 
     def poll_all(self) -> list[JobHandle]:
-        handles = list(self.handles.values())
+        handles = list({id(h): h for h in (*self.handles.values(), *self.active())}.values())
         for handle in handles:
             handle.poll()
         return handles

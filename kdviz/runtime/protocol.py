@@ -5,7 +5,9 @@ description of it; ``worker.py``, ``manager.py``, ``kdviz/ui/jobs.py`` and the d
 headless (pytest iterates it directly) and its generator *is* the training loop: pausing a job
 means no longer pulling it. Job bodies: ``kdviz.runtime.training_jobs`` (teacher, distill),
 ``kdviz.runtime.feature_jobs`` (Feature maps page), ``kdviz.experiments.scenarios`` and
-``kdviz.experiments.sweeps`` (experiments lab), ``kdviz.runtime.worker:count_job`` (a torch-free demo).
+``kdviz.experiments.sweeps`` (experiments lab), ``kdviz.experiments.catalogue_jobs`` (self-distillation &
+ensembles), ``kdviz.lm.jobs`` (language models), ``kdviz.interview.runner`` (Run both),
+``kdviz.runtime.worker:count_job`` (a torch-free demo).
 
 **Spec.** A plain dict (it crosses a process boundary). ``"fn"`` names the job as
 ``"kdviz.<module>:<function>"``; nothing else is accepted, and the rule is checked before anything
@@ -38,7 +40,8 @@ generator), ``"resume"``, ``"step"`` (run until the next record, result or error
 receives the spec itself as a dict on the same channel.
 
 **States (as the app sees a job).** ``queued`` (waiting for a slot; ``position`` is its 1-based
-place in the FIFO queue) → ``running`` ⇄ ``paused`` (a paused job keeps its slot) → ``done``
+place in the FIFO queue) → ``running`` ⇄ ``paused`` (a paused job keeps its slot, for at most
+``KDVIZ_PAUSE_TIMEOUT_S`` while others wait: ``kdviz/runtime/fairshare.py``) → ``done``
 (after ``end``) | ``error`` (an error event, or the worker died) | ``stopped`` (by the user; the
 curves so far are kept). The last three free the slot at once.
 
@@ -107,3 +110,17 @@ def guarded(job: Callable[[dict], Iterator[dict]]) -> Callable[[dict], Iterator[
             yield error_event(err)
 
     return run
+
+
+def round_robin(runs: dict[str, Iterator]) -> Iterator[tuple[str, object]]:
+    """``(name, item)`` taking one item from each iterator in turn until all are exhausted, so the
+    curves of runs trained side by side advance together."""
+    live = dict(runs)
+    while live:
+        for name in list(live):
+            try:
+                item = next(live[name])
+            except StopIteration:
+                del live[name]
+                continue
+            yield name, item

@@ -29,7 +29,7 @@ from kdviz.evaluation import EvalResult, agreement, evaluate, model_reliability
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig, param_count, size_mb
 from kdviz.runtime.job_specs import device_and_source, distill_config, model_config, out_dir, train_config
-from kdviz.runtime.protocol import guarded, record_event, status_event
+from kdviz.runtime.protocol import guarded, record_event, round_robin, status_event
 
 TIMING_BATCH = 256
 
@@ -105,23 +105,21 @@ def teacher_job(spec: dict) -> Iterator[dict]:
 
 
 # ----------------------------------------------------------------------------- distillation
+def _naming_divergence(name: str, records: Iterator[StepRecord]) -> Iterator[StepRecord]:
+    try:
+        yield from records
+    except NonFiniteLoss as err:
+        err.args = (f"{name} student: {err}",)  # keep the type and .step; name the run
+        raise
+
+
 def interleave(runs: dict[str, Iterator[StepRecord]]) -> Iterator[dict]:
-    """One record from each run in turn, so both curves advance together.
+    """One record event from each run in turn, so both curves advance together.
 
     A divergence names its run: "distilled student: training stopped at step 40 ...".
     """
-    live = dict(runs)
-    while live:
-        for name in list(live):
-            try:
-                rec = next(live[name])
-            except StopIteration:
-                del live[name]
-                continue
-            except NonFiniteLoss as err:
-                err.args = (f"{name} student: {err}",)  # keep the type and .step; name the run
-                raise
-            yield record_event(name, rec.to_dict())
+    for name, rec in round_robin({n: _naming_divergence(n, it) for n, it in runs.items()}):
+        yield record_event(name, rec.to_dict())
 
 
 def _load_teacher(spec: dict, device: torch.device):

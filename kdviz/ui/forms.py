@@ -30,18 +30,25 @@ def _widths_text(widths: tuple[int, ...]) -> str:
     return ", ".join(str(w) for w in widths)
 
 
+def _seed(key: str, value) -> str:
+    """Give a widget its default through session state (unless the URL or the user set it already),
+    so widgets pass no ``value=``/``index=`` and a page may seed them from its URL (``kdviz.ui.urlstate``)."""
+    st.session_state.setdefault(key, value)
+    return key
+
+
 # ----------------------------------------------------------------------------- model
 def model_inputs(prefix: str, default: ModelConfig) -> None:
     """Architecture widgets: ``{prefix}_arch``, ``_hidden`` (MLP), ``_channels`` (CNN), ``_dropout``."""
-    arch = st.radio("Architecture", ARCHS, index=ARCHS.index(default.arch), key=f"{prefix}_arch", horizontal=True,
+    arch = st.radio("Architecture", ARCHS, key=_seed(f"{prefix}_arch", default.arch), horizontal=True,
                     persist_state=KEEP, format_func=lambda a: {"mlp": "MLP (fully connected)", "cnn": "CNN (conv stages)"}[a])
     if arch == "mlp":
-        st.text_input("Hidden layer widths", _widths_text(default.hidden), key=f"{prefix}_hidden", persist_state=KEEP,
+        st.text_input("Hidden layer widths", key=_seed(f"{prefix}_hidden", _widths_text(default.hidden)), persist_state=KEEP,
                       help="Comma-separated, e.g. 1200, 1200 (Hinton's teacher).")
     else:
-        st.text_input("Channels per conv stage (1–3 stages)", _widths_text(default.channels), key=f"{prefix}_channels",
+        st.text_input("Channels per conv stage (1–3 stages)", key=_seed(f"{prefix}_channels", _widths_text(default.channels)),
                       persist_state=KEEP, help="e.g. 32, 64")
-    st.slider("Dropout", 0.0, 0.8, float(default.dropout), step=0.05, key=f"{prefix}_dropout", persist_state=KEEP)
+    st.slider("Dropout", 0.0, 0.8, step=0.05, key=_seed(f"{prefix}_dropout", float(default.dropout)), persist_state=KEEP)
 
 
 def model_from_state(prefix: str) -> ModelConfig:
@@ -59,16 +66,16 @@ def model_from_state(prefix: str) -> ModelConfig:
 def train_inputs(prefix: str, default: TrainConfig, max_epochs: float = 50.0) -> None:
     """Optimiser widgets: ``{prefix}_optimizer``, ``_lr``, ``_schedule``, ``_batch``, ``_epochs``, ``_jitter``, ``_seed``."""
     c1, c2 = st.columns(2)
-    c1.selectbox("Optimiser", OPTIMIZERS, index=OPTIMIZERS.index(default.optimizer), key=f"{prefix}_optimizer", persist_state=KEEP)
-    c2.select_slider("Learning rate", LRS, value=default.lr, key=f"{prefix}_lr", format_func=lambda v: f"{v:g}", persist_state=KEEP,
+    c1.selectbox("Optimiser", OPTIMIZERS, key=_seed(f"{prefix}_optimizer", default.optimizer), persist_state=KEEP)
+    c2.select_slider("Learning rate", LRS, key=_seed(f"{prefix}_lr", default.lr), format_func=lambda v: f"{v:g}", persist_state=KEEP,
                      help="Try 10 with SGD to watch training diverge: the run stops with a message naming the step.")
-    c1.selectbox("Learning-rate schedule", LR_SCHEDULES, index=LR_SCHEDULES.index(default.schedule), key=f"{prefix}_schedule",
+    c1.selectbox("Learning-rate schedule", LR_SCHEDULES, key=_seed(f"{prefix}_schedule", default.schedule),
                  persist_state=KEEP)
-    c2.selectbox("Batch size", BATCH_SIZES, index=BATCH_SIZES.index(default.batch_size), key=f"{prefix}_batch", persist_state=KEEP)
-    c1.number_input("Epochs", min_value=0.05, max_value=float(max_epochs), value=min(float(default.epochs), max_epochs),
-                    step=0.5, key=f"{prefix}_epochs", persist_state=KEEP)
-    c2.slider("Jitter (random shift, pixels)", 0, 4, default.jitter, key=f"{prefix}_jitter", persist_state=KEEP)
-    c1.number_input("Seed", min_value=0, max_value=10_000, value=default.seed, step=1, key=f"{prefix}_seed", persist_state=KEEP)
+    c2.selectbox("Batch size", BATCH_SIZES, key=_seed(f"{prefix}_batch", default.batch_size), persist_state=KEEP)
+    c1.number_input("Epochs", min_value=0.05, max_value=float(max_epochs), step=0.5,
+                    key=_seed(f"{prefix}_epochs", min(float(default.epochs), max_epochs)), persist_state=KEEP)
+    c2.slider("Jitter (random shift, pixels)", 0, 4, key=_seed(f"{prefix}_jitter", default.jitter), persist_state=KEEP)
+    c1.number_input("Seed", min_value=0, max_value=10_000, step=1, key=_seed(f"{prefix}_seed", default.seed), persist_state=KEEP)
 
 
 def train_from_state(prefix: str, log_every: int = 10) -> TrainConfig:

@@ -62,9 +62,10 @@ def device_selector() -> str:
 def jobs_panel() -> None:
     """Live job counts (server-wide and this session's) and a stop-all button for this session."""
     registry = session_jobs()
-    active = any(h.active for h in registry.handles.values())
+    mine_now = registry.active()  # every job this session started, not only the latest of each name
+    active = bool(mine_now)
     # only queued jobs: nothing to drain, so tick as slowly as the queued live view does
-    only_queued = active and all(h.state == "queued" for h in registry.handles.values() if h.active)
+    only_queued = active and all(h.state == "queued" for h in mine_now)
 
     # 2 s: this only keeps jobs drained while their own page is not open (the live view polls its job
     # 2.5× a second); every rerun costs the server a thread start, which matters with many sessions

@@ -17,32 +17,61 @@ h.status, h.error, h.result, h.step(), h.records(run), h.evals(run)``; control i
 Scoping: one executor per server (``st.cache_resource``); one :class:`SessionJobs` registry per
 browser session, whose jobs are stopped when the session ends (``scope="session", on_release``).
 After a reconnect the released registry's (stopped) handles are carried over, so curves survive.
+
+Fair share (``kdviz/runtime/fairshare.py``): one running + one queued job per session — a further
+Start replaces the session's own queued job; pressing Start again while a start is in flight is a
+no-op. ``KDVIZ_IDENTITY_HEADER`` (e.g. ``X-Forwarded-User``, set by the proxy) makes the same
+limits hold per person across their tabs; unset, hosted mode uses the browser's owner cookie
+(``kdviz/ui/owner.py``) and otherwise each session is its own party.
 """
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
+from kdviz.hosted import hosted_mode
 from kdviz.runtime.executor import Executor, Job
-from kdviz.runtime.manager import JobHandle, SessionJobs, jobs_root, local_executor
+from kdviz.runtime.executors import make_executor
+from kdviz.runtime.manager import JobHandle, SessionJobs, jobs_root, purge_old_job_dirs
+from kdviz.ui.owner import COOKIE as OWNER_COOKIE
+from kdviz.ui.retention import remove_job_dirs
 
-__all__ = ["Job", "JobHandle", "forget_job", "get_job", "get_manager", "jobs_root", "session_jobs", "start_job", "stop_session_jobs"]
+__all__ = ["Job", "JobHandle", "forget_job", "get_job", "get_manager", "jobs_root", "my_active_jobs", "session_jobs", "start_job", "stop_session_jobs"]
 
 _STATE_KEY = "_kdviz_session_jobs"
+IDENTITY_HEADER_ENV = "KDVIZ_IDENTITY_HEADER"
 
 
 @st.cache_resource(show_spinner=False)
 def get_manager() -> Executor:
-    """The one executor of this server process (local worker processes, with a warm spare unless disabled)."""
-    return local_executor()
+    """The one executor of this server process: ``KDVIZ_EXECUTOR`` (local worker processes with a warm
+    spare unless disabled, or Ray actors: ``kdviz/runtime/executors.py``)."""
+    purge_old_job_dirs(jobs_root())  # start-up: what earlier servers left behind
+    return make_executor()
 
 
 def _release_session(jobs: SessionJobs) -> None:
     jobs.stop_all()  # the tab closed: free its slots (runs on a server thread; no st calls here)
+    remove_job_dirs(list(jobs.handles.values()))  # and its unsaved checkpoints
+
+
+def session_identity() -> str:
+    """The person behind this session: the ``$KDVIZ_IDENTITY_HEADER`` request header (set by a proxy
+    that logs users in), else in hosted mode the browser's owner cookie (``kdviz/ui/owner.py``;
+    present from the second visit on), else "" (each session counts on its own)."""
+    header = os.environ.get(IDENTITY_HEADER_ENV, "").strip()
+    try:
+        if header:
+            return str(st.context.headers.get(header) or "")[:200]
+        return str(st.context.cookies.get(OWNER_COOKIE) or "")[:200] if hosted_mode() else ""
+    except (AttributeError, RuntimeError):  # no request context (AppTest, a thread)
+        return ""
 
 
 @st.cache_resource(scope="session", on_release=_release_session, show_spinner=False)
 def _session_registry() -> SessionJobs:
-    return SessionJobs()
+    return SessionJobs(identity=session_identity())
 
 
 def session_jobs() -> SessionJobs:
@@ -69,5 +98,10 @@ def forget_job(name: str) -> None:
 
 
 def stop_session_jobs() -> int:
-    """Stop this session's jobs; returns how many were active."""
+    """Stop every job this session started (not only the latest of each name); returns how many were active."""
     return session_jobs().stop_all()
+
+
+def my_active_jobs() -> list[Job]:
+    """Every active job of this session (what the sidebar counts and "Stop all my jobs" stops)."""
+    return session_jobs().active()

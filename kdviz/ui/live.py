@@ -140,16 +140,22 @@ def live_panel(name: str, draw: Callable[[JobHandle | None], None], interval: fl
     _panel()
 
 
-def _save(name: str, kind: str, prefix: str) -> None:
-    from kdviz.runs.store import RunStore, save_job_result
+def _save(name: str, kind: str, prefix: str, owner: str | None) -> None:
+    from kdviz.runs.store import AlreadySaved, save_job_result
+    from kdviz.ui.owner import run_store
 
     handle = get_job(name)
     if handle is None or handle.result is None:
         return
     records = [r for run in handle.runs for r in handle.records(run)]
     spec = {k: v for k, v in handle.spec.items() if k not in ("ui", "out_dir")}
+    source = f"job-{handle.owner}-{handle.id}"  # this session's job: saving it again is a no-op
     try:
-        run = save_job_result(RunStore(), kind, st.session_state.get(f"{prefix}_save_name") or kind, spec, records, handle.result)
+        run = save_job_result(run_store(), kind, st.session_state.get(f"{prefix}_save_name") or kind, spec, records,
+                              handle.result, owner=owner, source=source)
+    except AlreadySaved as err:
+        st.session_state[f"{prefix}_save_msg"] = ("ok", f"This run is {md_text(err)} — see the Saved runs page.")
+        return
     except (ValueError, OSError) as err:
         st.session_state[f"{prefix}_save_msg"] = ("error", f"Could not save the run: {md_text(err)}")
         return
@@ -157,12 +163,24 @@ def _save(name: str, kind: str, prefix: str) -> None:
 
 
 def save_controls(name: str, kind: str, prefix: str | None = None) -> None:
-    """A name box and a Save button (``{prefix}_save_name``, ``{prefix}_save``) for a finished run."""
+    """A name box and a Save button (``{prefix}_save_name``, ``{prefix}_save``) for a finished run.
+
+    In hosted mode the run belongs to this browser (``kdviz.ui.owner``) and the per-user caps apply:
+    the button says when one is reached."""
+    from kdviz.ui.owner import owner_id, run_store
+
     prefix = prefix or name
+    owner, store = owner_id(), run_store()
+    full = None
+    if owner is not None and store.quota is not None:
+        n, size = store.usage(owner)
+        full = n >= store.quota.max_runs or size >= store.quota.max_bytes
+        st.caption(f"Your saved runs: {n} of {store.quota.max_runs}, {size / 1e6:.1f} of {store.quota.max_bytes / 1e6:.0f} MB"
+                   + (" — the cap is reached: delete a run on the Saved runs page to save another." if full else "."))
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     c1.text_input("Run name", value=f"{kind} run", key=f"{prefix}_save_name")
-    c2.button("Save run", key=f"{prefix}_save", on_click=_save, args=(name, kind, prefix), width="stretch",
-              help="Keep the settings, curves, final metrics and checkpoints in the run store.")
+    c2.button("Save run", key=f"{prefix}_save", on_click=_save, args=(name, kind, prefix, owner), width="stretch",
+              disabled=bool(full), help="Keep the settings, curves, final metrics and checkpoints in the run store.")
     msg = st.session_state.get(f"{prefix}_save_msg")
     if msg:
         (st.success if msg[0] == "ok" else st.error)(msg[1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -118,13 +119,46 @@ def teacher_box(prefix: str, allow_default: bool = True) -> str | None:
 # ----------------------------------------------------------------------------- upload
 LOCAL_MAX_CKPT_BYTES = 20_000_000  # a 1200-1200 MLP teacher is ~8 MB in float32
 UPLOADS = Path(tempfile.gettempdir()) / "kdviz-uploads"
+UPLOAD_TTL_S = 6 * 3600.0  # an upload no session removed (the server was killed) is swept after this
+
+
+def purge_old_uploads(folder: Path = UPLOADS, max_age_s: float = UPLOAD_TTL_S) -> int:
+    """Delete uploaded teacher files older than ``max_age_s``; returns how many."""
+    cutoff, n = time.time() - max_age_s, 0
+    for path in folder.glob("teacher-*.pt") if folder.is_dir() else ():
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+@st.cache_resource(show_spinner=False)
+def _startup_sweep() -> int:
+    """Once per server process: the uploads that earlier servers left behind."""
+    return purge_old_uploads()
+
+
+def _remove_uploads(paths: list) -> None:
+    for path in paths:  # the session ended (runs on a server thread; no st calls here)
+        Path(path).unlink(missing_ok=True)
+
+
+@st.cache_resource(scope="session", on_release=_remove_uploads, show_spinner=False)
+def _session_uploads() -> list:
+    """The files this session uploaded: deleted when the session ends (a saved run keeps its own copy)."""
+    return []
 
 
 def _store_upload(data: bytes) -> Path:
     """Write an accepted checkpoint under an unguessable name (only this session holds the path)."""
+    _startup_sweep()
     UPLOADS.mkdir(parents=True, exist_ok=True)
     path = UPLOADS / f"teacher-{uuid.uuid4().hex}.pt"
     path.write_bytes(data)
+    _session_uploads().append(path)
     return path
 
 
