@@ -7,7 +7,8 @@ import streamlit as st
 from kdviz.data import parse_transfer
 from kdviz.engine import TrainConfig, total_steps
 from kdviz.hosted import clamp_model_config, clamp_train_config
-from kdviz.methods import METHODS, default_layer
+from kdviz.methods import METHODS, DistillConfig, default_layer
+from kdviz.methods.schedules import SCHEDULES, schedule_curve
 from kdviz.models import ModelConfig, build_model, feature_shapes
 from kdviz import figures
 from kdviz.ui import forms, live, teachers
@@ -117,6 +118,43 @@ def kd_inputs() -> None:
     with st.expander(f"{info.label} — {info.paper}"):
         st.latex(info.formula)
         st.markdown(f"**Transfers:** {info.transfers}.")
+    schedule_inputs()
+
+
+SCHEDULE_HELP = {"constant": "constant", "linear": "linear to an end value", "cosine": "cosine to an end value"}
+
+
+def schedule_inputs() -> None:
+    """Progressive distillation: T and alpha may move from their start to an end value over training."""
+    c1, c2 = st.columns(2)
+    t_kind = c1.selectbox("T schedule", SCHEDULES, key="distill_T_schedule", format_func=SCHEDULE_HELP.get, persist_state=forms.KEEP)
+    a_kind = c2.selectbox("alpha schedule", SCHEDULES, key="distill_alpha_schedule", format_func=SCHEDULE_HELP.get,
+                          persist_state=forms.KEEP)
+    if t_kind != "constant":
+        c1.slider("T at the end", 0.5, 50.0, 1.0, step=0.5, key="distill_T_end", persist_state=forms.KEEP)
+    if a_kind != "constant":
+        c2.slider("alpha at the end", 0.0, 1.0, 0.5, step=0.05, key="distill_alpha_end", persist_state=forms.KEEP)
+    if t_kind != "constant" or a_kind != "constant":
+        d = distill_from_state()
+        st.plotly_chart(schedule_figure(d), key="distill_schedule_preview", theme=None)
+
+
+def distill_from_state() -> dict:
+    """The spec's "distill" dict (DistillConfig fields) from the widgets; ends only for moving schedules."""
+    s = st.session_state
+    out = {"T": float(s.get("distill_T", 4.0)), "alpha": float(s.get("distill_alpha", 0.9))}
+    for name, default in (("T", 1.0), ("alpha", 0.5)):
+        kind = s.get(f"distill_{name}_schedule", "constant")
+        out[f"{name}_schedule"] = kind
+        if kind != "constant":
+            out[f"{name}_end"] = float(s.get(f"distill_{name}_end", default))
+    return out
+
+
+def schedule_figure(d: dict):
+    progress, T = schedule_curve(d.get("T_schedule", "constant"), d["T"], d.get("T_end"))
+    _, alpha = schedule_curve(d.get("alpha_schedule", "constant"), d["alpha"], d.get("alpha_end"))
+    return figures.schedule_preview(progress, T, alpha)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -155,6 +193,8 @@ def method_inputs(student: ModelConfig | None, teacher: ModelConfig | None) -> N
         with st.expander(f"{info.label} — {info.paper}", expanded=True):
             st.latex(info.formula)
             st.markdown(f"**Transfers:** {info.transfers}.")
+            if info.note:
+                st.caption(info.note)
             cols = st.columns(3)
             cols[0].number_input("weight", min_value=0.0, value=float(info.default_weight), key=f"distill_w_{m}", persist_state=forms.KEEP)
             if info.needs != "logits" and student is not None and teacher is not None:
@@ -188,8 +228,9 @@ def start() -> None:
         n = parse_transfer(choice).size(get_bundle(data_source()).train.y)  # the job parses it once more, in its process
         train, notes_t = clamp_train_config(forms.train_from_state(JOB), limits(), n_train=n)
         s = st.session_state
+        DistillConfig(**distill_from_state())  # a bad schedule stops here, before any job starts
         spec = {"fn": "kdviz.runtime.training_jobs:distill_job", "teacher": path, "student": forms.spec_dict(student),
-                "train": forms.spec_dict(train), "distill": {"T": float(s.get("distill_T", 4.0)), "alpha": float(s.get("distill_alpha", 0.9))},
+                "train": forms.spec_dict(train), "distill": distill_from_state(),
                 "terms": terms_from_state(), "transfer": choice, "data": data_source(), "device": current_device(),
                 "ui": {"total_steps": total_steps(max(1, n), train), "teacher_acc": (summary or {}).get("test_acc")}}
         start_job(JOB, spec)
@@ -215,6 +256,12 @@ def draw(handle) -> None:
         st.plotly_chart(live.figure("distill_breakdown", handle, lambda: figures.loss_breakdown(
             handle.records("distilled"), raw=raw, title="Distilled student: raw loss terms" if raw else None), raw),
             key="distill_breakdown_chart", theme=None)
+        d = handle.spec.get("distill", {})
+        if d.get("T_schedule", "constant") != "constant" or d.get("alpha_schedule", "constant") != "constant":
+            st.plotly_chart(schedule_figure(d), key="distill_schedule_live", theme=None)
+            last = handle.records("distilled")[-1:] or [{}]
+            if last[0].get("T") is not None:
+                st.caption(f"Now: T = {last[0]['T']:.2f}, α = {last[0]['alpha']:.2f} (step {last[0]['step']}).")
     teacher_acc = (handle.result or {}).get("test_acc", {}).get("teacher", ui.get("teacher_acc"))
     c2.plotly_chart(live.figure("distill_acc", handle, lambda: figures.accuracy_curves(
         {n: handle.evals(n) for n in students}, teacher_acc, title="Test accuracy (live: ≤2,000-image sample)"), teacher_acc),
@@ -249,6 +296,22 @@ def results(r: dict) -> None:
     for tab, name in zip(tabs, ("distilled", "scratch", "teacher")):
         tab.plotly_chart(figures.confusion_heatmap(r["confusion"][name], f"{name}: true vs predicted digit"), key=f"distill_conf_{name}", theme=None)
     tabs[3].plotly_chart(figures.per_class_bars(r["per_class"]), key="distill_per_class_chart", theme=None)
+    calibration(r)
+
+
+def calibration(r: dict) -> None:
+    """ECE and the reliability diagram of the three networks (results of older runs carry none)."""
+    rel = r.get("reliability")
+    if not rel:
+        return
+    st.markdown("**Calibration.** Does a network's confidence match how often it is right? Expected calibration "
+                "error (ECE, 15 equal-width confidence bins) is the gap between the two, averaged over the test set: "
+                "0 is perfectly calibrated. Soft targets at a high T often make the student less over-confident; "
+                "one run is one seed, so compare over seeds (Experiments, T sweep) before trusting a difference.")
+    cols = st.columns(len(rel))
+    for col, (name, bins) in zip(cols, rel.items()):
+        col.metric(f"ECE: {name}", f"{100 * bins['ece']:.2f}%")
+    st.plotly_chart(figures.reliability_diagram(rel), key="distill_reliability_chart", theme=None)
 
 
 def size_speed_table(r: dict) -> pd.DataFrame:

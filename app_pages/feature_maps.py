@@ -24,7 +24,7 @@ from kdviz.ui.jobs import get_job, start_job
 from kdviz.ui.teachers import current_teacher, load_model
 from kdviz.ui.urlstate import sync_url, url_state
 
-BUILTIN, YOURS = "Quick built-in CNN pair (trained here)", "Your teacher and a distilled student"
+BUILTIN, YOURS = "A good CNN teacher and a student trained here", "Your teacher and a distilled student"
 JOB = "feature_maps"  # this session's quick-pair job (kdviz.ui.jobs registry name)
 WATCH_JOB = "feature_maps_watch"  # this session's "watch attention transfer" job
 PROBE_SIZE = 128  # images over which the AT distance is averaged
@@ -52,10 +52,22 @@ def your_models():
     return teacher, student, t_cfg, s_cfg, label, {"teacher": t_path, "student": students[name]}
 
 
+def cnn_teacher() -> tuple[str, str]:
+    """``(checkpoint path, description)``: the session's teacher when it is a CNN, else "" (the shipped 99 % CNN)."""
+    path, summary = current_teacher()
+    if path and (summary or {}).get("model", {}).get("arch") == "cnn":
+        return path, "the session's CNN teacher"
+    return "", "the shipped CNN teacher (99 % test accuracy)"
+
+
 def _start_pair() -> None:
-    """Button callback: train the quick pair in a worker process (the page polls it; nothing blocks)."""
-    steps = int(st.session_state["fm_steps"])
-    start_job(JOB, {"fn": "kdviz.runtime.feature_jobs:quick_pair_job", "steps": steps, "data": data_source(), "device": current_device()})
+    """Button callback: train the student (and, if asked, a small teacher) in a worker process (nothing blocks)."""
+    s = st.session_state
+    spec = {"fn": "kdviz.runtime.feature_jobs:quick_pair_job", "steps": int(s["fm_steps"]), "data": data_source(),
+            "device": current_device(), "train_teacher": bool(s.get("fm_train_teacher", False))}
+    if not spec["train_teacher"]:
+        spec["teacher"] = cnn_teacher()[0]
+    start_job(JOB, spec)
 
 
 def draw_pair_job(handle) -> None:
@@ -67,7 +79,10 @@ def draw_pair_job(handle) -> None:
         return  # the fragment reruns the whole page, which then shows the maps
     steps = int(handle.spec.get("steps", 1))
     t, s = handle.step("teacher"), handle.step("student")
-    st.progress(min(1.0, (t + s) / (2 * steps)), text=f"teacher step {t} / {steps} · student step {s} / {steps}")
+    if handle.spec.get("train_teacher"):
+        st.progress(min(1.0, (t + s) / (2 * steps)), text=f"teacher step {t} / {steps} · student step {s} / {steps}")
+    else:
+        st.progress(min(1.0, s / steps), text=f"student step {s} / {steps}")
     run = "student" if "student" in handle.runs else "teacher"
     latest = handle.records(run)[-1:]
     if latest:
@@ -86,25 +101,30 @@ def pair_from_result(result: dict):
     if result.get("note"):
         st.warning(result["note"])
     acc = result.get("test_acc", {})
+    trained = f"{result.get('steps')} steps each" if result.get("teacher_trained") else f"student {result.get('steps')} steps"
     label = (f"teacher {t_cfg.label()} ({acc.get('teacher', 0):.1%}) · student {s_cfg.label()} ({acc.get('student', 0):.1%}), "
-             f"{result.get('steps')} steps each" + (", student trained with KD + AT on stage 2" if result.get("uses_at") else ""))
+             f"{trained}" + (", student trained with KD + AT on stage 2" if result.get("uses_at") else ""))
     return teacher, student, t_cfg, s_cfg, label, {"teacher": paths["teacher"], "student": paths["student"]}
 
 
 def builtin_models():
-    """The quick pair, trained in the background when the user asks (about 15 s on a CPU)."""
-    steps = st.number_input("Training steps (teacher, then student)", 20, cap("max_steps", 1000), step=20, key="fm_steps")
+    """A good CNN teacher and a student distilled from it in the background (a small teacher too, if asked)."""
+    steps = st.number_input("Training steps", 20, cap("max_steps", 1000), step=20, key="fm_steps")
+    own = st.checkbox("Also train a small teacher here (16-32-64, same steps: about 87 % after 300 steps)", key="fm_train_teacher",
+                      help="Off: the student learns from a well-trained teacher, whose attention maps are worth copying.")
+    teacher_note = "a small CNN teacher (16-32-64 channels)" if own else cnn_teacher()[1]
     handle = get_job(JOB)
     if handle is not None:
         handle.poll()  # a job that ended since the last run shows its maps at once
     active = handle is not None and handle.active
     c1, c2 = st.columns([3, 1])
-    c1.button(f"Train the quick pair ({int(steps)} + {int(steps)} steps)", key="fm_train", type="primary",
+    what = f"teacher and student ({int(steps)} + {int(steps)} steps)" if own else f"the student ({int(steps)} steps)"
+    c1.button(f"Train {what}", key="fm_train", type="primary",
               on_click=_start_pair, width="stretch", help="Trains in the background; a run in progress is replaced.")
     c2.button("Stop", key="fm_stop", disabled=not active, on_click=live.stop_job, args=(JOB,), width="stretch")
     if handle is None:
-        st.info("Press the button to train a small CNN teacher (16-32-64 channels) and a CNN student (8-16-32) "
-                "distilled from it with attention transfer on stage 2 — about 15 s on a CPU, in the background.")
+        st.info(f"Press the button to train a CNN student (8-16-32) distilled from {teacher_note} with attention "
+                "transfer on stage 2 — seconds on a CPU, in the background.")
         return None
     if handle.state != "done" or handle.result is None:
         live.live_panel(JOB, draw_pair_job)  # ticks while queued/running; shows the error or stop otherwise

@@ -21,8 +21,9 @@ from kdviz.engine import TrainConfig, make_model, run_to_end, train
 from kdviz.evaluation import evaluate
 from kdviz.images import ImageError, ImageLimits, enlarge, prepare_digit, to_pixels
 from kdviz.models import ModelConfig
-from kdviz.figures import probability_bars
+from kdviz.figures import divergence_contributions, probability_bars
 from kdviz.lm.kd import BSV_DEFAULTS, bsv_worked_example, lengths_mask, parse_bsv
+from kdviz.methods.divergences import per_class_contributions
 from kdviz.ui.frame import data_source, get_bundle
 from kdviz.ui.hosted import cap
 from kdviz.experiments.recipes import DEFAULT_TEACHER
@@ -242,7 +243,25 @@ def calculator() -> dict | None:
         st.error(f"Cannot compute the loss: {md_text(err)}")  # the message quotes what was typed
         return None
     show_steps(z_t, z_s, label, T, alpha, result)
+    divergence_view(z_t, z_s, T)
     return {"z_t": z_t, "z_s": z_s, "T": T, **result}
+
+
+def divergence_view(z_t: torch.Tensor, z_s: torch.Tensor, T: float) -> None:
+    """The same logits under each divergence the Distill page offers, class by class."""
+    st.markdown("**Other divergences, same logits.** KD uses the forward KL above; the Distill page also offers "
+                "reverse KL (the student's distribution first: mode-seeking), Jensen–Shannon with a mixing weight β "
+                "(bounded, symmetric at β = 0.5) and the mean squared error of the raw logits (no T). "
+                "Each divergence's bars sum to its value (the KL family includes the T² factor).")
+    beta = st.number_input("β (Jensen–Shannon mixing weight, strictly between 0 and 1)", value=0.5, step=0.1,
+                           key="calc_beta", format="%.3g")
+    try:
+        parts = per_class_contributions(z_s, z_t, T, float(beta))
+    except ValueError as err:
+        st.error(f"Cannot compute the divergences: {md_text(err)}")
+        return
+    st.plotly_chart(divergence_contributions(parts, "Per-class contribution of each divergence"),
+                    key="calc_divergences_chart", theme=None)
 
 
 # ----------------------------------------------------------------------------- [B, S, V]

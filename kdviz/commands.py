@@ -25,6 +25,7 @@ from kdviz.devices import resolve_device
 from kdviz.engine import StepRecord, TrainConfig, make_model, run_to_end, total_steps, train
 from kdviz.evaluation import agreement, evaluate
 from kdviz.methods.objective import DistillConfig
+from kdviz.methods.schedules import SCHEDULES
 from kdviz.models import ModelConfig, param_count
 from kdviz.experiments.recipes import DEFAULT_TEACHER, TEACHER_PRESETS, load_default_teacher, teacher_preset, train_teacher
 from kdviz.runs.tables import text_table
@@ -74,6 +75,27 @@ class ProgressBar:
         self.bar.set_postfix_str(f"loss {rec.total:.3f}")  # redraws the line
         if rec.done:
             self.bar.close()
+
+
+def add_schedule_args(p) -> None:
+    """Progressive distillation flags: T and alpha move from their start to an end value over training."""
+    p.add_argument("--T-schedule", default="constant", choices=SCHEDULES, help="how T changes over training (default constant)")
+    p.add_argument("--T-end", type=float, help="T at the end of training (linear / cosine schedules)")
+    p.add_argument("--alpha-schedule", default="constant", choices=SCHEDULES, help="how alpha changes over training (default constant)")
+    p.add_argument("--alpha-end", type=float, help="alpha at the end of training (linear / cosine schedules)")
+
+
+def schedule_kwargs(args) -> dict:
+    """The DistillConfig schedule fields from the flags of :func:`add_schedule_args`."""
+    return {"T_schedule": args.T_schedule, "T_end": args.T_end, "alpha_schedule": args.alpha_schedule, "alpha_end": args.alpha_end}
+
+
+def schedule_note(distill: DistillConfig) -> str:
+    """``T=4, alpha=0.9`` or ``T=4→1 (cosine), alpha=0.9→0.5 (linear)`` for tables."""
+    def one(name, start, kind, end):
+        return f"{name}={start:g}" if kind == "constant" else f"{name}={start:g}→{end:g} ({kind})"
+    return ", ".join((one("T", distill.T, distill.T_schedule, distill.T_end),
+                      one("alpha", distill.alpha, distill.alpha_schedule, distill.alpha_end)))
 
 
 def _set_threads(threads: int | None) -> None:
@@ -130,6 +152,7 @@ def _register_distill(subparsers) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--T", type=float, default=4.0, help="distillation temperature (default 4)")
     p.add_argument("--alpha", type=float, default=0.9, help="weight of the distillation term (default 0.9)")
+    add_schedule_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="auto", choices=DATA_CHOICES, help="auto: MNIST, else the offline fallback")
     p.add_argument("--device", help="cpu | cuda (default: CUDA when available)")
@@ -164,7 +187,7 @@ def run_distill(args) -> int:
     _set_threads(args.threads)
     device = resolve_device(args.device)
     student_cfg = parse_model(args.student)
-    distill = DistillConfig(T=args.T, alpha=args.alpha)  # validates before any training
+    distill = DistillConfig(T=args.T, alpha=args.alpha, **schedule_kwargs(args))  # validates before any training
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, log_every=20)
     bundle = load_bundle(args.data).to(device)
     print(f"data: {bundle.name}" + (f" — {bundle.message}" if bundle.message else ""), file=sys.stderr)
@@ -174,7 +197,7 @@ def run_distill(args) -> int:
     rows = [
         _row("teacher", t_cfg, teacher, bundle, None, t_seconds, how),
         _row("student (labels only)", student_cfg, scratch, bundle, teacher, s_seconds, "scratch"),
-        _row("student (distilled)", student_cfg, distilled, bundle, teacher, d_seconds, f"T={args.T:g}, alpha={args.alpha:g}"),
+        _row("student (distilled)", student_cfg, distilled, bundle, teacher, d_seconds, schedule_note(distill)),
     ]
     print(f"{bundle.name}: {len(bundle.train):,} training / {len(bundle.test):,} test images; student {args.epochs:g} epoch(s), "
           f"batch {args.batch_size}, seed {args.seed}, device {device}")

@@ -68,3 +68,43 @@ def agreement(model_a: nn.Module, model_b: nn.Module, data: TensorData) -> float
 def teacher_logits_cache(teacher: nn.Module, x: torch.Tensor, amp: bool = False) -> torch.Tensor:
     """Teacher logits for the whole transfer set, computed once in eval mode: ``[N, C]``."""
     return predict_logits(teacher, x, amp=amp)
+
+
+# ----------------------------------------------------------------------------- calibration
+ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017
+
+
+def reliability(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> dict:
+    """Guo et al. 2017, "On Calibration of Modern Neural Networks": equal-width bins of confidence.
+
+    Confidence = the top softmax probability; bin i holds confidences in (i/n, (i+1)/n] (the first
+    also holds 0). Returns plain lists per bin — ``confidence`` and ``accuracy`` (NaN where the bin
+    is empty), ``count`` — and ``ece`` = Σ_i (n_i / N)·|accuracy_i − confidence_i|.
+    """
+    if not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got n_bins={n_bins!r}")
+    if logits.ndim != 2 or labels.shape != logits.shape[:1] or logits.shape[0] == 0:
+        raise ValueError(f"need logits [N, C] and labels [N] with N > 0, got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    conf, pred = torch.softmax(logits.double(), dim=-1).max(-1)
+    right = (pred == labels).double()
+    idx = (torch.ceil(conf * n_bins).long() - 1).clamp(0, n_bins - 1)
+    count = torch.bincount(idx, minlength=n_bins)
+    sum_conf = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, conf)
+    sum_right = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, right)
+    nonzero = count.clamp_min(1).double()
+    ece = float((sum_right - sum_conf).abs().sum() / logits.shape[0])  # Σ n_i/N·|acc_i − conf_i|
+    empty = count == 0
+    return {"ece": ece, "count": count.tolist(), "n_bins": n_bins,
+            "confidence": (sum_conf / nonzero).masked_fill(empty, float("nan")).tolist(),
+            "accuracy": (sum_right / nonzero).masked_fill(empty, float("nan")).tolist()}
+
+
+def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> float:
+    """ECE over ``n_bins`` equal-width confidence bins (see :func:`reliability`)."""
+    return reliability(logits, labels, n_bins)["ece"]
+
+
+def model_reliability(model: nn.Module, data: TensorData, n_bins: int = ECE_BINS) -> dict:
+    """:func:`reliability` of a model on a data set (eval-mode logits, on the model's device)."""
+    device = next(model.parameters()).device
+    return reliability(predict_logits(model, data.x.to(device)).cpu(), data.y.cpu(), n_bins)

@@ -57,7 +57,8 @@ def test_settings_and_alpha_convention(no_spawn, teacher):
     at.number_input(key="distill_epochs").set_value(0.5).run()
     at.button(key="distill_start").click().run()
     spec = _spec(at)
-    assert spec["transfer"] == "subset:200" and spec["distill"] == {"T": 4.0, "alpha": 0.9}
+    assert spec["transfer"] == "subset:200"
+    assert spec["distill"] == {"T": 4.0, "alpha": 0.9, "T_schedule": "constant", "alpha_schedule": "constant"}
     assert spec["ui"]["total_steps"] == 1 and spec["teacher"] == teacher["checkpoint"]  # 0.5 × (200 // 128)
     at.selectbox(key="distill_transfer").set_value("without").run()
     assert at.multiselect(key="distill_omit").value == ["3"]
@@ -96,6 +97,11 @@ def test_distilled_and_scratch_train_side_by_side_live(app_env, teacher, tick):
     breakdown = [d["name"] for d in charts["distill_breakdown_chart"]["data"]]
     assert breakdown == ["α·KD  (α·T²·KL)", "(1−α)·CE", "total"]
     assert {"distill_conf_distilled", "distill_conf_scratch", "distill_conf_teacher", "distill_per_class_chart"} <= set(charts)
+    rel = handle.result["reliability"]  # calibration of the three networks, from the job's test logits
+    assert set(rel) == {"teacher", "distilled", "scratch"} and all(0 <= r["ece"] <= 1 and len(r["count"]) == 15 for r in rel.values())
+    assert {m.label for m in at.metric} >= {"ECE: teacher", "ECE: distilled", "ECE: scratch"}
+    names = [d["name"] for d in charts["distill_reliability_chart"]["data"]]
+    assert names[0] == "perfect calibration" and names[1] == f"teacher (ECE {100 * rel['teacher']['ece']:.2f}%)"
     table = at.dataframe[0].value
     assert list(table["network"]) == ["Teacher", "Student (distilled)", "Student (scratch)"]
     assert table["parameters"].tolist() == [teacher["params"], 784 * 16 + 16 + 170, 784 * 16 + 16 + 170]
@@ -106,3 +112,26 @@ def test_distilled_and_scratch_train_side_by_side_live(app_env, teacher, tick):
     at.toggle(key="distill_raw_kl").set_value(True).run()
     raw = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key == "distill_breakdown_chart")
     assert [d["name"] for d in raw["data"]] == ["KL(teacher‖student) at T, no T²", "CE with true labels"]
+
+
+def test_progressive_schedules_are_sent_and_previewed(no_spawn, teacher):
+    at = _page(teacher)
+    assert not [c for c in at.get("plotly_chart") if c.key == "distill_schedule_preview"]  # constant: no preview
+    at.selectbox(key="distill_T_schedule").set_value("cosine").run()
+    at.selectbox(key="distill_alpha_schedule").set_value("linear").run()
+    at.slider(key="distill_T_end").set_value(1.0).run()
+    at.slider(key="distill_alpha_end").set_value(0.5).run()
+    preview = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key == "distill_schedule_preview")
+    T, alpha = preview["data"][0]["y"], preview["data"][1]["y"]
+    assert (T[0], T[-1], alpha[0], alpha[-1]) == (4.0, 1.0, 0.9, 0.5)
+    assert T[len(T) // 2] == pytest.approx(2.5)  # cosine: halfway at the middle
+    at.button(key="distill_start").click().run()
+    assert _spec(at)["distill"] == {"T": 4.0, "alpha": 0.9, "T_schedule": "cosine", "T_end": 1.0,
+                                    "alpha_schedule": "linear", "alpha_end": 0.5}
+
+
+def test_divergences_are_offered_with_their_note(no_spawn, teacher):
+    at = _page(teacher)
+    assert {"Reverse KL", "Jensen–Shannon", "MSE on logits"} <= set(at.multiselect(key="distill_methods").options)
+    at.multiselect(key="distill_methods").select("js").run()
+    assert not at.exception and any("alpha·weight·JS" in c.value for c in at.caption)

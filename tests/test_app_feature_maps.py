@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from kdviz.checkpoints import save_checkpoint
 from kdviz.engine import make_model
+from kdviz.experiments.recipes import DEFAULT_TEACHER
 from kdviz.models import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +43,10 @@ def test_renders_and_trains_the_builtin_pair_in_a_job(env, tick):
     assert not charts(at) and not at.button(key="fm_stop").disabled  # training: no maps yet, Stop enabled
     tick(at, lambda a: len(charts(a)) == 3, timeout=120)  # the live fragment polls until the job is done
     assert not at.error, [e.value for e in at.error]
-    assert any("teacher CNN 16-32-64" in c.value and "20 steps each" in c.value for c in at.caption)
+    assert any("teacher CNN 16-32-64" in c.value and "student 20 steps" in c.value for c in at.caption)
     assert set(handle.result["checkpoints"]) == {"teacher", "student"}  # the maps use the job's checkpoints
-    assert all(Path(p).is_file() and str(env) in p for p in handle.result["checkpoints"].values())
+    assert handle.result["checkpoints"]["teacher"] == str(DEFAULT_TEACHER) and not handle.result["teacher_trained"]
+    assert not handle.runs.get("teacher") and str(env) in handle.result["checkpoints"]["student"]  # only the student trained
     assert at.number_input(key="fm_index") is not None and at.selectbox(key="fm_layer").value == "stage2"
     at.number_input(key="fm_index").set_value(5).run()
     assert not at.exception and len(charts(at)) == 3
@@ -139,3 +141,19 @@ def test_inside_the_app(env):
     at.switch_page("app_pages/feature_maps.py").run()
     assert not at.exception, at.exception
     assert at.button(key="fm_train") is not None
+
+
+def test_quick_pair_job_trains_a_small_teacher_only_when_asked(tmp_path):
+    from kdviz.runtime.feature_jobs import quick_pair_job
+
+    base = {"steps": 3, "data": "synthetic", "device": "cpu"}
+    given = [e for e in quick_pair_job({**base, "out_dir": str(tmp_path / "a")})]
+    result = given[-1]
+    assert result["type"] == "result" and not result["teacher_trained"], given[-1]
+    assert not any(e.get("run") == "teacher" for e in given if e["type"] == "record")
+    assert result["checkpoints"]["teacher"] == str(DEFAULT_TEACHER)
+    own = [e for e in quick_pair_job({**base, "out_dir": str(tmp_path / "b"), "train_teacher": True})]
+    assert own[-1]["teacher_trained"] and str(tmp_path / "b") in own[-1]["checkpoints"]["teacher"]
+    mlp = save_checkpoint(tmp_path / "mlp.pt", make_model(ModelConfig("mlp", hidden=(8,)), 0), ModelConfig("mlp", hidden=(8,)))
+    bad = [e for e in quick_pair_job({**base, "out_dir": str(tmp_path / "c"), "teacher": str(mlp)})]
+    assert bad[-1]["type"] == "error" and "CNN teacher" in bad[-1]["text"], bad[-1]

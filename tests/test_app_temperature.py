@@ -47,7 +47,8 @@ def test_renders_with_key_widgets(page):
                       ("number_input", "calc_T"), ("number_input", "calc_alpha")]:
         assert getattr(page, kind)(key=key) is not None
     assert page.slider(key="temp_T").min == 0.5 and page.slider(key="temp_T").max == 50.0
-    assert len(page.get("file_uploader")) == 1 and len(page.get("plotly_chart")) == 1
+    assert len(page.get("file_uploader")) == 1
+    assert [c.key for c in page.get("plotly_chart")] == ["temp_chart", "calc_divergences_chart"]
     assert not page.error
 
 
@@ -213,7 +214,7 @@ def test_bad_temperature_in_url_is_refused_with_a_warning(monkeypatch, raw):
     assert len(refusals) == 1 and f"'T={raw}'" in refusals[0], refusals
     assert "from 0.5 to 50" in refusals[0] and "default 4.0" in refusals[0]
     assert at.slider(key="temp_T").value == 4.0 and "Entropy at T = 4" in metrics(at)
-    assert len(at.get("plotly_chart")) == 1  # the rest of the page renders
+    assert [c.key for c in at.get("plotly_chart")] == ["temp_chart", "calc_divergences_chart"]  # the rest of the page renders
 
 
 def test_bad_image_and_log_values_are_refused(monkeypatch):
@@ -236,3 +237,24 @@ def test_changing_settings_updates_the_url(page):
     assert page.query_params["img"] == pick.key.rsplit("_", 1)[1] == str(page.session_state["temp_img"])
     page.slider(key="temp_T").set_value(4.0).run()
     assert "T" not in page.query_params
+
+
+def test_calculator_shows_each_divergence_per_class(app_env):
+    """Default calculator logits (teacher [2, 1, 0], student [1.5, 0.5, 0], T = 2): bars sum to hand-computed values."""
+    import json
+
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key == "calc_divergences_chart")
+    sums = {d["name"].split(" = ")[0]: sum(d["y"]) for d in chart["data"]}
+    T = 2.0
+    p = [math.exp(z / T) for z in (2.0, 1.0, 0.0)]
+    q = [math.exp(z / T) for z in (1.5, 0.5, 0.0)]
+    p, q = [v / sum(p) for v in p], [v / sum(q) for v in q]
+    m = [(a + b) / 2 for a, b in zip(p, q)]
+    assert sums["forward KL (KD)"] == pytest.approx(T * T * sum(a * math.log(a / b) for a, b in zip(p, q)), rel=1e-9)
+    assert sums["reverse KL"] == pytest.approx(T * T * sum(b * math.log(b / a) for a, b in zip(p, q)), rel=1e-9)
+    js = 0.5 * sum(a * math.log(a / c) for a, c in zip(p, m)) + 0.5 * sum(b * math.log(b / c) for b, c in zip(q, m))
+    assert sums["Jensen–Shannon"] == pytest.approx(T * T * js, rel=1e-9)
+    assert sums["MSE on logits"] == pytest.approx((0.25 + 0.25 + 0.0) / 3, rel=1e-9)
+    at.number_input(key="calc_beta").set_value(1.0).run()
+    assert any("beta must lie strictly between 0 and 1" in e.value for e in at.error)

@@ -104,6 +104,10 @@ def test_default_teacher_is_only_written_from_mnist(capsys):
     (["distill", "--T", "0", "--data", "synthetic"], "temperature"),
     (["distill", "--teacher", "/nonexistent/t.pt", "--data", "synthetic"], "not found"),
     (["distill", "--threads", "0", "--data", "synthetic"], "--threads must be at least 1"),
+    (["distill", "--T-schedule", "cosine", "--data", "synthetic"], "give T_end"),
+    (["distill", "--alpha-schedule", "linear", "--alpha-end", "1.5", "--data", "synthetic"], "alpha_end=1.5"),
+    (["compare", "--T-schedule", "linear", "--methods", "kd"], "give T_end"),
+    (["compare", "--T-schedule", "linear", "--T-end", "-2", "--methods", "kd"], "T_end=-2.0"),
 ])
 def test_bad_input_gets_a_clear_message_and_exit_code_2(argv, message, capsys):
     assert cli.main(argv) == 2
@@ -133,3 +137,12 @@ def test_progress_bar_and_table_format():
 def test_parse_model():
     assert parse_model("mlp:800,800") == ModelConfig(hidden=(800, 800))
     assert parse_model("cnn:8,16") == ModelConfig(arch="cnn", channels=(8, 16))
+
+
+def test_schedule_note_names_start_end_and_kind():
+    from kdviz.commands import schedule_note
+    from kdviz.methods import DistillConfig
+
+    assert schedule_note(DistillConfig(T=4, alpha=0.9)) == "T=4, alpha=0.9"
+    note = schedule_note(DistillConfig(T=4, alpha=0.9, T_schedule="cosine", T_end=1, alpha_schedule="linear", alpha_end=0.5))
+    assert note == "T=4→1 (cosine), alpha=0.9→0.5 (linear)"

@@ -300,3 +300,23 @@ def test_figure_library_and_specs_import_without_streamlit():
             "assert 'streamlit' not in sys.modules, 'streamlit imported'\nprint('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_calibration_figures():
+    from kdviz.evaluation import reliability
+    from kdviz.figures import divergence_contributions, reliability_diagram, schedule_preview
+    from kdviz.methods.divergences import per_class_contributions
+
+    logits = torch.tensor([[2.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    rel = {"teacher": reliability(logits, torch.tensor([0, 0, 0])), "distilled": reliability(logits, torch.tensor([0, 1, 0]))}
+    fig = validate(reliability_diagram(rel))
+    assert fig.data[0].name == "perfect calibration" and list(fig.data[0].x) == [0, 1]
+    assert fig.data[1].name == f"teacher (ECE {100 * rel['teacher']['ece']:.2f}%)"
+    assert len(fig.data[1].x) == 3 and list(fig.data[1].y) == [1.0, 1.0, 1.0]  # three non-empty bins, all right
+    parts = per_class_contributions(torch.tensor([1.0, 0.0, -1.0]), torch.tensor([2.0, 0.0, 0.0]), 2.0)
+    bars = validate(divergence_contributions(parts))
+    assert len(bars.data) == 4 and all(len(b.y) == 3 for b in bars.data)
+    assert bars.data[0].name.startswith("forward KL (KD) = ")
+    sched = validate(schedule_preview([0, 0.5, 1], [4, 2.5, 1], [0.9, 0.7, 0.5]))
+    assert [d.name for d in sched.data] == ["T", "α"] and sched.data[1].yaxis == "y2"
+    json.loads(sched.to_json())

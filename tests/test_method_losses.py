@@ -394,3 +394,73 @@ def test_make_regressor_maps_student_to_teacher_shape(s_shape, t_shape, kind):
 def test_make_regressor_rejects_map_vs_vector(s_shape, t_shape):
     with pytest.raises(ValueError, match=r"map.*vector.*\(2, .*\(2, "):
         make_regressor(s_shape, t_shape)
+
+
+# ----------------------------------------------------------------------------- divergences (reverse KL, JS, MSE on logits)
+def ref_divergence(s: torch.Tensor, t: torch.Tensor, T: float, kind: str, beta: float = 0.5) -> float:
+    """Plain-python mean over samples of each divergence (KL family × T²; MSE: mean over classes)."""
+    total = 0.0
+    for b in range(s.shape[0]):
+        zs, zt = [float(x) for x in s[b]], [float(x) for x in t[b]]
+        ps, pt = softmax([x / T for x in zs]), softmax([x / T for x in zt])
+        if kind == "reverse_kl":
+            total += T * T * sum(q * math.log(q / p) for p, q in zip(pt, ps))
+        elif kind == "js":
+            m = [beta * p + (1 - beta) * q for p, q in zip(pt, ps)]
+            total += T * T * (beta * sum(p * math.log(p / mm) for p, mm in zip(pt, m))
+                              + (1 - beta) * sum(q * math.log(q / mm) for q, mm in zip(ps, m)))
+        else:
+            total += sum((a - c) ** 2 for a, c in zip(zs, zt)) / len(zs)
+    return total / s.shape[0]
+
+
+@pytest.mark.parametrize("T", [1.0, 4.0])
+def test_divergences_match_direct(T):
+    from kdviz.methods.divergences import js_loss, mse_logits_loss, reverse_kl_loss
+    s, t = randn(5, 7, seed=40) * 2, randn(5, 7, seed=41) * 3
+    assert reverse_kl_loss(s, t, T).item() == pytest.approx(ref_divergence(s, t, T, "reverse_kl"), rel=1e-9)
+    for beta in (0.5, 0.2, 0.9):
+        assert js_loss(s, t, T, beta).item() == pytest.approx(ref_divergence(s, t, T, "js", beta), rel=1e-9)
+    assert mse_logits_loss(s, t, T).item() == pytest.approx(ref_divergence(s, t, T, "mse"), rel=1e-12)
+
+
+def test_registered_divergence_terms_use_their_losses():
+    s, t, y = randn(3, 4, seed=42), randn(3, 4, seed=43), torch.tensor([0, 1, 2])
+    assert METHODS["reverse_kl"].loss(s, t, y, 2.0).item() == pytest.approx(ref_divergence(s, t, 2.0, "reverse_kl"), rel=1e-9)
+    assert METHODS["js"].loss(s, t, y, 2.0).item() == pytest.approx(ref_divergence(s, t, 2.0, "js", 0.5), rel=1e-9)
+    assert METHODS["mse_logits"].loss(s, t, y, 2.0).item() == pytest.approx(ref_divergence(s, t, 1.0, "mse"), rel=1e-12)
+    assert all(METHODS[m].on_logits for m in ("reverse_kl", "js", "mse_logits"))
+
+
+def test_js_symmetric_at_half_and_bounded():
+    from kdviz.methods.divergences import js_loss
+    s, t = randn(4, 6, seed=44) * 50, randn(4, 6, seed=45) * 50
+    assert js_loss(s, t, 1.0).item() == pytest.approx(js_loss(t, s, 1.0).item(), rel=1e-9)
+    assert js_loss(s, t, 1.0).item() <= math.log(2) + 1e-9  # JS ≤ log 2 nats
+    assert torch.isfinite(js_loss(s * 20, t * 20, 1.0))
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, -0.1, 1.5, float("nan")])
+def test_js_rejects_beta_outside_open_interval(beta):
+    from kdviz.methods.divergences import js_loss
+    with pytest.raises(ValueError, match="beta"):
+        js_loss(randn(2, 3), randn(2, 3, seed=1), 1.0, beta)
+
+
+def test_per_class_contributions_sum_to_each_divergence():
+    from kdviz.methods.divergences import per_class_contributions
+    s, t, T = randn(6, seed=46), randn(6, seed=47) * 2, 3.0
+    parts = per_class_contributions(s, t, T, 0.3)
+    assert set(parts) == {"forward_kl", "reverse_kl", "js", "mse_logits"}
+    assert sum(parts["forward_kl"]) == pytest.approx(kd_loss(s[None], t[None], T).item(), rel=1e-9)
+    assert sum(parts["reverse_kl"]) == pytest.approx(ref_divergence(s[None], t[None], T, "reverse_kl"), rel=1e-9)
+    assert sum(parts["js"]) == pytest.approx(ref_divergence(s[None], t[None], T, "js", 0.3), rel=1e-9)
+    assert sum(parts["mse_logits"]) == pytest.approx(ref_divergence(s[None], t[None], T, "mse"), rel=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        per_class_contributions(randn(2, 6), randn(2, 6), T)
+
+
+def test_divergences_reject_mismatched_logits():
+    from kdviz.methods.divergences import reverse_kl_loss
+    with pytest.raises(ValueError, match=r"\(4, 3\).*\(4, 5\)"):
+        reverse_kl_loss(randn(4, 3), randn(4, 5), 1.0)

@@ -194,7 +194,8 @@ def test_every_method_trains_the_student_only_through_the_objective(name):
     obj = build_objective(DistillConfig(T=3.0, alpha=0.5, terms=(Term(name, m.default_weight),)), student, teacher)
     weighted, raw = obj(*forward_pair(student, teacher), 3.0, 0.5)
     assert set(weighted) == ({name, "ce"} if m.on_logits else {name, "kd", "ce"})
-    assert torch.isfinite(raw[name]) and torch.allclose(weighted[name], m.default_weight * raw[name])
+    scale = 0.5 * m.default_weight if m.divergence else m.default_weight  # a divergence takes KD's alpha (0.5 here)
+    assert torch.isfinite(raw[name]) and torch.allclose(weighted[name], scale * raw[name])
     sum(weighted.values()).backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert sum(float(p.grad.abs().sum()) for p in student.parameters() if p.grad is not None) > 0
@@ -220,3 +221,26 @@ def test_cosine_term_adapts_the_mlp_width_to_the_cnn_embedding():
     a, b = adapter(s_feats["hidden2"]), t_feats["pooled"]  # [8, 12] each
     cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
     assert torch.allclose(raw["cosine"], (1 - cos).mean())
+
+
+def test_divergence_term_is_kd_with_its_kl_swapped():
+    """reverse_kl at weight 1: alpha·reverse KL + (1 − alpha)·CE, with the reverse KL written by hand."""
+    student, teacher = make_model(CNN_S, 0), make_model(CNN_T, 1).eval()
+    obj = build_objective(DistillConfig(T=2.0, alpha=0.7, terms=(Term("reverse_kl", 1.0),)), student, teacher)
+    s_logits, s_feats, t_logits, t_feats, y = forward_pair(student, teacher)
+    weighted, _ = obj(s_logits, s_feats, t_logits, t_feats, y, 2.0, 0.7)
+    q, p = torch.softmax(s_logits.double() / 2, 1), torch.softmax(t_logits.double() / 2, 1)
+    rkl = (q * (q.log() - p.log())).sum(1).mean() * 4
+    ce = torch.nn.functional.cross_entropy(s_logits.double(), y)
+    assert set(weighted) == {"reverse_kl", "ce"}
+    assert float(sum(weighted.values())) == pytest.approx(float(0.7 * rkl + 0.3 * ce), rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"T_schedule": "cosine"}, "T_end"), ({"alpha_schedule": "linear"}, "alpha_end"),
+    ({"T_schedule": "step", "T_end": 1.0}, "T_schedule"), ({"T_schedule": "linear", "T_end": 0.0}, "T_end=0.0"),
+    ({"alpha_schedule": "linear", "alpha_end": 1.5}, "alpha_end=1.5"), ({"T": -1.0}, "T=-1"),
+])
+def test_bad_schedules_name_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DistillConfig(**kwargs)

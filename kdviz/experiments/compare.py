@@ -7,7 +7,8 @@ compare ...`` prints them as a table.
 
 Protocol (documented so a table can be read honestly):
 - "scratch" is the student trained from the labels alone; "kd" is Hinton KD
-  (``alpha·KD + (1 − alpha)·CE``). Every other method runs as ``CE + weight·term`` with the
+  (``alpha·KD + (1 − alpha)·CE``); a divergence (reverse_kl, js, mse_logits) runs exactly as kd
+  with its KL swapped (``alpha·D + (1 − alpha)·CE``). Every other method runs as ``CE + weight·term`` with the
   paper's weight (``METHODS[m].default_weight``), as in the CRD / mdistiller benchmarks;
   ``plus_kd=True`` adds ``alpha·KD`` on top (CE then weighs ``1 − alpha``).
 - Seed s sets the student's initial weights and its data order; the transfer set is drawn once
@@ -30,12 +31,13 @@ from torch import nn
 from kdviz.data import DataBundle, load_data, transfer_set
 from kdviz.devices import resolve_device
 from kdviz.engine import TrainConfig, make_model, run_to_end, train
-from kdviz.evaluation import evaluate
+from kdviz.evaluation import eval_from_logits, evaluate, expected_calibration_error, predict_logits
 from kdviz.methods import METHODS, DistillConfig, Term, build_objective
 from kdviz.models import ModelConfig
 from kdviz.experiments.stats import compare as compare_stats
 from kdviz.experiments.stats import mean_std
 from kdviz.runs.tables import text_table
+from kdviz.commands import add_schedule_args, schedule_kwargs, schedule_note
 
 SCRATCH = "scratch"
 DEFAULT_METHODS = tuple(METHODS)  # every registered method, in registration order
@@ -43,15 +45,19 @@ MAPS_MESSAGE = "not applicable: needs CNN feature maps [B, C, H, W] on both netw
 
 
 # ----------------------------------------------------------------------------- configuration per method
-def method_config(method: str, T: float = 4.0, alpha: float = 0.9, plus_kd: bool = False) -> DistillConfig | None:
-    """The DistillConfig a comparison uses for ``method`` (None for scratch); see the module docstring."""
+def method_config(method: str, T: float = 4.0, alpha: float = 0.9, plus_kd: bool = False, **schedule) -> DistillConfig | None:
+    """The DistillConfig a comparison uses for ``method`` (None for scratch); see the module docstring.
+
+    ``schedule``: DistillConfig's T/alpha schedule fields (progressive distillation), for every method."""
     if method == SCRATCH:
         return None
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {[SCRATCH, *METHODS]}")
     if method == "kd":
-        return DistillConfig(T=T, alpha=alpha)
-    return DistillConfig(T=T, alpha=alpha if plus_kd else 0.0, terms=(Term(method, METHODS[method].default_weight),))
+        return DistillConfig(T=T, alpha=alpha, **schedule)
+    if METHODS[method].divergence:  # alpha·divergence + (1 − alpha)·CE: kd with its divergence swapped
+        return DistillConfig(T=T, alpha=alpha, terms=(Term(method, 1.0),), **schedule)
+    return DistillConfig(T=T, alpha=alpha if plus_kd else 0.0, terms=(Term(method, METHODS[method].default_weight),), **schedule)
 
 
 def applicability(method: str, distill: DistillConfig | None, student: nn.Module, teacher: nn.Module) -> str:
@@ -66,15 +72,16 @@ def applicability(method: str, distill: DistillConfig | None, student: nn.Module
 
 
 # ----------------------------------------------------------------------------- running
-def _one_run(distill, teacher, student_cfg, transfer, test, train_cfg: TrainConfig, seed: int, device) -> tuple[float, float]:
-    """(test accuracy, training wall seconds) of one student."""
+def _one_run(distill, teacher, student_cfg, transfer, test, train_cfg: TrainConfig, seed: int, device) -> tuple[float, float, float]:
+    """(test accuracy, training wall seconds, expected calibration error) of one student."""
     student = make_model(student_cfg, seed, device)
     t0 = time.perf_counter()
     run_to_end(train(student, transfer, replace(train_cfg, seed=seed), teacher=teacher, distill=distill, device=device))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - t0
-    return evaluate(student, test).accuracy, wall
+    logits = predict_logits(student, test.x)
+    return eval_from_logits(logits, test.y).accuracy, wall, expected_calibration_error(logits.cpu(), test.y.cpu())
 
 
 def iter_compare(
@@ -90,6 +97,7 @@ def iter_compare(
     T: float = 4.0,
     alpha: float = 0.9,
     plus_kd: bool = False,
+    schedule: dict | None = None,
 ) -> Iterator[dict]:
     """:func:`compare_methods` as a generator of job events: "status", one "run" per (method, seed), "result" with the rows."""
     methods, seeds = _check_lists(methods, seeds)
@@ -97,21 +105,22 @@ def iter_compare(
     teacher = teacher.to(device).eval()
     bundle = bundle.to(device)
     transfer = transfer_set(bundle.train, scenario, seed=0)
-    configs = {m: method_config(m, T, alpha, plus_kd) for m in methods}  # validates every name first
+    configs = {m: method_config(m, T, alpha, plus_kd, **(schedule or {})) for m in methods}  # validates every name first
     probe = make_model(student_cfg, 0, device)
     per_method: dict[str, dict] = {}
     for method, distill in configs.items():
         status = applicability(method, distill, probe, teacher)
-        per_method[method] = {"status": status or "ok", "accs": [], "wall_s": []}
+        per_method[method] = {"status": status or "ok", "accs": [], "wall_s": [], "eces": []}
         if status:
             yield {"type": "status", "text": f"{method}: {status}"}
             continue
         for seed in seeds:
             yield {"type": "status", "text": f"{method}: seed {seed} ({len(transfer)} images)"}
-            acc, wall = _one_run(distill, teacher, student_cfg, transfer, bundle.test, train_cfg, seed, device)
+            acc, wall, ece = _one_run(distill, teacher, student_cfg, transfer, bundle.test, train_cfg, seed, device)
             per_method[method]["accs"].append(acc)
             per_method[method]["wall_s"].append(wall)
-            yield {"type": "run", "method": method, "seed": seed, "test_acc": acc, "wall_s": wall}
+            per_method[method]["eces"].append(ece)
+            yield {"type": "run", "method": method, "seed": seed, "test_acc": acc, "wall_s": wall, "ece": ece}
     yield {"type": "result", "rows": summarise(per_method), "scenario": scenario, "transfer_n": len(transfer),
            "seeds": list(seeds), "student": student_cfg.label(), "T": T, "alpha": alpha, "plus_kd": plus_kd}
 
@@ -157,12 +166,15 @@ def _base_row(method: str, result: dict) -> dict:
     accs, walls = list(result.get("accs", [])), list(result.get("wall_s", []))
     label = "Scratch (labels only)" if method == SCRATCH else METHODS[method].label
     row = {"method": method, "label": label, "status": result.get("status", "ok"), "accs": accs, "n": len(accs),
-           "mean_acc": None, "std_acc": None, "mean_wall_s": None, "best": False,
+           "mean_acc": None, "std_acc": None, "mean_wall_s": None, "mean_ece": None, "std_ece": None, "best": False,
            "diff_vs_best": None, "noise_vs_best": None, "diff_vs_scratch": None, "noise_vs_scratch": None,
            "note": METHODS[method].note if method in METHODS else ""}
     if accs:
         ms = mean_std(accs)
         row.update(mean_acc=ms.mean, std_acc=ms.std, mean_wall_s=mean_std(walls).mean)
+    if result.get("eces"):
+        ece = mean_std(result["eces"])
+        row.update(mean_ece=ece.mean, std_ece=ece.std)
     return row
 
 
@@ -188,13 +200,15 @@ def format_table(rows: list[dict]) -> str:
     measured = [r for r in rows if r["n"]]
     table = text_table([{
         "method": r["method"], "test acc % (mean ± std)": f"{100 * r['mean_acc']:.2f} ± {100 * r['std_acc']:.2f}",
+        "ECE % (mean ± std)": "—" if r.get("mean_ece") is None else f"{100 * r['mean_ece']:.2f} ± {100 * r['std_ece']:.2f}",
         "seeds": str(r["n"]), "train s": f"{r['mean_wall_s']:.1f}",
         "vs scratch (pts)": _diff_cell(r["diff_vs_scratch"], r["noise_vs_scratch"], r["method"] == SCRATCH),
         "vs best (pts)": "best" if r["best"] else _diff_cell(r["diff_vs_best"], r["noise_vs_best"], False),
     } for r in measured])
     width = max(len(r["method"]) for r in [{"method": "method"}, *measured])
     skipped = [f"{r['method']:<{width}}  {r['status']}" for r in rows if not r["n"]]
-    legend = "within noise: |Δmean| < 2·sqrt(std_a²/n_a + std_b²/n_b) (std with ddof=1); pts = percentage points"
+    legend = ("within noise: |Δmean| < 2·sqrt(std_a²/n_a + std_b²/n_b) (std with ddof=1); pts = percentage points; "
+              "ECE: expected calibration error, 15 equal-width bins, lower is better")
     return "\n".join([*([table] if table else []), *skipped, legend])
 
 
@@ -230,6 +244,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--T", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.9)
     p.add_argument("--plus-kd", action="store_true", help="add alpha·KD to every feature method")
+    add_schedule_args(p)
     p.add_argument("--device", help="cpu | cuda (default: CUDA when available)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--json", help="also write the rows to this JSON file")
@@ -264,8 +279,9 @@ def run_cli(args) -> int:
     device = resolve_device(args.device)
     student_cfg = parse_model_spec(args.student)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    schedule = schedule_kwargs(args)
     for m in methods:
-        method_config(m)  # a typo fails before any training
+        method_config(m, args.T, args.alpha, args.plus_kd, **schedule)  # a typo or a bad schedule fails before any training
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, log_every=100)
     scenario = f"subset:{args.subset}" if args.subset else args.scenario
     bundle = load_data()
@@ -274,12 +290,13 @@ def run_cli(args) -> int:
     print(f"teacher test accuracy: {100 * evaluate(teacher, bundle.test.to(device)).accuracy:.2f}%", flush=True)
     result = {}
     for event in iter_compare(bundle, teacher, student_cfg, train_cfg, methods, list(range(args.seeds)), scenario,
-                              device, T=args.T, alpha=args.alpha, plus_kd=args.plus_kd):
+                              device, T=args.T, alpha=args.alpha, plus_kd=args.plus_kd, schedule=schedule):
         if event["type"] == "run":
             print(f"  {event['method']:<8} seed {event['seed']}: {100 * event['test_acc']:.2f}%  ({event['wall_s']:.1f} s)", flush=True)
         result = event
     print(f"\nstudent {student_cfg.label()}, transfer set {scenario} ({result['transfer_n']} images), "
-          f"{args.epochs:g} epoch(s), seeds {result['seeds']}, T={args.T:g}, alpha={args.alpha:g}, test set {len(bundle.test)}")
+          f"{args.epochs:g} epoch(s), seeds {result['seeds']}, {schedule_note(method_config('kd', args.T, args.alpha, **schedule))}, "
+          f"test set {len(bundle.test)}")
     print(format_table(result["rows"]))
     _print_notes(result["rows"])
     if args.json:

@@ -11,7 +11,7 @@ import math
 import torch
 
 from kdviz import data as kdata
-from kdviz.evaluation import eval_from_logits
+from kdviz.evaluation import eval_from_logits, reliability
 from kdviz.experiments.stats import compare, mean_std
 
 ROLES = ("distilled", "scratch")
@@ -61,7 +61,9 @@ def best_bias(curve: dict) -> float:
 def seed_result(logits: torch.Tensor, labels: torch.Tensor, seed: int, time_s: float, omit: int | None) -> dict:
     """Plain metrics of one student from its test logits ``[N, C]``."""
     ev = eval_from_logits(logits, labels)
-    out = {"seed": seed, "accuracy": ev.accuracy, "errors": ev.errors, "per_class": ev.per_class, "time_s": time_s}
+    rel = reliability(logits, labels)
+    out = {"seed": seed, "accuracy": ev.accuracy, "errors": ev.errors, "per_class": ev.per_class, "time_s": time_s,
+           "ece": rel["ece"], "reliability": rel}
     if omit is not None:
         curve = bias_curve(logits, labels, omit)
         b = best_bias(curve)
@@ -80,7 +82,7 @@ def summarise_values(values: list[float]) -> dict:
 
 
 def summarise_runs(runs: dict[str, list[dict]], omit: int | None) -> dict:
-    keys = ["accuracy", "errors"] + (["digit_acc", "digit_acc_after", "accuracy_after", "best_bias"] if omit is not None else [])
+    keys = ["accuracy", "errors", *(["ece"] if all("ece" in r for rs in runs.values() for r in rs) else [])] + (["digit_acc", "digit_acc_after", "accuracy_after", "best_bias"] if omit is not None else [])
     out = {}
     for role, results in runs.items():
         out[role] = {k: summarise_values([r[k] for r in results]) for k in keys}
@@ -89,9 +91,10 @@ def summarise_runs(runs: dict[str, list[dict]], omit: int | None) -> dict:
 
 
 def comparisons(runs: dict[str, list[dict]], keys: tuple[str, ...]) -> dict:
-    """Distilled − scratch for each key, with the 2·SE within-noise verdict."""
+    """Distilled − scratch for each key (and the calibration error when the runs carry it), with the 2·SE verdict."""
     out = {}
-    for key in keys:
+    with_ece = all("ece" in r for role in ROLES for r in runs[role])
+    for key in (*keys, "ece") if with_ece and "ece" not in keys else keys:
         c = compare([r[key] for r in runs["distilled"]], [r[key] for r in runs["scratch"]])
         gains = [d[key] - s[key] for d, s in zip(runs["distilled"], runs["scratch"])]
         out[key] = {"diff": c.diff, "stderr": c.stderr, "within_noise": c.within_noise, "text": c.format(scale=100),
@@ -122,7 +125,11 @@ def report_lines(result: dict) -> list[str]:
             d = result["config"]["omit"]
             line += (f"  | digit {d}: {pct(s[role]['digit_acc'])}% → {pct(s[role]['digit_acc_after'])}% "
                      f"after bias {s[role]['best_bias']['mean']:.2f} (the one maximising overall test accuracy)")
+        if "ece" in s[role]:
+            line += f"  ECE {pct(s[role]['ece'], 2)}%"
         lines.append(line)
+    if "ece" in t:
+        lines[1] += f"  ECE {100 * t['ece']:.2f}%"
     for key, c in result["comparison"].items():
         lines.append(f"  distilled − scratch ({key}): {c['text']}")
     if "paper_errors" in result:

@@ -24,7 +24,7 @@ from torch import nn
 
 from kdviz import data as kdata
 from kdviz.devices import resolve_device
-from kdviz.evaluation import eval_from_logits, predict_logits
+from kdviz.evaluation import expected_calibration_error, eval_from_logits, predict_logits
 from kdviz.methods.objective import DistillConfig, Term
 from kdviz.experiments.recipes import obtain_teacher, train_network
 from kdviz.experiments.results import live_test_set, summarise_values
@@ -150,8 +150,9 @@ def _distill_for(param: str, value, base: ScenarioConfig) -> DistillConfig:
 
 
 def point_metrics(model: nn.Module, test: kdata.TensorData, omit: int | None) -> dict:
-    ev = eval_from_logits(predict_logits(model, test.x).cpu(), test.y.cpu())
-    out = {"accuracy": ev.accuracy, "errors": ev.errors}
+    logits, labels = predict_logits(model, test.x).cpu(), test.y.cpu()
+    ev = eval_from_logits(logits, labels)
+    out = {"accuracy": ev.accuracy, "errors": ev.errors, "ece": expected_calibration_error(logits, labels)}
     if omit is not None:
         out["digit_acc"] = ev.per_class[omit]
     return out
@@ -184,6 +185,7 @@ def sweep_events(cfg: SweepConfig, bundle: kdata.DataBundle, *, device=None, tea
     yield {"type": "status", "text": "done", "progress": 1.0}
     yield {"type": "result", "kind": "sweep", "param": cfg.param, "scenario": cfg.scenario, "values": list(cfg.values),
            "seeds": list(cfg.seeds), "config": asdict(cfg), "points": points, "rows": aggregate(points, cfg.param, list(cfg.values)),
+           "rows_ece": aggregate(points, cfg.param, list(cfg.values), "ece", lower_is_better=True),
            "rows_digit": aggregate(points, cfg.param, list(cfg.values), "digit_acc") if omit is not None else None,
            "teacher": info, "data": {"source": bundle.source, "name": bundle.name}, "device": str(device),
            "elapsed_s": time.perf_counter() - t0}
@@ -237,7 +239,7 @@ def _run_point(plan: PointPlan, sets, seed: int, device, teacher, test, run: str
 
 
 # ----------------------------------------------------------------------------- aggregation
-def aggregate(points: list[dict], param: str, values: list, metric: str = "accuracy") -> list[dict]:
+def aggregate(points: list[dict], param: str, values: list, metric: str = "accuracy", lower_is_better: bool = False) -> list[dict]:
     """Rows of mean ± std per value, in the order of ``values``.
 
     Scratch results are matched by value (width sweeps) or else taken from the shared baseline
@@ -253,7 +255,7 @@ def aggregate(points: list[dict], param: str, values: list, metric: str = "accur
             raise ValueError(f"no distilled result for {param}={v!r}")
         rows.append({"value": v, "label": value_label(param, v), "distilled": summarise_values(dist), "scratch": summarise_values(scr) if scr else None,
                      "gain": _gain(dist, scr), "values": dist})
-    best = max(rows, key=lambda r: r["distilled"]["mean"])
+    best = (min if lower_is_better else max)(rows, key=lambda r: r["distilled"]["mean"])
     for r in rows:
         r["best"] = r is best
         r["vs_best"] = r is best or compare(r["values"], best["values"]).within_noise
@@ -268,16 +270,20 @@ def _gain(dist: list[float], scr: list[float]) -> dict | None:
 
 
 def format_rows(result: dict, metric_rows: str = "rows") -> list[str]:
-    """A plain-text table of a sweep result."""
+    """A plain-text table of a sweep result (accuracy; then the calibration error when the result has it)."""
     def pct(d):
         return "n/a" if d is None or not math.isfinite(d["mean"]) else f"{100 * d['mean']:.2f} ± {100 * d['std']:.2f}"
 
-    lines = [f"sweep of {result['param']} on {result['scenario']} ({result['data']['name']}, {len(result['seeds'])} seeds)",
-             f"  {'point':<16} {'distilled %':<16} {'scratch %':<16} gain (distilled − scratch)"]
+    ece = metric_rows == "rows_ece"
+    what = "expected calibration error (15 bins; lower is better)" if ece else "test accuracy"
+    lines = [f"sweep of {result['param']} on {result['scenario']} ({result['data']['name']}, {len(result['seeds'])} seeds): {what}",
+             f"  {'point':<16} {'distilled %':<16} {'scratch %':<16} distilled − scratch"]
     for r in result[metric_rows]:
         mark = "  ← best" if r["best"] else ("  (≈ best, within noise)" if r["vs_best"] else "")
         gain = r["gain"]["text"] if r["gain"] else "n/a"
         lines.append(f"  {r['label']:<16} {pct(r['distilled']):<16} {pct(r['scratch']):<16} {gain}{mark}")
+    if metric_rows == "rows" and result.get("rows_ece"):
+        lines += format_rows(result, "rows_ece")
     return lines
 
 

@@ -8,9 +8,11 @@ role (teacher / distilled / scratch) and per loss term, large fonts (``kdviz.fig
 - ``distributions`` — ``probability_bars``, ``confusion_heatmap``, ``per_class_bars``, ``heatmap_row``, ``attention_comparison``
 - ``experiments``   — ``scenario_live_accuracy``, ``bias_chart``, ``sweep_chart`` and the result tables
                       (``scenario_table``, ``paper_errors_table``, ``scenario_per_class``, ``comparison_lines``, ``sweep_table``)
+- ``calibration``   — ``reliability_diagram``, ``divergence_contributions``, ``schedule_preview``
 - ``diagram``       — ``kd_diagram`` (the Home page's SVG)
 - ``catalogue``     — ``catalogue_bars``, ``catalogue_table``, ``catalogue_rows`` (born-again, mutual learning, assistants, ensembles)
 """
+from kdviz.figures.calibration import divergence_contributions, reliability_diagram, schedule_preview
 from kdviz.figures.catalogue import catalogue_bars, catalogue_rows, catalogue_table
 from kdviz.figures.diagram import kd_diagram
 from kdviz.figures.distributions import (
@@ -26,7 +28,7 @@ from kdviz.figures.training import accuracy_curves, loss_breakdown, metric_curve
 __all__ = [
     "LOG_FLOOR", "PALETTE", "RUN_COLORS", "TERM_COLORS", "accuracy_curves", "attention_comparison", "bias_chart",
     "catalogue_bars", "catalogue_rows", "catalogue_table",
-    "colors", "comparison_lines", "confusion_heatmap", "heatmap_row", "kd_diagram", "loss_breakdown", "metric_curves",
+    "colors", "comparison_lines", "confusion_heatmap", "divergence_contributions", "reliability_diagram", "schedule_preview", "heatmap_row", "kd_diagram", "loss_breakdown", "metric_curves",
     "paper_errors_table", "per_class_bars", "probability_bars", "run_overlay", "scenario_live_accuracy",
     "scenario_per_class", "scenario_table", "series_lines", "sweep_chart", "sweep_table", "validate",
 ]

@@ -85,6 +85,10 @@ def scenario_table(result: Mapping) -> pd.DataFrame:
     for role in res.ROLES:
         rows.append({"network": f"{role} student", "test accuracy (%)": _pct(s[role]["accuracy"]),
                      "test errors": _count(s[role]["errors"])})
+    if "ece" in t and all("ece" in s[role] for role in res.ROLES):  # results stored before calibration carry none
+        rows[0]["ECE (%)"] = f"{100 * t['ece']:.2f}"
+        for row, role in zip(rows[1:], res.ROLES):
+            row["ECE (%)"] = _pct(s[role]["ece"])
     if omit is not None:
         rows[0][f"digit {omit} (%)"] = f"{100 * t['per_class'][omit]:.1f}"
         rows[0]["after bias (%)"] = "—"
@@ -109,7 +113,8 @@ def scenario_per_class(result: Mapping) -> dict[str, list]:
 
 def comparison_lines(result: Mapping) -> list[str]:
     """Markdown lines: distilled − scratch per compared quantity, with the noise verdict."""
-    names = {"accuracy": "test accuracy", "digit_acc": "accuracy on the unseen digit", "digit_acc_after": "… after the bias"}
+    names = {"accuracy": "test accuracy", "digit_acc": "accuracy on the unseen digit", "digit_acc_after": "… after the bias",
+             "ece": "expected calibration error (lower is better calibrated)"}
     out = []
     single = len(result["seeds"]) < 2
     for key, c in result["comparison"].items():

@@ -5,11 +5,14 @@ line below; the order of registration is the order the app and ``python -m kdviz
 them. Everything else (the objective, default layers, adapters, the Distill page, the
 comparison) reads :data:`METHODS`.
 """
-from kdviz.methods import at, cosine, crd, dkd, fitnet, kd, rkd, sp
+from kdviz.methods import at, cosine, crd, divergences, dkd, fitnet, kd, rkd, sp
 from kdviz.methods.objective import DistillConfig, Objective, Term, build_objective, default_layer
 from kdviz.methods.registry import METHODS, Method, register
 
 register(kd.KD)
+register(divergences.REVERSE_KL)
+register(divergences.JS)
+register(divergences.MSE_LOGITS)
 register(fitnet.FITNET)
 register(at.AT)
 register(rkd.RKD_D)

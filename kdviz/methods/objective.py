@@ -5,8 +5,10 @@ A method returns its losses as a dict of *weighted* terms whose sum is the total
 values (e.g. the KL without T²) so curves compare across temperatures and weights.
 
 The total is ``alpha·KD + (1 − alpha)·CE + Σ weight·term``. A logits term (e.g. "kd" or "dkd")
-in ``terms`` *replaces* the default ``alpha·KD`` soft-target term with ``weight·loss``; the
-CE term stays ``(1 − alpha)·CE`` in every case. Feature terms are bound to named layers of
+in ``terms`` *replaces* the default ``alpha·KD`` soft-target term with ``weight·loss``; a
+divergence (``Method.divergence``: reverse KL, JS, MSE on logits) replaces it with
+``alpha·weight·loss``, so weight 1 is KD with its divergence swapped (and follows the alpha
+schedule). The CE term stays ``(1 − alpha)·CE`` in every case. Feature terms are bound to named layers of
 the two networks when the objective is built, so a pair that cannot be matched fails then,
 with a ValueError naming the layers and their shapes, not in the middle of training.
 """
@@ -20,7 +22,7 @@ from torch import nn
 
 from kdviz import losses
 from kdviz.methods.registry import METHODS, Method
-from kdviz.methods.schedules import check_schedule, schedule_value
+from kdviz.methods.schedules import check_schedule_end, schedule_value
 from kdviz.models import feature_shapes
 
 
@@ -57,12 +59,13 @@ class DistillConfig:
     def __post_init__(self) -> None:
         losses.check_temperature(self.T)
         losses.check_alpha(self.alpha)
-        check_schedule(self.T_schedule)
-        check_schedule(self.alpha_schedule)
-        if self.T_end is not None:
-            losses.check_temperature(self.T_end)
-        if self.alpha_end is not None:
-            losses.check_alpha(self.alpha_end)
+        check_schedule_end("T", self.T_schedule, self.T_end)
+        check_schedule_end("alpha", self.alpha_schedule, self.alpha_end)
+        for name, end, check in (("T_end", self.T_end, losses.check_temperature), ("alpha_end", self.alpha_end, losses.check_alpha)):
+            try:
+                None if end is None else check(end)
+            except ValueError as err:
+                raise ValueError(f"{name}={end!r} is out of range: {err}") from err
         object.__setattr__(self, "terms", tuple(self.terms))
         for term in self.terms:
             if not isinstance(term.weight, (int, float)) or not math.isfinite(term.weight) or term.weight < 0:
@@ -196,7 +199,8 @@ class Objective(nn.Module):
         weighted["ce"], raw["ce"] = (1.0 - alpha) * ce, ce
         for b in self.bound:
             loss = self._term_loss(b, s_logits, s_feats, t_logits, t_feats, labels, T)
-            weighted[b.key], raw[b.key] = b.weight * loss, loss
+            scale = alpha * b.weight if METHODS[b.method].divergence else b.weight  # a divergence takes KD's alpha
+            weighted[b.key], raw[b.key] = scale * loss, loss
         return weighted, raw
 
     def _term_loss(self, b: BoundTerm, s_logits, s_feats, t_logits, t_feats, labels, T) -> torch.Tensor:

@@ -42,6 +42,7 @@ class Method:
     adapter: Callable[[tuple, tuple], nn.Module] | None = None
     default_layer: Callable[[Shapes, Shapes], str] | None = None
     note: str = ""  # a caveat of this implementation the user should see (caps, simplifications)
+    divergence: bool = False  # a logits method that swaps KD's KL: weighted alpha·weight·term (see objective)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -49,6 +50,8 @@ class Method:
         if self.needs not in NEEDS:
             raise ValueError(f"method {self.name!r}: needs must be one of {NEEDS}, got {self.needs!r}")
         on_logits = self.kind == "logits"
+        if self.divergence and not on_logits:
+            raise ValueError(f"method {self.name!r}: only a logits method can be a divergence")
         if on_logits != (self.needs == "logits") or on_logits != (self.default_layer is None):
             raise ValueError(f"method {self.name!r}: a logits method needs logits and has no default layer; "
                              "a feature or relation method needs features and names a default layer")

@@ -1,7 +1,9 @@
 """Job bodies of the Feature maps page: a quick CNN pair, and a short attention-transfer run to watch.
 
 Events, control and the keys every spec has: ``kdviz/runtime/protocol.py``. Keys these jobs add:
-``quick_pair_job`` (the page's built-in CNN pair) ``steps`` (per network, default 300).
+``quick_pair_job`` (the page's built-in CNN pair) ``steps`` (student steps, default 300), ``teacher``
+(a CNN checkpoint path; default the shipped 99 % CNN, ``kdviz.experiments.recipes.DEFAULT_TEACHER``)
+and ``train_teacher`` (True: train the small 16-32-64 teacher for ``steps`` steps instead, ~87 %).
 ``watch_at_job`` ("watch attention transfer") ``teacher`` and ``student`` (checkpoint paths: the
 teacher, and the student whose architecture a fresh student gets), ``layer`` (default "stage2"),
 ``steps`` (default 200), ``at_weight`` (β, default 1000), ``index`` (the test image whose maps are
@@ -22,6 +24,7 @@ from kdviz.attention import QuickPairConfig, Snapshot, attention_2d, attention_t
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
 from kdviz.engine import make_model, train
 from kdviz.evaluation import evaluate
+from kdviz.experiments.recipes import DEFAULT_TEACHER
 from kdviz.runtime.job_specs import device_and_source, out_dir, steps, whole
 from kdviz.runtime.protocol import guarded, record_event, status_event
 
@@ -32,20 +35,42 @@ WATCH_PROBE = 128  # images the AT distance is averaged over
 
 
 # ----------------------------------------------------------------------------- quick CNN pair
+def _given_teacher(spec: dict, device) -> tuple[nn.Module, object, str]:
+    """``(teacher in eval mode, config, path)``: the spec's CNN checkpoint, else the shipped one."""
+    path = spec.get("teacher") or str(DEFAULT_TEACHER)
+    if not isinstance(path, str):
+        raise ValueError(f"teacher must be a checkpoint path, got {path!r}")
+    model, t_cfg, _ = load_checkpoint(path)
+    if t_cfg.arch != "cnn":
+        raise ValueError(f"attention maps need a CNN teacher; {path} holds {t_cfg.label()}")
+    return model.to(device).eval(), t_cfg, path
+
+
+def _trained_teacher(cfg: QuickPairConfig, bundle, train_cfg, device):
+    """The small teacher trained here (the page's "train a teacher too" option): yields records, returns it."""
+    teacher = make_model(cfg.teacher, cfg.seed, device)
+    yield status_event(f"training the teacher {cfg.teacher.label()} ({train_cfg.max_steps} steps)")
+    for rec in train(teacher, bundle.train, train_cfg, device=device):
+        yield record_event("teacher", rec.to_dict())
+    return teacher.eval()
+
+
 @guarded
 def quick_pair_job(spec: dict) -> Iterator[dict]:
-    """A small CNN teacher, then a CNN student distilled from it with KD + attention transfer
-    (``kdviz.attention.QuickPairConfig``); both checkpoints go to ``out_dir``."""
+    """A CNN student distilled with KD + attention transfer (``kdviz.attention.QuickPairConfig``) from the
+    shipped 99 % CNN teacher (or ``spec["teacher"]``), or from a small teacher trained first when
+    ``spec["train_teacher"]``; the student's (and a trained teacher's) checkpoint goes to ``out_dir``."""
     n_steps, folder, cfg = steps(spec, 300), out_dir(spec), QuickPairConfig()
     device, source = device_and_source(spec)
     train_cfg = cfg.train_config(n_steps, log_every=max(1, n_steps // QUICK_PAIR_RECORDS))
+    trained = bool(spec.get("train_teacher", False))
+    given = None if trained else _given_teacher(spec, device)  # a bad checkpoint fails before the data loads
     yield status_event("loading data")
     bundle = kdata.load_bundle(source).to(device)
-    teacher = make_model(cfg.teacher, cfg.seed, device)
-    yield status_event(f"training the teacher {cfg.teacher.label()} ({n_steps} steps)")
-    for rec in train(teacher, bundle.train, train_cfg, device=device):
-        yield record_event("teacher", rec.to_dict())
-    teacher.eval()
+    if trained:
+        teacher, t_cfg = (yield from _trained_teacher(cfg, bundle, train_cfg, device)), cfg.teacher
+    else:
+        teacher, t_cfg, t_path = given
     student = make_model(cfg.student, cfg.seed + 1, device)
     setup = attention_transfer_setup(student, teacher, cfg.student_layer, cfg.teacher_layer, cfg.at_weight, cfg.T, cfg.alpha)
     how = f"KD + attention transfer on {cfg.student_layer}" if setup.uses_at else "soft-target KD"
@@ -53,8 +78,13 @@ def quick_pair_job(spec: dict) -> Iterator[dict]:
     for rec in train(student, bundle.train, train_cfg, teacher=teacher, distill=setup.distill, device=device):
         yield record_event("student", rec.to_dict())
     yield status_event("evaluating on the full test set")
+    models = {"teacher": (teacher, t_cfg), "student": (student, cfg.student)} if trained else {"student": (student, cfg.student)}
+    out = _save_pair(folder, models, bundle, setup.uses_at)
+    if not trained:  # the given teacher stays where it is
+        out["test_acc"]["teacher"] = evaluate(teacher, bundle.test).accuracy
+        out["checkpoints"]["teacher"], out["labels"]["teacher"] = t_path, t_cfg.label()
     yield {"type": "result", "steps": n_steps, "uses_at": setup.uses_at, "note": setup.note, "data_source": bundle.source,
-           **_save_pair(folder, {"teacher": (teacher, cfg.teacher), "student": (student, cfg.student)}, bundle, setup.uses_at)}
+           "teacher_trained": trained, **out}
 
 
 def _save_pair(folder: Path, models: dict, bundle: kdata.DataBundle, uses_at: bool) -> dict:

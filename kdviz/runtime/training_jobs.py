@@ -25,7 +25,7 @@ from torch import nn
 from kdviz import data as kdata
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
 from kdviz.engine import NonFiniteLoss, StepRecord, TrainConfig, make_model, total_steps, train
-from kdviz.evaluation import EvalResult, agreement, evaluate
+from kdviz.evaluation import EvalResult, agreement, evaluate, model_reliability
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig, param_count, size_mb
 from kdviz.runtime.job_specs import device_and_source, distill_config, model_config, out_dir, train_config
@@ -174,6 +174,7 @@ def _distill_result(teacher, t_cfg, t_meta, students, s_cfg, bundle, device, fol
         "per_class": {n: e.per_class for n, e in evals.items()},
         "confusion": {n: e.confusion for n, e in evals.items()},
         "agreement": {n: agreement(teacher, m, test) for n, m in students.items()},
+        "reliability": {n: model_reliability(m, test) for n, m in {"teacher": teacher, **students}.items()},
         "teacher": model_summary(teacher, t_cfg, device),
         "student": model_summary(students["distilled"], s_cfg, device),
         "checkpoints": paths,

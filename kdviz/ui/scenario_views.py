@@ -72,15 +72,32 @@ def show_scenario_result(result: dict, prefix: str, bias: bool = True) -> None:
         st.markdown("- " + line)
     title = "Test accuracy per digit" + (f" (mean ± std over {n} seeds)" if n > 1 else "")
     st.plotly_chart(figures.per_class_bars(figures.scenario_per_class(result), omit, title), key=f"{prefix}_per_class", theme=None)
+    calibration_panel(result, prefix)
     if "paper_errors" in result:
         st.dataframe(figures.paper_errors_table(result), hide_index=True, key=f"{prefix}_paper")
     if omit is not None and bias:
         bias_panel(result, prefix)
 
 
+def calibration_panel(result: dict, prefix: str) -> None:
+    """Reliability diagram of the teacher and the first seed's students (results stored before calibration: nothing)."""
+    runs = result["runs"]
+    if "reliability" not in result["teacher"] or not all(runs[role] and "reliability" in runs[role][0] for role in res.ROLES):
+        return
+    bins = {"teacher": result["teacher"]["reliability"], **{role: runs[role][0]["reliability"] for role in res.ROLES}}
+    with st.expander("Calibration: is each network's confidence as high as its accuracy?"):
+        st.plotly_chart(figures.reliability_diagram(bins, f"Reliability diagram (students: seed {runs['distilled'][0]['seed']})"),
+                        key=f"{prefix}_reliability", theme=None)
+        st.caption("ECE (expected calibration error): the gap between confidence and accuracy over 15 equal-width "
+                   "confidence bins, weighted by how many test images fall in each; 0 is perfectly calibrated. The table "
+                   "above gives it as mean ± std over seeds.")
+
+
 def show_sweep_result(result: dict, prefix: str) -> None:
     st.plotly_chart(figures.sweep_chart(result), key=f"{prefix}_chart", theme=None)
     st.dataframe(figures.sweep_table(result), hide_index=True, key=f"{prefix}_table")
+    if result.get("rows_ece"):
+        st.plotly_chart(figures.sweep_chart(result, "rows_ece", "expected calibration error"), key=f"{prefix}_ece_chart", theme=None)
     if result.get("rows_digit"):
         st.plotly_chart(figures.sweep_chart(result, "rows_digit", "accuracy on the unseen digit"), key=f"{prefix}_digit_chart", theme=None)
     if len(result["seeds"]) < 3:
