@@ -227,10 +227,10 @@ def start() -> None:
         choice = transfer_choice()
         n = parse_transfer(choice).size(get_bundle(data_source()).train.y)  # the job parses it once more, in its process
         train, notes_t = clamp_train_config(forms.train_from_state(JOB), limits(), n_train=n)
-        s = st.session_state
-        DistillConfig(**distill_from_state())  # a bad schedule stops here, before any job starts
+        distill = distill_from_state()
+        DistillConfig(**distill)  # a bad schedule stops here, before any job starts
         spec = {"fn": "kdviz.runtime.training_jobs:distill_job", "teacher": path, "student": forms.spec_dict(student),
-                "train": forms.spec_dict(train), "distill": distill_from_state(),
+                "train": forms.spec_dict(train), "distill": distill,
                 "terms": terms_from_state(), "transfer": choice, "data": data_source(), "device": current_device(),
                 "ui": {"total_steps": total_steps(max(1, n), train), "teacher_acc": (summary or {}).get("test_acc")}}
         start_job(JOB, spec)
