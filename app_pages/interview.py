@@ -17,7 +17,7 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run a
 
 from kdviz.interview import bugs, quiz  # noqa: E402
 from kdviz.interview.cards import CARDS, PAGE_TITLES, matches  # noqa: E402
-from kdviz.interview.figures import METRICS, run_both_figure  # noqa: E402
+from kdviz.figures.interview import METRICS, run_both_figure
 from kdviz.ui import live  # noqa: E402
 from kdviz.ui.frame import current_device, data_source  # noqa: E402
 from kdviz.ui.jobs import get_job, start_job  # noqa: E402

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-import torch
 
-from kdviz import lm_figures as figs
+from kdviz.figures import lm as figs
 from kdviz.lm.corpus import NAMES_VOCAB, check_word
 from kdviz.lm.experiments import bpc_table
 from kdviz.lm.kd import vocab_map

@@ -80,7 +80,7 @@ def test_measured_effect_of_every_bug(capsys):
 
 
 def test_run_both_figure_marks_a_nan_and_refuses_unknown_metrics():
-    from kdviz.interview.figures import run_both_figure
+    from kdviz.figures.interview import run_both_figure
 
     runs = {"buggy": [{"step": 1, "total": 2.0, "finite": True}, {"step": 2, "total": math.nan, "finite": False}],
             "fixed": [{"step": 1, "total": 1.0, "finite": True}, {"step": 2, "total": 0.5, "finite": True}]}

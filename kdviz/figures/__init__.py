@@ -11,6 +11,8 @@ role (teacher / distilled / scratch) and per loss term, large fonts (``kdviz.fig
 - ``calibration``   — ``reliability_diagram``, ``divergence_contributions``, ``schedule_preview``
 - ``diagram``       — ``kd_diagram`` (the Home page's SVG)
 - ``catalogue``     — ``catalogue_bars``, ``catalogue_table``, ``catalogue_rows`` (born-again, mutual learning, assistants, ensembles)
+- ``lm``            — the language-model lab (import as ``from kdviz.figures import lm``)
+- ``interview``     — ``run_both_figure`` (the Interview page's "Run both")
 """
 from kdviz.figures.calibration import divergence_contributions, reliability_diagram, schedule_preview
 from kdviz.figures.catalogue import catalogue_bars, catalogue_rows, catalogue_table

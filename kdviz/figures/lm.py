@@ -4,13 +4,14 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from kdviz.experiments.stats import mean_std
+from kdviz.figures.style import EXTRA_COLORS, RUN_COLORS
 
-COLORS = {"teacher": "#1f77b4", "distilled": "#d62728", "scratch": "#7f7f7f", "batchmean": "#ff7f0e", "seqkd": "#2ca02c"}
+COLORS = {**RUN_COLORS, "batchmean": EXTRA_COLORS[0], "seqkd": EXTRA_COLORS[1]}  # the one palette (kdviz.figures.style)
 LAYOUT = dict(template="plotly_white", height=330, margin=dict(l=50, r=20, t=50, b=45), legend=dict(orientation="h", y=-0.2))
 
 
 def _color(name: str) -> str:
-    return COLORS.get(name, "#9467bd")
+    return COLORS.get(name, EXTRA_COLORS[-1])
 
 
 def bpc_curves(runs: dict[str, list[dict]], title: str = "Validation bits per character (lower is better)") -> go.Figure:

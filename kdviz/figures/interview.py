@@ -10,7 +10,9 @@ import math
 
 import plotly.graph_objects as go
 
-COLORS = {"buggy": "#D55E00", "fixed": "#0072B2"}  # Okabe–Ito vermillion / blue, as the other live charts
+from kdviz.figures.style import RUN_COLORS
+
+COLORS = {"buggy": RUN_COLORS["scratch"], "fixed": RUN_COLORS["distilled"]}  # the one palette (kdviz.figures.style)
 METRICS = {"total": ("Loss", "loss (as the step computes it)"), "grad_norm": ("Gradient norm", "‖∇ student weights‖"),
            "test_acc": ("Test accuracy", "accuracy on a fixed test sample")}
 
