@@ -2,26 +2,22 @@
 and the question cards. The content lives in ``kdviz.interview`` (no Streamlit); this page only draws it.
 
 The section, the bug and the question are in the URL (``?mode=quiz&q=p1_T4``, ``?bug=swapped_kl``);
-unknown ids are refused with a warning. Runs inside the app or alone (``streamlit run app_pages/interview.py``).
+unknown ids are refused with a warning.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run app_pages/x.py` alone: find kdviz
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kdviz.interview import bugs, quiz  # noqa: E402
-from kdviz.interview.cards import CARDS, PAGE_TITLES, matches  # noqa: E402
+from kdviz.interview import bugs, quiz
+from kdviz.interview.cards import CARDS, PAGE_TITLES, matches
 from kdviz.figures.interview import METRICS, run_both_figure
-from kdviz.ui import live  # noqa: E402
-from kdviz.ui.frame import current_device, data_source  # noqa: E402
-from kdviz.ui.jobs import get_job, start_job  # noqa: E402
-from kdviz.ui.urlstate import sync_url, url_state  # noqa: E402
+from kdviz.ui import live
+from kdviz.ui.frame import current_device, data_source
+from kdviz.ui.jobs import get_job, start_job
+from kdviz.ui.urlstate import sync_url, url_state
 
 P, JOB = "iv_", "interview"
 PAGES_DIR = Path(__file__).resolve().parent

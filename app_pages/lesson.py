@@ -2,21 +2,16 @@
 
 Previous / Next buttons come first in the tab order; the step is in the URL (``?step=3``), so a
 lesson can be resumed or handed out; a bad value is refused with a warning and step 1 is shown.
-Runs inside the app or alone (``streamlit run app_pages/lesson.py``).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run app_pages/x.py` alone: find kdviz
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kdviz.interview.cards import PAGE_TITLES  # noqa: E402
-from kdviz.interview.lesson import STEPS, get_step, step_count  # noqa: E402
-from kdviz.ui.urlstate import sync_url, url_state  # noqa: E402
+from kdviz.interview.cards import PAGE_TITLES
+from kdviz.interview.lesson import STEPS, get_step, step_count
+from kdviz.ui.urlstate import sync_url, url_state
 
 P = "lesson_"
 SCHEMA = {"step": (int, 1, (1, step_count()))}
