@@ -72,11 +72,8 @@ def _start_pair() -> None:
 
 def draw_pair_job(handle) -> None:
     """Live view of the quick-pair job (inside the polling fragment): status and a progress bar."""
-    if handle is None:
-        return
-    live.status_line(handle)
-    if handle.state == "done":
-        return  # the fragment reruns the whole page, which then shows the maps
+    if not live.still_drawing(handle):
+        return  # done: the fragment reruns the whole page, which then shows the maps
     steps = int(handle.spec.get("steps", 1))
     t, s = handle.step("teacher"), handle.step("student")
     if handle.spec.get("train_teacher"):
@@ -178,11 +175,8 @@ def _start_watch(paths: dict, labels: str) -> None:
 
 def draw_watch_job(handle) -> None:
     """Live view of the attention-transfer job (inside the polling fragment): status, progress, latest AT loss."""
-    if handle is None:
-        return
-    live.status_line(handle)
-    if handle.state == "done":
-        return  # the fragment reruns the whole page, which then plots the result
+    if not live.still_drawing(handle):
+        return  # done: the fragment reruns the whole page, which then plots the result
     steps, step = int(handle.spec.get("steps", 1)), handle.step("student")
     st.progress(min(1.0, step / steps), text=f"student step {step} / {steps}")
     latest = handle.records("student")[-1:]

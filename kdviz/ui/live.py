@@ -75,6 +75,14 @@ def status_line(handle: JobHandle) -> None:
         st.success("Finished.", icon=":material/check_circle:")
 
 
+def still_drawing(handle: JobHandle | None) -> bool:
+    """The status line of a live job; False when there is no job or it is done (the page then draws the result)."""
+    if handle is None:
+        return False
+    status_line(handle)
+    return handle.state != "done"
+
+
 def progress(handle: JobHandle, total_steps: int | None, run: str | None = None) -> None:
     """The step counter (an ``st.metric`` labelled "Step"), throughput and a progress bar."""
     step = handle.step(run)
