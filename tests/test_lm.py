@@ -19,13 +19,7 @@ from kdviz.lm.view import pad_to, reduction_rows, token_view
 TINY = LMConfig(n_layer=1, n_head=2, d_model=8, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def lm_one_thread():
-    """Tiny models: one thread avoids oversubscribing a shared CPU (it was 10× slower with two).
-    The other LM test files import this fixture."""
-    before = torch.get_num_threads()
-    yield torch.set_num_threads(1)
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: two threads were 10× slower on a shared CPU
 
 
 def _softmax(row, T):

@@ -12,7 +12,6 @@ from kdviz.lm.runs import OTHER_VOCAB, SHIPPED_TEACHER, load_teacher, reindexed
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "lm.py")
-pytestmark = pytest.mark.skipif(not SHIPPED_TEACHER.is_file(), reason="the shipped LM teacher is missing")
 
 
 def _page(query: dict | None = None) -> AppTest:

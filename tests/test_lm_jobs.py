@@ -8,7 +8,8 @@ from kdviz import cli
 from kdviz.lm.experiments import bpc_table
 from kdviz.lm.jobs import lm_distill_job, lm_seeds_job, lm_teacher_job
 from kdviz.lm.model import load_lm
-from test_lm import lm_one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 TINY_TRAIN = {"steps": 6, "eval_every": 3, "log_every": 2, "batch_size": 16}
 
