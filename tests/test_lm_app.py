@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kdviz.lm.model import save_lm
-from kdviz.lm.runs import OTHER_VOCAB, SHIPPED_TEACHER, load_teacher, reindexed
+from kdviz.lm.runs import OTHER_VOCAB, load_teacher, reindexed
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "lm.py")
