@@ -136,7 +136,7 @@ def test_method_terms_are_parsed_by_name():
 
 
 def test_quick_pair_job_trains_teacher_then_at_student_and_saves_both(tmp_path):
-    events = list(quick_pair_job(_spec(out_dir=str(tmp_path), steps=12)))
+    events = list(quick_pair_job(_spec(out_dir=str(tmp_path), steps=12, train_teacher=True)))  # the small teacher, trained here
     assert "error" not in [e["type"] for e in events]
     runs = [e["run"] for e in events if e["type"] == "record"]
     assert runs == sorted(runs, key=["teacher", "student"].index)  # the teacher first, then the student

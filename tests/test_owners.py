@@ -213,18 +213,20 @@ def test_old_uploads_are_swept(tmp_path):
 
 # ----------------------------------------------------------------------------- the Save button (AppTest)
 def _save_button_app(runs_dir: str, token: str) -> None:
-    from types import SimpleNamespace
-
     import streamlit as st
 
     import kdviz.ui.live as live
     from kdviz.ui.owner import OWNER_KEY
 
     st.session_state.setdefault(OWNER_KEY, token)
-    fake = SimpleNamespace(result={"test_acc": 0.9}, runs={"distilled": None}, spec={"fn": "distill", "T": 4.0},
+    live.save_controls("distill", "distill")  # its job comes from the test's patched live.get_job
+
+
+def _fake_job(name):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(result={"test_acc": 0.9}, runs={"distilled": None}, spec={"fn": "distill", "T": 4.0},
                            owner="session-1", id=7, records=lambda run: [{"run": run, "step": 1, "total": 1.0}])
-    live.get_job = lambda name: fake
-    live.save_controls("distill", "distill")
 
 
 def test_save_button_saves_once_and_says_when_the_cap_is_reached(tmp_path, monkeypatch):
@@ -233,6 +235,8 @@ def test_save_button_saves_once_and_says_when_the_cap_is_reached(tmp_path, monke
     monkeypatch.setenv("KDVIZ_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("KDVIZ_HOSTED", "1")
     monkeypatch.setenv("KDVIZ_MAX_RUNS_PER_OWNER", "1")
+    fake = _fake_job("distill")
+    monkeypatch.setattr("kdviz.ui.live.get_job", lambda name: fake)  # restored after the test (the module is shared)
     at = AppTest.from_function(_save_button_app, args=(str(tmp_path / "runs"), A), default_timeout=60).run()
     assert not at.exception and "Your saved runs: 0 of 1" in at.caption[0].value
     at.button(key="distill_save").click().run()
