@@ -1,4 +1,4 @@
-"""Data as resident tensors: MNIST via torchvision, an offline fallback, synthetic digits for tests.
+"""Data as resident tensors: MNIST (idx files, mapped once per machine), an offline fallback, synthetic digits for tests.
 
 The whole data set lives in one ``[N, 1, 28, 28]`` float tensor, normalised once, so the
 training loop batches by indexing (airbench style) instead of a per-sample DataLoader.
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from kdviz import datafiles
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 HIDDEN_LABEL = -100
@@ -85,21 +87,35 @@ def data_root() -> Path:
 
 
 def load_mnist(root: Path | str | None = None, download: bool | None = None) -> DataBundle:
-    """MNIST train (60k) and test (10k) through ``torchvision.datasets.MNIST``, as resident tensors."""
-    from torchvision.datasets import MNIST  # torchvision import is slow; only pay it here
+    """MNIST train (60k) and test (10k) from ``root/MNIST/raw`` (torchvision's layout), as resident tensors.
 
+    The idx files are read directly (:mod:`kdviz.datafiles`: no torchvision import, the images
+    mapped from a cache file shared by every process); torchvision is used only to download.
+    """
     root = Path(root) if root is not None else data_root()
     if download is None:
         download = os.environ.get("KDVIZ_OFFLINE", "") not in ("1", "true", "yes")
+    raw = root / "MNIST" / "raw"
     try:
-        parts = [MNIST(str(root), train=t, download=download) for t in (True, False)]
-    except Exception as err:  # torchvision raises RuntimeError/URLError/OSError depending on the failure
+        if download and not (raw / "t10k-labels-idx1-ubyte").is_file():
+            _download(root)
+        parts = [(datafiles.idx_path(raw, f"{p}-images-idx3-ubyte"), datafiles.idx_path(raw, f"{p}-labels-idx1-ubyte"))
+                 for p in ("train", "t10k")]
+        train, test = (TensorData(datafiles.mapped_images(images, normalise), datafiles.read_idx(labels).long())
+                       for images, labels in parts)
+    except Exception as err:  # missing files (OSError), a corrupt file (ValueError), a failed download
         raise DataUnavailable(
             f"MNIST not found in {root} and could not be downloaded ({type(err).__name__}); "
             "set KDVIZ_DATA_DIR to a folder holding MNIST/raw/*-ubyte"
         ) from err
-    train, test = (TensorData(normalise(p.data), p.targets.long()) for p in parts)
     return DataBundle(train, test, "mnist", "MNIST")
+
+
+def _download(root: Path) -> None:
+    from torchvision.datasets import MNIST  # ~110 MiB per process: imported only to download
+
+    for train in (True, False):
+        MNIST(str(root), train=train, download=True)
 
 
 def load_fallback(test_fraction: float = 0.2, seed: int = 0) -> DataBundle:

@@ -19,7 +19,8 @@ def write_idx(folder, prefix, images, labels):
 
 
 @pytest.fixture()
-def tiny_mnist(tmp_path):
+def tiny_mnist(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDVIZ_CACHE_DIR", str(tmp_path / "cache"))  # not the user's cache folder
     g = torch.Generator().manual_seed(0)
     train_x = torch.randint(0, 256, (30, 28, 28), generator=g, dtype=torch.uint8)
     test_x = torch.randint(0, 256, (12, 28, 28), generator=g, dtype=torch.uint8)
@@ -170,3 +171,49 @@ def test_bad_transfer_names_are_refused_by_name(bad):
 def test_transfer_size_refuses_what_select_refuses(bad):
     with pytest.raises(ValueError, match=f"transfer set '{bad}' is invalid"):
         data.parse_transfer(bad).size(data.synthetic_bundle().train.y)
+
+
+# ----------------------------------------------------------------------------- the mapped cache file
+def test_images_are_mapped_from_one_cache_file_that_writes_never_reach(tiny_mnist, tmp_path, monkeypatch):
+    root, train_x, _ = tiny_mnist
+    monkeypatch.setenv("KDVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    first = data.load_mnist(root, download=False).train.x
+    files = sorted((tmp_path / "cache").glob("train-images*.f32"))
+    assert len(files) == 1 and files[0].stat().st_size == 30 * 28 * 28 * 4
+    first[0].fill_(123.0)  # a stray in-place write stays in this process (copy-on-write mapping)
+    again = data.load_mnist(root, download=False).train.x
+    assert torch.allclose(again[0, 0], (train_x[0].float() / 255 - 0.1307) / 0.3081, atol=1e-6)
+    assert len(list((tmp_path / "cache").glob("train-images*.f32"))) == 1  # read, not rewritten
+
+
+def test_a_changed_source_file_is_read_afresh(tiny_mnist, tmp_path, monkeypatch):
+    root, *_ = tiny_mnist
+    monkeypatch.setenv("KDVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    data.load_mnist(root, download=False)
+    other = torch.zeros(30, 28, 28, dtype=torch.uint8)
+    write_idx(root, "train", other, (torch.arange(30) % 10).to(torch.uint8))
+    x = data.load_mnist(root, download=False).train.x
+    assert torch.allclose(x, torch.full_like(x, (0 - 0.1307) / 0.3081))
+
+
+def test_gzipped_idx_files_and_an_unwritable_cache_still_load(tiny_mnist, tmp_path, monkeypatch):
+    import gzip
+
+    root, train_x, _ = tiny_mnist
+    raw = root / "MNIST" / "raw"
+    for path in list(raw.iterdir()):
+        (raw / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("KDVIZ_CACHE_DIR", str(blocker / "cache"))  # cannot be created: the tensor stays private
+    bundle = data.load_mnist(root, download=False)
+    assert torch.allclose(bundle.train.x[5, 0], (train_x[5].float() / 255 - 0.1307) / 0.3081, atol=1e-6)
+
+
+def test_a_corrupt_idx_file_falls_back_with_a_message(tiny_mnist, tmp_path, monkeypatch):
+    root, *_ = tiny_mnist
+    monkeypatch.setenv("KDVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 20)
+    bundle = data.load_data(root, download=False)
+    assert bundle.source == "fallback" and "ValueError" in bundle.message and str(root) in bundle.message

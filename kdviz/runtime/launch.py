@@ -6,12 +6,13 @@ A *launcher* is any ``spec -> Worker`` callable; ``JobManager`` takes one, so te
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import multiprocessing.spawn as mp_spawn
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kdviz.runtime.worker import spare_main, worker_main
+from kdviz.runtime.worker import spare_main, with_environment, worker_main
 
 EVENT_QUEUE_MAX = 20000  # a worker blocks (training pauses) when this many events wait undrained
 # What a warm spare imports before a spec arrives: the job bodies (and through them torch and the engine).
@@ -53,7 +54,7 @@ def try_quietly(fn: Callable, *args) -> None:
 
 
 def start_without_main(process: mp.process.BaseProcess) -> None:
-    """``process.start()`` for a "spawn" process, without re-running the parent's ``__main__`` in it.
+    """``process.start()`` for a "spawn" or "forkserver" process, without re-running the parent's ``__main__`` in it.
 
     Streamlit installs the running app script as ``sys.modules["__main__"]``; spawn would
     re-execute that script in the child (as ``__mp_main__``: drawing pages, loading data).
@@ -77,11 +78,32 @@ def start_without_main(process: mp.process.BaseProcess) -> None:
             mp_spawn.get_preparation_data = original
 
 
+def _context() -> mp.context.BaseContext:
+    """"forkserver" where the platform has it, else "spawn" — never plain fork of a threaded server.
+
+    Why the fork server: each spawned worker imported torch afresh, ~300 MiB of private memory per
+    process (``bench/memory.py``). The fork server is a clean single-threaded interpreter that
+    imports the job modules (and torch) once; each worker is forked from it and shares those pages
+    copy-on-write, so a worker costs only what it writes. It has started no threads and touched
+    no GPU, so forking it is safe.
+    """
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD_MODULES))
+    return ctx
+
+
 def _start(name: str, target: Callable, make_args: Callable[[Any, Any], tuple]) -> Worker:
-    """A daemon process running ``target(*make_args(events, control))``."""
-    ctx = mp.get_context("spawn")  # never fork a threaded server
+    """A daemon process running ``target(*make_args(events, control))`` with this process's environment.
+
+    The fork server was started with the environment of its day; the child gets today's (as a
+    spawned one would), so a changed ``KDVIZ_*`` setting reaches the next job.
+    """
+    ctx = _context()
     events, control = ctx.Queue(maxsize=EVENT_QUEUE_MAX), ctx.Queue()
-    proc = ctx.Process(target=target, args=make_args(events, control), daemon=True, name=name)
+    args = (dict(os.environ), target, *make_args(events, control))
+    proc = ctx.Process(target=with_environment, args=args, daemon=True, name=name)
     start_without_main(proc)
     return Worker(proc, events, control)
 

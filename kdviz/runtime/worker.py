@@ -1,7 +1,7 @@
 """The worker-process side of jobs (no Streamlit): run one job and stream its events.
 
-``worker_main(spec, events, control)`` is the target of a ``multiprocessing`` "spawn" process
-(started by ``kdviz/runtime/launch.py``): it imports the job named by ``spec["fn"]``, pulls its
+``worker_main(spec, events, control)`` runs in a process forked from the fork server (or
+spawned; started by ``kdviz/runtime/launch.py``): it imports the job named by ``spec["fn"]``, pulls its
 generator and puts every event on ``events``, obeying the control messages on ``control``
 between events. Events, control messages and the path rule: ``kdviz/runtime/protocol.py``.
 ``events``/``control`` only need ``put`` and ``get(block, timeout)``: a ``queue.Queue`` works
@@ -140,6 +140,14 @@ def worker_main(spec: dict, events, control) -> None:
         events.put(error_event(err, f"the job failed: {type(err).__name__}: {err}"))
     finally:
         events.put(dict(END))
+
+
+def with_environment(environ: dict, target: Callable, *args) -> None:
+    """Process entry point: make ``os.environ`` the parent's (a forked child inherits the fork
+    server's, which may be older), then run ``target(*args)``."""
+    os.environ.clear()
+    os.environ.update(environ)
+    target(*args)
 
 
 def spare_main(events, control, preload: tuple[str, ...] = (), data_source: str | None = None) -> None:

@@ -52,8 +52,10 @@ def test_find_the_bug_then_run_both(page, app_url):
         click(page, "iv_run")
     wait_for(page, lambda: any("Finished" in t for t in alert_texts(page, "Success")), 180, "the run never finished")
     settle(page)
+    # the comparison table is drawn by the rerun after the live view says "Finished": wait for it
+    table = "[data-testid='stMain'] [data-testid='stDataFrame']"
+    wait_for(page, lambda: page.locator(table).count() == 1, 30, "the comparison table never appeared")
     assert all(len(chart_points(page, f"iv_chart_{m}")) >= 2 for m in ("total", "grad_norm", "test_acc"))
-    assert page.locator("[data-testid='stMain'] [data-testid='stDataFrame']").count() == 1  # the comparison table
     assert metric_value(page, "Step") == "5 / 5"
     assert_no_exception(page, "run both")
     page.locator(".st-key-iv_chart_total").scroll_into_view_if_needed()  # the main area scrolls, not the window

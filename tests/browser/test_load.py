@@ -322,7 +322,15 @@ def close_running_tabs(sessions, states, sampler: RssSampler, figures: Figures, 
     t_close = time.monotonic()
     for i in running:
         sessions[i][0].close()
-    handed = wait_until(lambda: not (sampler.worker_pids() & training) and len(busy_workers(sampler)) >= len(running), 30)
+    # A page may still say "running" for a run that just ended, so more tabs than slots can read
+    # "running": count the trainings that can be handed over, not the tabs.
+    expected = min(len(running), len(training) or MAX_JOBS, MAX_JOBS)
+
+    def handed_over() -> bool:
+        old_gone = not training or bool(training - sampler.worker_pids())
+        return old_gone and len(busy_workers(sampler) - training) >= expected
+
+    handed = wait_until(handed_over, 30)
     figures.handoff_s = None if handed is None else time.monotonic() - t_close
     log(f"closed {len(running)} running tabs (workers {sorted(training)}); slots refilled after {figures.handoff_s} s", t0)
     return [s for i, s in enumerate(sessions) if i not in running]
