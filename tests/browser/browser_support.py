@@ -210,7 +210,9 @@ def tree_rss(pid: int) -> int:
 
 
 def worker_pids(pid: int) -> set[int]:
-    """PIDs of the training workers under ``pid``: multiprocessing "spawn" children (not its resource tracker)."""
+    """PIDs of the training workers under ``pid``: processes forked by the fork server (they show its
+    command line but are not its direct child), or "spawn" children — not the fork server itself,
+    not the resource tracker."""
     import psutil
 
     found = set()
@@ -220,7 +222,8 @@ def worker_pids(pid: int) -> set[int]:
         return found
     for child in children:
         try:
-            if any("spawn_main" in part for part in child.cmdline()):
+            cmd = " ".join(child.cmdline())
+            if "spawn_main" in cmd or ("forkserver" in cmd and child.ppid() != pid):
                 found.add(child.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             pass
