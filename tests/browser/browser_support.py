@@ -209,6 +209,25 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+def tree_pss(pid: int) -> int:
+    """Proportional set size (bytes) of a process and its descendants: shared pages (torch's libraries,
+    the mapped data set) split between the processes that map them — what the machine spends."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return total
+
+
 def worker_pids(pid: int) -> set[int]:
     """PIDs of the training workers under ``pid``: processes forked by the fork server (they show its
     command line but are not its direct child), or "spawn" children — not the fork server itself,
@@ -247,13 +266,14 @@ def describe_pids(pids: set[int]) -> str:
 class RssSampler(threading.Thread):
     """Samples :func:`tree_rss` and the worker count every ``every_s`` seconds in the background.
 
-    ``peak`` is the largest RSS sum (bytes), ``max_workers`` the most training workers seen at once.
+    ``peak`` is the largest RSS sum (bytes), ``peak_pss`` the largest PSS sum, ``max_workers`` the
+    most training workers seen at once.
     """
 
     def __init__(self, pid: int, every_s: float = 0.25) -> None:
         super().__init__(daemon=True)
         self.pid, self.every_s = pid, every_s
-        self.peak, self.samples, self.max_workers = 0, 0, 0
+        self.peak, self.peak_pss, self.samples, self.max_workers = 0, 0, 0, 0
         self.max_detail = ""  # the workers seen when max_workers was reached: pid, status, age
         self._halt = threading.Event()
 
@@ -263,6 +283,7 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             self.peak = max(self.peak, tree_rss(self.pid))
+            self.peak_pss = max(self.peak_pss, tree_pss(self.pid))
             pids = self.worker_pids()
             if len(pids) > self.max_workers:
                 self.max_workers, self.max_detail = len(pids), describe_pids(pids)

@@ -98,6 +98,7 @@ class Figures:
             ("close 2 running tabs → slots reused in", f"{self.handoff_s:.1f} s" if self.handoff_s is not None else "not seen"),
             ("close all tabs → all workers gone in", f"{self.release_s:.1f} s" if self.release_s is not None else "not seen"),
             ("peak RSS, server + workers", f"{sampler.peak / 2**20:,.0f} MiB ({sampler.samples} samples)"),
+            ("peak PSS, server + workers (shared pages split)", f"{sampler.peak_pss / 2**20:,.0f} MiB"),
             ("fresh renders: response / heading / script done / total (s)",
              "; ".join("/".join(f"{x:.1f}" for x in ph) for ph in self.phases) or "none"),
             ("phases that timed out", "; ".join(self.errors) or "none"),
