@@ -118,6 +118,12 @@ def test_omitted_digit_job_end_to_end(tmp_path):
     accs = [r["accuracy"] for r in res["runs"]["distilled"]]
     assert s["mean"] == pytest.approx(sum(accs) / 2) and s["n"] == 2
     assert list(tmp_path.glob("teacher-synthetic-*.pt"))  # the trained teacher was cached
+    timings = res["timings_s"]  # where the time went: each phase once, the students' parts summed over seeds
+    assert list(timings) == ["data", "teacher", "distilled students", "scratch students"]
+    assert all(t >= 0 for t in timings.values())
+    parts = timings["teacher"] + timings["distilled students"] + timings["scratch students"]
+    assert parts <= res["elapsed_s"] + 1e-6
+    assert timings["distilled students"] >= sum(r["time_s"] for r in res["runs"]["distilled"])
 
 
 def test_few_labels_job_uses_a_given_teacher_checkpoint(tmp_path):

@@ -244,6 +244,7 @@ def scenario_events(cfg: ScenarioConfig, bundle: kdata.DataBundle, *, device: st
     build_transfer(cfg, bundle.train, cfg.seeds[0])  # bad settings fail now, before a teacher is trained
     bundle = bundle.to(device)
     t0 = time.perf_counter()
+    timings: dict[str, float] = {}  # where the time went, per phase (seconds): shown with the result
     if teacher is None:
         yield {"type": "status", "text": "preparing the teacher"}
         teacher, teacher_info = yield from obtain_teacher(
@@ -253,6 +254,7 @@ def scenario_events(cfg: ScenarioConfig, bundle: kdata.DataBundle, *, device: st
     live_test = live_test_set(bundle.test)
     t_logits = predict_logits(teacher, bundle.test.x).cpu()
     labels = bundle.test.y.cpu()
+    timings["teacher"] = time.perf_counter() - t0
     runs: dict[str, list[dict]] = {role: [] for role in ROLES}
     logits: dict[str, list] = {}
     transfer = None
@@ -266,11 +268,13 @@ def scenario_events(cfg: ScenarioConfig, bundle: kdata.DataBundle, *, device: st
             model = yield from _train_role(cfg, role, sets, seed, device, teacher, live_test, run_dir)
             z = predict_logits(model, bundle.test.x).cpu()
             runs[role].append(seed_result(z, labels, seed, time.perf_counter() - s0, _omit(cfg)))
+            timings[f"{role} students"] = timings.get(f"{role} students", 0.0) + time.perf_counter() - s0
             if i == 0 and keep_logits:
                 logits[role] = z.tolist()
     yield {"type": "status", "text": "done", "progress": 1.0}
-    yield _result_event(cfg, bundle, device, teacher_info or {}, t_logits, labels, runs, logits, transfer,
-                        time.perf_counter() - t0, keep_logits)
+    event = _result_event(cfg, bundle, device, teacher_info or {}, t_logits, labels, runs, logits, transfer,
+                          time.perf_counter() - t0, keep_logits)
+    yield {**event, "timings_s": timings}
 
 
 def _omit(cfg: ScenarioConfig) -> int | None:
@@ -342,11 +346,16 @@ def scenario_job(spec: dict, kind: str) -> Iterator[dict]:
     try:
         cfg = _job_config(spec, kind)
         yield {"type": "status", "text": "loading data"}
+        t0 = time.perf_counter()
         bundle = load_bundle(spec.get("data", "auto"))
+        data_s = time.perf_counter() - t0
         run_dir = spec.get("run_dir") or (str(Path(spec["out_dir"]) / "hinton") if kind == "hinton" and spec.get("out_dir") else "")
-        yield from scenario_events(cfg, bundle, device=spec.get("device"), teacher_ckpt=spec.get("teacher_ckpt") or "",
-                                   cache_dir=spec.get("cache_dir") or "", run_dir=run_dir,
-                                   keep_logits=bool(spec.get("keep_logits", True)))
+        for event in scenario_events(cfg, bundle, device=spec.get("device"), teacher_ckpt=spec.get("teacher_ckpt") or "",
+                                     cache_dir=spec.get("cache_dir") or "", run_dir=run_dir,
+                                     keep_logits=bool(spec.get("keep_logits", True))):
+            if event["type"] == "result":
+                event = {**event, "timings_s": {"data": data_s, **event["timings_s"]}}
+            yield event
     except ValueError as err:  # bad settings, CheckpointError, NonFiniteLoss: one clear message
         yield {"type": "error", "text": str(err), "kind": type(err).__name__}
 

@@ -67,6 +67,9 @@ def show_scenario_result(result: dict, prefix: str, bias: bool = True) -> None:
     omit = result["config"]["omit"] if result["scenario"] == "omitted-digit" else None
     st.markdown(f"**Transfer set:** {result['transfer']['description']}. **Data:** {result['data']['name']} · "
                 f"**device:** {result['device']} · {n} seed(s) · {result['elapsed_s']:.0f} s")
+    if result.get("timings_s"):
+        st.caption("Where the time went in the worker: " + " · ".join(f"{name} {s:.1f} s" for name, s in result["timings_s"].items())
+                   + " (students: training and their test pass).", help="The rest of the wait is the worker start and drawing.")
     st.dataframe(figures.scenario_table(result), hide_index=True, key=f"{prefix}_table")
     for line in figures.comparison_lines(result):
         st.markdown("- " + line)
