@@ -119,13 +119,15 @@ def main() -> None:
                         ("kdviz.data.load_bundle() (MNIST)", "from kdviz.data import load_bundle; load_bundle()")]:
         print(f"  fresh interpreter, {label:<34} {fresh_interpreter(code):7,.0f} MiB")
     with tempfile.TemporaryDirectory() as tmp:
-        env = server_env(Path(tmp) / "runs", KDVIZ_DATA_SOURCE="auto")
+        env = server_env(Path(tmp) / "runs", KDVIZ_DATA_SOURCE="auto", KDVIZ_DATA_DIR=os.environ["KDVIZ_DATA_DIR"])
         server = StreamlitServer(ROOT / "app.py", env, Path(tmp) / "server.log").start()
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 open_page(page, server.url, "")
+                if page.locator("[data-testid='stMain'] :text('Not MNIST')").count():
+                    sys.exit("the server fell back to the offline digits: set KDVIZ_DATA_DIR to a folder with MNIST")
                 waited = wait_quiet(server.proc.pid)
                 idle = print_parts(f"idle after one Home visit (quiet after {waited:.0f} s)", pss_parts(server.proc.pid))
                 peak, seconds = run_demo(page, server.proc.pid)
