@@ -135,3 +135,30 @@ def test_divergences_are_offered_with_their_note(no_spawn, teacher):
     assert {"Reverse KL", "Jensen–Shannon", "MSE on logits"} <= set(at.multiselect(key="distill_methods").options)
     at.multiselect(key="distill_methods").select("js").run()
     assert not at.exception and any("alpha·weight·JS" in c.value for c in at.caption)
+
+
+def _logit_or_vector_methods() -> list[str]:
+    from kdviz.methods import METHODS
+
+    return [name for name, m in METHODS.items() if name != "kd" and m.needs != "maps"]  # maps: a CNN pair, in the browser test
+
+
+@pytest.mark.parametrize("method", _logit_or_vector_methods())
+def test_each_extra_term_trains_and_draws_its_curve(app_env, teacher, tick, method):
+    """Every term the page offers (beside soft-target KD) trains in a worker and gets its own line in
+    the loss breakdown; the browser test drives a few of them through Chromium."""
+    at = _page(teacher)
+    at.text_input(key="distill_hidden").input("16").run()
+    at.selectbox(key="distill_transfer").set_value("full").run()
+    at.selectbox(key="distill_batch").set_value(64).run()  # 512 // 64 = 8 steps per epoch
+    at.number_input(key="distill_epochs").set_value(3.0).run()
+    at.multiselect(key="distill_methods").select(method).run()
+    at.button(key="distill_start").click().run()
+    handle = at.session_state["_kdviz_session_jobs"].handles["distill"]
+    tick(at, lambda a: handle.state in ("done", "error", "stopped"))
+    assert handle.state == "done", [e.value for e in at.error]
+    at.run()
+    chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key == "distill_breakdown_chart")
+    points = {d["name"]: len(d.get("x") or []) for d in chart["data"]}
+    assert points.get(method, 0) >= 2 and "total" in points, points
+    assert method in handle.records("distilled")[-1]["losses"]  # a weighted term of the distilled student

@@ -308,9 +308,11 @@ def test_hosted_mode_says_what_it_clamped(page, browser, hosted_server):
 
 # ----------------------------------------------------------------------------- every distillation method (issue #4)
 def distill_methods() -> list[str]:
-    from kdviz.methods import METHODS
-
-    return [m for m in METHODS if m != "kd"]  # soft-target KD is always on; the rest are the page's options
+    """One term of each family through the browser: a vector-feature term with layer pairing (FitNet),
+    a feature-map term with CNNs (attention transfer), a logit term (DKD). Every term the page offers
+    is trained and charted under AppTest (``tests/test_app_distill.py``); reverse KL with a cosine T
+    in ``test_distill_browser.py``."""
+    return ["fitnet", "at", "dkd"]
 
 
 def pick_radio(page, key: str, label: str) -> None:
