@@ -110,6 +110,8 @@ def test_teacher_assistant_and_ensemble_train_and_show_their_tables(page, browse
             if prefix not in shown:
                 screenshot(pg, f"catalogue_{prefix}_timeout")
         assert set(shown) == {"cat_ta", "cat_ensemble"}, f"no result within 240 s: {shown}"
+        settle(page)  # each page redraws once, whole, after its job ended
+        settle(ens)
 
         assert shown["cat_ta"] == TA_ROWS
         text = _main_text(page)

@@ -22,7 +22,6 @@ from ui_actions import (
 from kdviz.methods.schedules import schedule_value
 
 pytestmark = pytest.mark.browser
-T_START, T_END = 4.0, 1.0  # the page's default T, and the default end of a moving T schedule
 NOW = re.compile(r"Now: T = ([\d.]+), α = ([\d.]+) \(step (\d+)\)")
 KD_LABEL = "α·KD  (α·T²·KL)"  # the forward-KL term's trace (kdviz.figures.style.TERM_LABELS)
 
@@ -33,6 +32,11 @@ def _main_text(page) -> str:
 
 def _finished(page) -> bool:
     return page.locator("[data-testid='stAlertContentSuccess']:has-text('Finished.')").count() > 0
+
+
+def _slider_value(page, key: str) -> str:
+    thumb = page.locator(f".st-key-{key} input[type='range']").first
+    return thumb.get_attribute("aria-valuetext") or thumb.get_attribute("aria-valuenow") or ""
 
 
 def test_reverse_kl_with_cosine_T_trains_and_shows_the_reliability_diagram(page, app_url, nav):
@@ -47,6 +51,8 @@ def test_reverse_kl_with_cosine_T_trains_and_shows_the_reliability_diagram(page,
     settle(page)
     choose(page, "distill_T_schedule", "cosine to an end value")
     page.wait_for_selector(".st-key-distill_T_end", timeout=30_000)  # the end slider appears for a moving schedule
+    t_start, t_end, alpha0 = (float(_slider_value(page, k)) for k in ("distill_T", "distill_T_end", "distill_alpha"))
+    assert t_end < t_start, (t_start, t_end)  # the page's defaults: 4 → 1
     pick_multiselect(page, "distill_methods", "Reverse KL")
     page.wait_for_selector(".st-key-distill_w_reverse_kl input", timeout=30_000)  # its weight box: the term is on
     click(page, "distill_start")
@@ -61,6 +67,7 @@ def test_reverse_kl_with_cosine_T_trains_and_shows_the_reliability_diagram(page,
         return _finished(page) and len(chart_traces(page, "distill_reliability_chart")) >= 4
 
     wait_until(page, done, 120, "the run did not finish with a reliability diagram")
+    settle(page)  # the page's one full redraw after the job ended
     assert not alert_texts(page, "Error"), alert_texts(page, "Error")
     assert_no_exception(page, "Distill page after a reverse-KL, cosine-T run")
 
@@ -71,15 +78,17 @@ def test_reverse_kl_with_cosine_T_trains_and_shows_the_reliability_diagram(page,
 
     schedule = chart_data(page, "distill_schedule_live")["T"]
     for p, shown in zip(schedule["x"], schedule["y"]):
-        assert shown == pytest.approx(schedule_value("cosine", T_START, T_END, p), abs=1e-6), (p, shown)
-    assert schedule["y"][0] == pytest.approx(T_START) and schedule["y"][-1] == pytest.approx(T_END)
+        assert shown == pytest.approx(schedule_value("cosine", t_start, t_end, p), abs=1e-6), (p, shown)
+    assert schedule["y"][0] == pytest.approx(t_start) and schedule["y"][-1] == pytest.approx(t_end)
 
     total = int(metric_value(page, "Step").split("/")[-1].replace(",", ""))
-    final = next(n for n in nows if n[2] == total)  # the caption of the last record
-    assert final[0] == pytest.approx(T_END, abs=0.005), final
+    final = [(float(t), float(a), int(step)) for t, a, step in NOW.findall(_main_text(page))]
+    assert final and final[0][2] == total, f"no caption of the last step ({total}): {final}"
+    assert final[0][0] == pytest.approx(t_end, abs=0.005), final  # the trainer's T at the last step: the end value
+    nows.update(final)
     for t, alpha, step in nows:  # whatever the live captions showed was the cosine at that step
-        assert t == pytest.approx(schedule_value("cosine", T_START, T_END, (step - 1) / (total - 1)), abs=0.005), (t, step)
-        assert alpha == pytest.approx(0.9), alpha
+        assert t == pytest.approx(schedule_value("cosine", t_start, t_end, (step - 1) / (total - 1)), abs=0.005), (t, step)
+        assert alpha == pytest.approx(alpha0), alpha
 
     diagram = chart_traces(page, "distill_reliability_chart")
     names = sorted(diagram)
@@ -96,11 +105,6 @@ def test_reverse_kl_with_cosine_T_trains_and_shows_the_reliability_diagram(page,
 
 SHARED = {"hidden": "32, 16", "T": "8", "alpha": "0.5", "transfer": "subset", "transfer_n": "300", "epochs": "3",
           "seed": "7", "lr": "0.003", "batch": "64"}
-
-
-def _slider_value(page, key: str) -> str:
-    thumb = page.locator(f".st-key-{key} input[type='range']").first
-    return thumb.get_attribute("aria-valuetext") or thumb.get_attribute("aria-valuenow") or ""
 
 
 def test_shared_distill_link_fills_the_widgets(page, app_url, nav):
