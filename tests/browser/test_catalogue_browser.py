@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser_support import assert_no_exception, screenshot
+from browser_support import assert_no_exception, screenshot, wait_rendered
 from ui_actions import chart_points, click, open_page, set_text, settle
 
 from kdviz.experiments.catalogue import config_from_spec
@@ -69,8 +69,9 @@ def _main_text(page) -> str:
     return page.locator("[data-testid='stMain']").inner_text()
 
 
-def _start_tab(page, app_url: str, path: str, tab: str, prefix: str) -> None:
-    open_page(page, app_url, path)
+def _start_tab(page, tab: str, prefix: str) -> None:
+    """On the drawn page: open the tab, set the smallest run, press Run."""
+    wait_rendered(page, 90_000)
     assert_no_exception(page, TITLE)
     page.get_by_role("tab", name=tab).click()
     settle(page)
@@ -97,8 +98,10 @@ def test_teacher_assistant_and_ensemble_train_and_show_their_tables(page, browse
     try:
         ens = other.new_page()
         ens.set_default_timeout(30_000)
-        _start_tab(page, app_url, nav[TITLE], "Teacher assistant", "cat_ta")
-        _start_tab(ens, app_url, nav[TITLE], "Multi-teacher (ensemble)", "cat_ensemble")
+        for pg in (page, ens):  # both sessions load at once; each is set up once drawn
+            pg.goto(f"{app_url}/{nav[TITLE]}", wait_until="commit")
+        _start_tab(page, "Teacher assistant", "cat_ta")
+        _start_tab(ens, "Multi-teacher (ensemble)", "cat_ensemble")
         shown: dict[str, list[str]] = {}
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and len(shown) < 2:
