@@ -28,12 +28,14 @@ from browser_support import (
 )
 from ui_actions import (
     chart_points,
+    chart_traces,
     choose,
     click,
     job_counts,
     leading_int,
     metric_value,
     open_page,
+    pick_multiselect,
     set_text,
     settle,
     sidebar_text,
@@ -306,6 +308,40 @@ def test_hosted_mode_says_what_it_clamped(page, browser, hosted_server):
     assert_no_exception(page, "hosted Teacher page")
 
 
+def test_hosted_experiments_show_the_precomputed_temperature_sweep(page, hosted_server):
+    """Issue 15: on a hosted server the Sweeps tab trains nothing; it shows the temperature sweep
+    computed ahead on real MNIST (``kdviz/assets/precomputed``) — its chart carries the shipped
+    file's grid and means, its caption the command and seeds that made it — and offers no live run."""
+    import json
+
+    from kdviz.experiments.precomputed import EXERCISE_FILES, PRECOMPUTED_DIR
+
+    shipped = json.loads((PRECOMPUTED_DIR / f"{EXERCISE_FILES['accuracy-vs-temperature']}.json").read_text())
+    open_page(page, hosted_server.url, "experiments")
+    page.get_by_role("tab", name="Sweeps & exercises").click()
+    settle(page)
+    chart = ".st-key-exp_pre_accuracy-vs-temperature_chart"
+    page.wait_for_selector(f"{chart} .js-plotly-plot", timeout=30_000)
+    assert_no_exception(page, "hosted Experiments page")
+    assert any("switched off on this shared server" in t for t in alert_texts(page, "Info")), alert_texts(page, "Info")
+    traces = page.evaluate("""sel => Object.fromEntries(document.querySelector(sel + ' .js-plotly-plot').data
+                                  .map(t => [t.name, {x: Array.from(t.x), y: Array.from(t.y)}]))""", chart)
+    rows = shipped["result"]["rows"]
+    assert traces["distilled (mean ± std)"]["x"] == [r["value"] for r in rows] == [1.0, 2.0, 4.0, 8.0]
+    assert traces["distilled (mean ± std)"]["y"] == pytest.approx([r["distilled"]["mean"] for r in rows])
+    assert traces["scratch (mean ± std)"]["y"] == pytest.approx([r["scratch"]["mean"] for r in rows])
+    main = page.locator("[data-testid='stMain']").inner_text()
+    prov = shipped["provenance"]
+    assert "Plot accuracy vs temperature — computed ahead" in main
+    assert f"Computed ahead with {prov['command']} — 3 seeds, {prov['data']}" in main, main[-2000:]
+    assert page.locator("[data-testid='stMain'] [data-testid='stDataFrame']:visible").count() == 1  # its table (a canvas)
+    assert page.locator("[class*='st-key-exp_ex_']").count() == 0, "hosted mode offers a live exercise run"
+    assert page.locator(".st-key-exp_sweep_run").count() == 0, "hosted mode offers a live sweep"
+    assert "yours: 0 running, 0 queued" in sidebar_text(page)  # nothing was started
+    page.evaluate("sel => document.querySelector(sel)?.scrollIntoView({block: 'center'})", chart)
+    screenshot(page, "hosted_precomputed_sweep")
+
+
 # ----------------------------------------------------------------------------- every distillation method (issue #4)
 def distill_methods() -> list[str]:
     """One term of each family through the browser: a vector-feature term with layer pairing (FitNet),
@@ -318,31 +354,6 @@ def distill_methods() -> list[str]:
 def pick_radio(page, key: str, label: str) -> None:
     page.locator(f".st-key-{key} label", has_text=label).first.click()
     settle(page)
-
-
-def pick_multiselect(page, key: str, option: str) -> None:
-    """A multiselect (react-aria combobox in Streamlit 1.67): type to filter, click the option, close the list.
-
-    A click on the box only focuses it (the list opens on typing or ArrowDown); the filtered
-    list also offers "Select N matches", hence the exact option name.
-    """
-    box = page.locator(f".st-key-{key} [role='combobox']").first
-    box.click()
-    box.press_sequentially(option)
-    page.get_by_role("option", name=option, exact=True).click()
-    page.keyboard.press("Escape")
-    settle(page)
-
-
-def chart_traces(page, key: str) -> dict[str, int]:
-    """Trace name → points of the Plotly chart with this key ({} when not drawn yet)."""
-    return page.evaluate(
-        """key => {
-            const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);
-            return el && el.data ? Object.fromEntries(el.data.map(t => [t.name, (t.x || []).length])) : {};
-        }""",
-        key,
-    )
 
 
 @pytest.mark.parametrize("method", distill_methods())

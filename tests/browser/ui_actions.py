@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import time
 
-from browser_support import wait_idle, wait_no_skeletons, wait_rendered
+from browser_support import screenshot, wait_idle, wait_no_skeletons, wait_rendered
 
 SETTLE_S = 0.3  # a widget change reaches the server a moment after the key press; then a rerun starts
 
@@ -41,8 +41,37 @@ def set_text(page, key: str, value: str) -> None:
 
 def choose(page, key: str, option: str) -> None:
     """A selectbox (a react-aria combobox in Streamlit 1.67): open it and click the option with exactly this text."""
-    page.locator(f".st-key-{key} [role='combobox']").first.click()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    option_el = page.get_by_role("option", name=option, exact=True)
+    for attempt in range(4):  # a click during a rerun may land on a copy that is being replaced: open it again
+        box = page.locator(f".st-key-{key} [role='combobox']").first
+        box.click()
+        try:
+            option_el.wait_for(timeout=3_000)
+            break
+        except PlaywrightTimeout:
+            box.press("ArrowDown")  # the list also opens from the keyboard
+            try:
+                option_el.wait_for(timeout=2_000)
+                break
+            except PlaywrightTimeout:
+                page.keyboard.press("Escape")
+    option_el.click()
+    settle(page)
+
+
+def pick_multiselect(page, key: str, option: str) -> None:
+    """A multiselect (react-aria combobox in Streamlit 1.67): type to filter, click the option, close the list.
+
+    A click on the box only focuses it (the list opens on typing or ArrowDown); the filtered
+    list also offers "Select N matches", hence the exact option name.
+    """
+    box = page.locator(f".st-key-{key} [role='combobox']").first
+    box.click()
+    box.press_sequentially(option)
     page.get_by_role("option", name=option, exact=True).click()
+    page.keyboard.press("Escape")
     settle(page)
 
 
@@ -90,6 +119,40 @@ def chart_points(page, key: str) -> list[int]:
         }""",
         key,
     )
+
+
+def chart_traces(page, key: str) -> dict[str, int]:
+    """Trace name → points of the Plotly chart with this key ({} when not drawn yet)."""
+    return page.evaluate(
+        """key => {
+            const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+            return el && el.data ? Object.fromEntries(el.data.map(t => [t.name, (t.x || []).length])) : {};
+        }""",
+        key,
+    )
+
+
+def chart_data(page, key: str) -> dict[str, dict[str, list]]:
+    """Trace name → {"x": [...], "y": [...]} of the Plotly chart with this key ({} when not drawn yet)."""
+    return page.evaluate(
+        """key => {
+            const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+            return el && el.data ? Object.fromEntries(el.data.map(t => [t.name, {x: Array.from(t.x || []), y: Array.from(t.y || [])}])) : {};
+        }""",
+        key,
+    )
+
+
+def wait_until(page, what, timeout_s: float, message: str, every_s: float = 0.25):
+    """Poll ``what()`` until it returns something truthy (returned); past the deadline a screenshot and an AssertionError."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(every_s)
+    screenshot(page, "FAILED_wait_until")
+    raise AssertionError(f"{message} (after {timeout_s:g} s)")
 
 
 def sidebar_text(page) -> str:
