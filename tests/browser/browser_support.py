@@ -192,26 +192,17 @@ def slug(text: str) -> str:
 
 # ----------------------------------------------------------------------------- memory
 def tree_rss(pid: int) -> int:
-    """Resident memory (bytes) of a process and all its descendants (the spawned training workers)."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
+    """Resident memory (bytes) of a process and all its descendants (the training workers)."""
+    return _tree_sum(pid, lambda proc: proc.memory_info().rss)
 
 
 def tree_pss(pid: int) -> int:
     """Proportional set size (bytes) of a process and its descendants: shared pages (torch's libraries,
     the mapped data set) split between the processes that map them — what the machine spends."""
+    return _tree_sum(pid, lambda proc: proc.memory_full_info().pss)
+
+
+def _tree_sum(pid: int, read) -> int:
     import psutil
 
     try:
@@ -222,9 +213,9 @@ def tree_pss(pid: int) -> int:
     total = 0
     for proc in procs:
         try:
-            total += proc.memory_full_info().pss
+            total += read(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            pass
+            pass  # it ended between listing and reading
     return total
 
 
