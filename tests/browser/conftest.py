@@ -1,12 +1,14 @@
 """Fixtures for the real-browser suite (``pytest -m browser``): one Streamlit server, one Chromium.
 
 The server is the real app (``streamlit run app.py``) on a free loopback port, with synthetic data
-(``KDVIZ_DATA_SOURCE=synthetic``) and a temporary runs folder. Chromium is Debian's
+(``KDVIZ_DATA_SOURCE=synthetic``) and a temporary runs folder; ``KDVIZ_BROWSER_MNIST=/path/to/data``
+puts it on real MNIST instead (slower: for screenshots of real results, not for CI). Chromium is Debian's
 ``/usr/bin/chromium`` driven by Playwright; when either is missing every browser test is skipped
 with the reason shown in pytest's summary (``-ra`` is on in pyproject.toml).
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -49,7 +51,9 @@ def browser_available() -> None:
 def app_server(browser_available, tmp_path_factory):
     """The real app, started once for the e2e tests; yields the server (``.url``, ``.proc.pid``)."""
     runs = tmp_path_factory.mktemp("runs")
-    server = StreamlitServer(APP, server_env(runs), ARTIFACTS / "server-e2e.log")
+    mnist = os.environ.get("KDVIZ_BROWSER_MNIST", "")
+    extra = {"KDVIZ_DATA_SOURCE": "auto", "KDVIZ_DATA_DIR": mnist} if mnist else {}
+    server = StreamlitServer(APP, server_env(runs, **extra), ARTIFACTS / "server-e2e.log")
     server.start()
     yield server
     server.stop()
