@@ -221,8 +221,8 @@ def _tree_sum(pid: int, read) -> int:
 
 def worker_pids(pid: int) -> set[int]:
     """PIDs of the training workers under ``pid``: processes forked by the fork server (they show its
-    command line but are not its direct child), or "spawn" children — not the fork server itself,
-    not the resource tracker."""
+    command line but are not its direct child), "spawn" children, or Ray job actors (``KDVIZ_EXECUTOR=ray``)
+    — not the fork server itself, not the resource tracker, not Ray's idle worker pool."""
     import psutil
 
     found = set()
@@ -233,7 +233,7 @@ def worker_pids(pid: int) -> set[int]:
     for child in children:
         try:
             cmd = " ".join(child.cmdline())
-            if "spawn_main" in cmd or ("forkserver" in cmd and child.ppid() != pid):
+            if "spawn_main" in cmd or ("forkserver" in cmd and child.ppid() != pid) or "JobActor" in cmd:
                 found.add(child.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             pass

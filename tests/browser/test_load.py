@@ -55,7 +55,7 @@ RENDER_TIMEOUT_S = 30  # a render not done by then is recorded as 30 s (far abov
 EPOCHS = "50"
 LIVE = re.compile(r"live view: every [\d.]+ s \((?:measured ([\d.]+) updates/s, )?(\d+) ms per redraw\)")
 USERS_NICE = 19  # the lowest priority: they stand in for browsers on 20 other machines
-SPARES = 1  # kdviz/ui/jobs.py keeps one warm spare worker process (KDVIZ_SPARE_WORKER, default on)
+SPARES = 1  # kdviz/ui/jobs.py keeps one warm spare worker process (KDVIZ_SPARE_WORKER, default on; none on Ray)
 QUEUED = re.compile(r"Queued — position (\d+)")
 
 
@@ -127,7 +127,9 @@ def _rate(values: list[float]) -> str:
 
 @pytest.fixture(scope="module")
 def load_server(browser_available, tmp_path_factory):
-    env = server_env(tmp_path_factory.mktemp("load-runs"), KDVIZ_MAX_JOBS=str(MAX_JOBS))
+    # KDVIZ_LOAD_EXECUTOR=ray runs the same scenario on the Ray executor (by hand: issue #16's second table)
+    env = server_env(tmp_path_factory.mktemp("load-runs"), KDVIZ_MAX_JOBS=str(MAX_JOBS),
+                     KDVIZ_EXECUTOR=os.environ.get("KDVIZ_LOAD_EXECUTOR", "local"))
     server = StreamlitServer(ROOT / "app.py", env, ARTIFACTS / "server-load.log")
     server.start()
     yield server
