@@ -114,8 +114,13 @@ def print_parts(title: str, parts: list[tuple[str, float]]) -> float:
 
 
 def main() -> None:
+    import argparse
+
     from playwright.sync_api import sync_playwright
 
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--app", default=str(ROOT), help="the checkout whose app.py is served (to measure an older kdviz)")
+    args = ap.parse_args()
     mnist_or_exit()
     print(f"{psutil.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f}; PSS in MiB (2^20 bytes)")
     for label, code in [("python + psutil", "pass"), ("import torch", "import torch"),
@@ -124,7 +129,7 @@ def main() -> None:
         print(f"  fresh interpreter, {label:<34} {fresh_interpreter(code):7,.0f} MiB")
     with tempfile.TemporaryDirectory() as tmp:
         env = server_env(Path(tmp) / "runs", KDVIZ_DATA_SOURCE="auto", KDVIZ_DATA_DIR=os.environ["KDVIZ_DATA_DIR"])
-        server = StreamlitServer(ROOT / "app.py", env, Path(tmp) / "server.log").start()
+        server = StreamlitServer(Path(args.app) / "app.py", env, Path(tmp) / "server.log").start()
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from kdviz.figures.style import AXIS, FONT_SIZE, PALETTE, base_layout, colors, figure, floats, line
+from kdviz.figures.style import AXIS, FONT_SIZE, LEGEND_BELOW, PALETTE, base_layout, colors, figure, floats, line
 
 DIVERGENCE_LABELS = {"forward_kl": "forward KL (KD)", "reverse_kl": "reverse KL", "js": "Jensen–Shannon",
                      "mse_logits": "MSE on logits"}
@@ -22,8 +22,10 @@ def reliability_diagram(bins: Mapping[str, Mapping], title: str = "Reliability d
         traces.append(line([p[0] for p in pts], [p[1] for p in pts], f"{name} (ECE {100 * rel['ece']:.2f}%)", palette[name],
                            mode="lines+markers", marker={"size": 9}, customdata=[p[2] for p in pts],
                            hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{customdata} images"))
-    return figure(traces, title, "mean confidence in bin (top softmax probability)", "accuracy in bin", height=420,
-                  hovermode="closest", xaxis={"range": [0, 1.02]}, yaxis={"range": [0, 1.02]})
+    # four long legend entries wrap to two lines: below the axes they cannot cover the title
+    return figure(traces, title, "mean confidence in bin (top softmax probability)", "accuracy in bin", height=480,
+                  hovermode="closest", xaxis={"range": [0, 1.02]}, yaxis={"range": [0, 1.02]},
+                  legend={**LEGEND_BELOW, "y": -0.22}, margin={"l": 70, "r": 20, "t": 60, "b": 130})
 
 
 def divergence_contributions(parts: Mapping[str, Sequence[float]], title: str = "Per-class contributions") -> go.Figure:
