@@ -9,13 +9,15 @@ Chromium, and prints
 - one classroom demo running (the Home page's button): the peak, and what the job adds (the first
   job that reads the training images brings their pages into memory: they count here);
 - two demos at once, in two sessions: what the second job adds (those pages are shared);
-- per-process parts (what one fresh interpreter costs for ``import torch``, torchvision, the data).
+- per-process parts (what one fresh interpreter costs for ``import torch``, torchvision, the data),
+  and how long a worker takes to start: forked from the fork server, or a warm spare.
 
     KDVIZ_DATA_DIR=../shared/data python bench/memory.py
 """
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -99,6 +101,36 @@ def run_demos(pages, pid: int, timeout_s: float = 600.0) -> tuple[float, float]:
     sys.exit(f"the demos did not finish within {timeout_s:.0f} s")
 
 
+def start_latency(launcher, ready, n: int = 5) -> float:
+    """Median seconds from handing a spec to ``launcher`` to the worker's first event (a torch-free
+    count job, so only the start is timed); ``ready()`` waits until the launcher is warm again."""
+    from kdviz.runtime.launch import Worker
+
+    times = []
+    for _ in range(n):
+        ready()
+        t0 = time.perf_counter()
+        worker: Worker = launcher({"fn": "kdviz.runtime.worker:count_job", "n": 1})
+        worker.events.get(timeout=60)
+        times.append(time.perf_counter() - t0)
+        worker.end()
+    return statistics.median(times)
+
+
+def print_start_latencies() -> None:
+    from kdviz.runtime.launch import SparePool, spawn_worker, warm_fork_server
+
+    warm_fork_server()
+    forked = start_latency(spawn_worker, lambda: time.sleep(1.0))
+    pool = SparePool()  # preloads the job modules (torch) and no data
+    try:
+        spare = start_latency(pool, lambda: (pool.warm_up(), time.sleep(8.0)))
+    finally:
+        pool.close()
+    print(f"  worker start to first event (median of 5): forked from the fork server {1000 * forked:.0f} ms, "
+          f"warm spare {1000 * spare:.0f} ms")
+
+
 def fresh_interpreter(code: str) -> float:
     """PSS (MiB) of a new Python process after running ``code``."""
     probe = f"{code}\nimport psutil; print(psutil.Process().memory_full_info().pss)"
@@ -127,6 +159,7 @@ def main() -> None:
                         ("import torch, torchvision", "import torch, torchvision"),
                         ("kdviz.data.load_bundle() (MNIST)", "from kdviz.data import load_bundle; load_bundle()")]:
         print(f"  fresh interpreter, {label:<34} {fresh_interpreter(code):7,.0f} MiB")
+    print_start_latencies()
     with tempfile.TemporaryDirectory() as tmp:
         env = server_env(Path(tmp) / "runs", KDVIZ_DATA_SOURCE="auto", KDVIZ_DATA_DIR=os.environ["KDVIZ_DATA_DIR"])
         server = StreamlitServer(Path(args.app) / "app.py", env, Path(tmp) / "server.log").start()

@@ -87,11 +87,24 @@ def _context() -> mp.context.BaseContext:
     copy-on-write, so a worker costs only what it writes. It has started no threads and touched
     no GPU, so forking it is safe.
     """
-    if "forkserver" not in mp.get_all_start_methods():
+    if not fork_server_available():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(list(PRELOAD_MODULES))
     return ctx
+
+
+def fork_server_available() -> bool:
+    return "forkserver" in mp.get_all_start_methods()
+
+
+def warm_fork_server() -> None:
+    """Start the fork server now (it imports torch and the job modules: seconds), not at the first job."""
+    if fork_server_available():
+        _context()
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _start(name: str, target: Callable, make_args: Callable[[Any, Any], tuple]) -> Worker:

@@ -28,7 +28,8 @@ from pathlib import Path
 from kdviz.data import env_data_source
 from kdviz.hosted import job_limit, threads_per_job
 from kdviz.runtime import fairshare
-from kdviz.runtime.launch import Launcher, SparePool, Worker, spawn_worker, try_quietly
+from kdviz.runtime.launch import (Launcher, SparePool, Worker, fork_server_available, spawn_worker, try_quietly,
+                                 warm_fork_server)
 from kdviz.runtime.protocol import ACTIVE_STATES, check_job_name, validate_spec
 from kdviz.runtime.records import DEFAULT_CAP, RunLog
 
@@ -276,13 +277,18 @@ class JobManager:
 
 
 def spare_enabled() -> bool:
-    """``KDVIZ_SPARE_WORKER=0`` turns the warm spare worker off (default on)."""
-    return os.environ.get(SPARE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    """``KDVIZ_SPARE_WORKER`` (1/0). Default off where workers are forked from the fork server: one
+    starts in about a tenth of a second (``bench/memory.py``), so an idle spare holding ~150 MiB buys
+    little; on where they must be spawned (seconds for the torch import)."""
+    default = "0" if fork_server_available() else "1"
+    return os.environ.get(SPARE_ENV, default).strip().lower() not in ("0", "false", "no", "off")
 
 
 def local_executor() -> JobManager:
-    """The server's executor: a JobManager with a warm spare worker (unless ``KDVIZ_SPARE_WORKER=0``)."""
+    """The server's executor: a JobManager whose workers fork from a warm fork server, or take a warm
+    spare worker where there is none (or ``KDVIZ_SPARE_WORKER=1``)."""
     if not spare_enabled():
+        warm_fork_server()
         return JobManager()
     try:
         source = env_data_source()
