@@ -47,6 +47,13 @@ STEPS = (
                "Logit distillation is only one option: feature and relation methods match what happens inside the "
                "networks. Compare them with several seeds before believing a difference of a few tenths of a percent.",
                {"transfer": "labelled", "transfer_n": "1000", "hidden": "16"}),
+    LessonStep("Where the networks look", "feature_maps.py",
+               "Press **Train the student**, pick a digit and compare the teacher's and the student's attention maps "
+               "stage by stage; then press **Run a short AT training** and watch the student's map move toward the "
+               "teacher's.",
+               "Attention transfer (Zagoruyko & Komodakis 2017) distils from inside the network: it asks the "
+               "student's convolution stages to put their energy where the teacher's do. The curve under the maps "
+               "is the distance between the two, shrinking as the student trains."),
     LessonStep("The language-model trap", "lm.py",
                "Compare the loss on padded token batches with and without the mask.",
                "For language models the same KL runs at every token of a [B, S, V] batch. Forget to mask the padding "
