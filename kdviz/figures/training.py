@@ -37,6 +37,8 @@ def accuracy_curves(evals: Mapping[str, Sequence[Mapping]], teacher_acc: float |
         extra["annotations"] = [{"xref": "paper", "x": 1, "yref": "y", "y": teacher_acc, "showarrow": False,
                                  "text": f"teacher {100 * teacher_acc:.2f}%", "xanchor": "right", "yanchor": "top",
                                  "font": {"size": FONT_SIZE}}]
+    if len(traces) > 2:  # more entries than fit beside the title on one line: below the axes
+        extra.update(legend={**LEGEND_BELOW, "y": -0.3}, margin={"l": 70, "r": 20, "t": 60, "b": 120}, height=420)
     return figure(traces, title, "step", "accuracy", yaxis=PERCENT_AXIS, **extra)
 
 
