@@ -273,8 +273,9 @@ def scenario_events(cfg: ScenarioConfig, bundle: kdata.DataBundle, *, device: st
             s0 = time.perf_counter()
             model = yield from _train_role(cfg, role, sets, seed, device, teacher, live_test, run_dir)
             z = predict_logits(model, bundle.test.x).cpu()
-            runs[role].append(seed_result(z, labels, seed, time.perf_counter() - s0, _omit(cfg)))
-            timings[f"{role} students"] = timings.get(f"{role} students", 0.0) + time.perf_counter() - s0
+            spent = time.perf_counter() - s0
+            runs[role].append(seed_result(z, labels, seed, spent, _omit(cfg)))
+            timings[f"{role} students"] = timings.get(f"{role} students", 0.0) + spent
             if i == 0 and keep_logits:
                 logits[role] = z.tolist()
     yield {"type": "status", "text": "done", "progress": 1.0}

@@ -6,8 +6,8 @@ A *launcher* is any ``spec -> Worker`` callable; ``JobManager`` takes one, so te
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import multiprocessing.spawn as mp_spawn
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable

@@ -278,8 +278,8 @@ class JobManager:
 
 def spare_enabled() -> bool:
     """``KDVIZ_SPARE_WORKER`` (1/0). Default off where workers are forked from the fork server: one
-    starts in about a tenth of a second (``bench/memory.py``), so an idle spare holding ~150 MiB buys
-    little; on where they must be spawned (seconds for the torch import)."""
+    reaches its first event in 39 ms vs 24 ms for a warm spare (``bench/memory.py``), so an idle spare
+    holding ~150 MiB buys little; on where they must be spawned (seconds for the torch import)."""
     default = "0" if fork_server_available() else "1"
     return os.environ.get(SPARE_ENV, default).strip().lower() not in ("0", "false", "no", "off")
 
