@@ -13,7 +13,8 @@ import pytest
 
 from kdviz.runtime.fairshare import FairShareError, pause_timeout_s
 from kdviz.runtime.launch import thread_worker
-from kdviz.runtime.manager import JobManager, SessionJobs
+from kdviz.runtime.manager import JobManager
+from kdviz.runtime.sessions import SessionJobs
 
 COUNT = "kdviz.runtime.worker:count_job"
 

@@ -19,7 +19,8 @@ import pytest
 from kdviz.hosted import cpu_cores
 from kdviz.runtime.executor import Executor, Job
 from kdviz.runtime.launch import PRELOAD_MODULES, SparePool, Worker, spawn_worker
-from kdviz.runtime.manager import JobManager, SessionJobs, local_executor, purge_old_job_dirs
+from kdviz.runtime.manager import JobManager, local_executor, purge_old_job_dirs
+from kdviz.runtime.sessions import SessionJobs
 from kdviz.runtime.protocol import END, validate_spec
 from kdviz.runtime.records import RunLog, Series
 from kdviz.runtime.worker import NICE_ENV, lower_priority, resolve_job, worker_main, worker_nice

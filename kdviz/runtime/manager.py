@@ -1,7 +1,7 @@
 """The local executor: worker processes on this machine, at most ``max_jobs`` at once, a FIFO queue.
 
 Plain Python (no Streamlit), tested with fake workers. ``kdviz/ui/jobs.py`` keeps one
-:class:`JobManager` per server and one :class:`SessionJobs` per browser session. The job
+:class:`JobManager` per server and one ``SessionJobs`` (``kdviz/runtime/sessions.py``) per browser session. The job
 protocol (specs, events, control, states): ``kdviz/runtime/protocol.py``; the interfaces this
 module implements (:class:`~kdviz.runtime.executor.Executor`, :class:`~kdviz.runtime.executor.Job`):
 ``kdviz/runtime/executor.py``.
@@ -206,8 +206,7 @@ class JobManager:
         spec = self._with_defaults(validate_spec(spec), check_job_name(name))
         with self._lock:
             handle = JobHandle(next(self._ids), spec, owner, self, self.cap, identity=identity)
-            replaced = fairshare.to_replace(handle, self._queue)  # FairShareError: nothing changed
-            self._queue.append(handle)
+            replaced = self._enter_queue(handle)  # FairShareError: nothing changed
             for old in replaced:
                 self._dequeue(old)
                 old._finish("stopped", f"replaced by a newer Start (job #{handle.id})")
@@ -226,17 +225,35 @@ class JobManager:
         with self._lock:
             self._running = [h for h in self._running if h.active and h.worker is not None and h.worker.process.is_alive()]
             self._expire_paused()
-            while len(self._running) < self.max_jobs:
-                handle = next((h for h in self._queue if fairshare.may_start(h, self._running)), None)
-                if handle is None:
-                    break
+            for handle in self._admit():
                 self._queue.remove(handle)
                 self._running.append(handle)
                 handle._launch(self.launcher)
 
+    # -- the scheduling decisions: in this process here; cluster-wide in kdviz/runtime/ray_slots.py
+    def _enter_queue(self, handle: JobHandle) -> list[JobHandle]:
+        """Append ``handle`` to the queue; returns the queued jobs it replaces (FairShareError: nothing changed)."""
+        replaced = fairshare.to_replace(handle, self._queue)
+        self._queue.append(handle)
+        return replaced
+
+    def _admit(self) -> list[JobHandle]:
+        """The queued jobs to start now, in order: FIFO into the free slots, as fair share allows."""
+        chosen, running = [], list(self._running)
+        for handle in self._queue:
+            if len(running) >= self.max_jobs:
+                break
+            if fairshare.may_start(handle, running):
+                chosen.append(handle)
+                running.append(handle)
+        return chosen
+
+    def _others_waiting(self) -> bool:
+        return bool(self._queue)
+
     def _expire_paused(self) -> None:
         """A job paused longer than ``pause_timeout_s`` gives up its slot while others wait (it is stopped)."""
-        if not self._queue:
+        if not self._others_waiting():
             return
         cutoff = time.time() - self.pause_timeout_s
         for h in [h for h in self._running if h.state == "paused" and h.paused_at is not None and h.paused_at < cutoff]:
@@ -299,81 +316,7 @@ def local_executor() -> JobManager:
     return JobManager(launcher=pool)
 
 
-# ----------------------------------------------------------------------------- sessions and scratch folders
-class SessionJobs:
-    """One session's jobs by name ("teacher", "distill", ...), submitted to an executor.
-
-    Every job it ever submitted is kept in ``submitted`` (not only the latest of each name), so
-    :meth:`active` counts and :meth:`stop_all` stops all of them, whatever happened to the names.
-    """
-
-    def __init__(self, identity: str = "") -> None:
-        self.id = uuid.uuid4().hex[:12]
-        self.identity = identity
-        self.handles: dict[str, JobHandle] = {}
-        self.submitted: list[JobHandle] = []
-        self._requests: dict[str, dict] = {}  # name -> the spec as the page gave it (before defaults)
-        self._executors: list = []
-
-    def start(self, name: str, spec: dict, executor) -> JobHandle:
-        """Submit ``spec`` as job ``name``; the previous job of that name is stopped once the new one is accepted.
-
-        Idempotent while a start is in flight: the same spec again, while the job of that name is
-        queued or has not sent anything yet, returns that job (a double click is not a second job)."""
-        current = self.handles.get(name)
-        if current is not None and self._in_flight(current) and self._requests.get(name) == spec:
-            return current
-        handle = executor.submit(spec, owner=self.id, name=name, identity=self.identity)  # a bad spec raises: the old job runs on
-        self._remember(name, spec, handle, executor)
-        if current is not None:
-            current.stop()
-        return handle
-
-    @staticmethod
-    def _in_flight(handle: JobHandle) -> bool:
-        return handle.state == "queued" or (handle.state == "running" and handle.events_seen == 0)
-
-    def _remember(self, name: str, spec: dict, handle: JobHandle, executor) -> None:
-        self.handles[name], self._requests[name] = handle, dict(spec)
-        self.submitted = [h for h in self.submitted if h.active] + [handle]
-        if executor not in self._executors:
-            self._executors.append(executor)
-
-    def forget(self, name: str) -> None:
-        """Stop job ``name`` and drop its records."""
-        handle = self.handles.pop(name, None)
-        self._requests.pop(name, None)
-        if handle is not None:
-            handle.stop()
-
-    def adopt(self, other: "SessionJobs") -> None:
-        """Take over ``other``'s handles for names this registry lacks (a reconnected session keeps its curves)."""
-        for name, handle in other.handles.items():
-            self.handles.setdefault(name, handle)
-        self.submitted += [h for h in other.submitted if h.active and h not in self.submitted]
-        self._executors += [e for e in other._executors if e not in self._executors]
-
-    def active(self) -> list[JobHandle]:
-        """Every active job of this session: the ones it submitted plus any the executors hold under its id."""
-        found = [h for h in self.submitted if h.active]
-        for executor in self._executors:
-            found += [h for h in executor.jobs(self.id) if h not in found]
-        return found
-
-    def stop_all(self) -> int:
-        """Stop every job of this session; returns how many were still active."""
-        handles = self.active()
-        for handle in sorted(handles, key=lambda h: h.state != "queued"):  # queued first: none starts meanwhile
-            handle.stop()
-        return len(handles)
-
-    def poll_all(self) -> list[JobHandle]:
-        handles = list({id(h): h for h in (*self.handles.values(), *self.active())}.values())
-        for handle in handles:
-            handle.poll()
-        return handles
-
-
+# ----------------------------------------------------------------------------- scratch folders
 def jobs_root() -> Path:
     """Scratch folder for job outputs (``$KDVIZ_JOBS_DIR``, else the temp dir). Saving a run copies
     its checkpoints into the run store; these folders are purged after ``JOB_DIR_TTL_S``."""

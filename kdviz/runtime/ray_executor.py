@@ -1,17 +1,20 @@
-"""The Ray executor: each job runs in a Ray actor; the queue, fair share, stop and pause stay in the driver.
+"""The Ray executor: each job runs in a Ray actor; one queue for the cluster; stop and pause from the driver.
 
 Selected with ``KDVIZ_EXECUTOR=ray`` (``kdviz.runtime.executors.make_executor``). It plugs in at
 the *launcher* level of ``kdviz/runtime/executor.py``: :class:`RayLauncher` turns a spec into a
 :class:`~kdviz.runtime.launch.Worker` whose "process" is a :class:`JobActor` running the usual
 worker loop (``kdviz.runtime.worker.worker_main``) and whose two queues are
 ``ray.util.queue.Queue`` actors. So the events, control messages and states are exactly those of
-``kdviz/runtime/protocol.py``, and ``JobManager`` (queue, slots, fair share, pause timeout) is
-reused unchanged: one driver-side manager per Streamlit server process.
+``kdviz/runtime/protocol.py``. Each Streamlit server process (replica) has one driver-side job
+manager, :class:`~kdviz.runtime.ray_slots.BrokeredJobManager`: handles, events and control are
+the local executor's; the queue order, slot grants and fair share are decided cluster-wide by one
+named broker actor (``kdviz/runtime/ray_slots.py``).
 
 Cluster: ``ray.init()`` connects to ``$RAY_ADDRESS`` when set (kdviz must be installed on the
 nodes, the data under ``$KDVIZ_DATA_DIR`` on each); without it a local Ray instance starts, with
 this checkout on the workers' ``PYTHONPATH``. ``KDVIZ_*`` variables travel to the workers.
-This is the only module that imports ``ray`` (an optional dependency: requirements-optional.txt).
+This module and ``ray_slots.py`` are the only ones that import ``ray`` (an optional dependency:
+requirements-optional.txt).
 """
 from __future__ import annotations
 
@@ -24,8 +27,10 @@ from typing import Callable, Iterable
 import ray
 from ray.util.queue import Queue
 
+from kdviz.hosted import job_limit
 from kdviz.runtime.launch import EVENT_QUEUE_MAX, Worker
 from kdviz.runtime.manager import JobManager
+from kdviz.runtime.ray_slots import BrokeredJobManager
 from kdviz.runtime.worker import worker_main
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
@@ -37,6 +42,7 @@ def ensure_ray(**init_kwargs) -> None:
         return
     env = {k: v for k, v in os.environ.items() if k.startswith("KDVIZ_")}
     if not os.environ.get("RAY_ADDRESS"):
+        init_kwargs.setdefault("address", "local")  # a new instance, never a cluster this machine happens to run
         env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH", "")) if p)
     init_kwargs.setdefault("include_dashboard", False)
     ray.init(runtime_env={"env_vars": env}, ignore_reinit_error=True, log_to_driver=False, **init_kwargs)
@@ -131,14 +137,17 @@ class RayLauncher:
         return Worker(process, BatchedEvents(events, on_close=process.release), control)
 
 
-def ray_executor(max_jobs: int | None = None) -> JobManager:
-    """The Ray-backed executor: the driver-side JobManager (queue, fair share) launching Ray actors.
+def ray_executor(max_jobs: int | None = None, broker: str | None = None) -> JobManager:
+    """The Ray-backed executor: a job manager launching Ray actors, whose queue and slots are the
+    cluster's (``kdviz/runtime/ray_slots.py``: one broker shared by every replica, named ``broker``
+    or ``$KDVIZ_RAY_BROKER``).
 
-    ``max_jobs`` defaults to ``$KDVIZ_MAX_JOBS``, else the CPUs of the Ray cluster."""
+    ``max_jobs`` (used when this replica creates the broker) defaults to ``$KDVIZ_MAX_JOBS``, else
+    the CPUs of the Ray cluster."""
     launcher = RayLauncher()
-    if max_jobs is None and not os.environ.get("KDVIZ_MAX_JOBS"):
-        max_jobs = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return JobManager(max_jobs=max_jobs, launcher=launcher)
+    if max_jobs is None:
+        max_jobs = job_limit() if os.environ.get("KDVIZ_MAX_JOBS") else max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return BrokeredJobManager(max_jobs, launcher, broker)
 
 
 @ray.remote

@@ -33,7 +33,8 @@ import streamlit as st
 from kdviz.hosted import hosted_mode
 from kdviz.runtime.executor import Executor, Job
 from kdviz.runtime.executors import make_executor
-from kdviz.runtime.manager import JobHandle, SessionJobs, jobs_root, purge_old_job_dirs
+from kdviz.runtime.manager import JobHandle, jobs_root, purge_old_job_dirs
+from kdviz.runtime.sessions import SessionJobs
 from kdviz.ui.owner import COOKIE as OWNER_COOKIE
 from kdviz.ui.retention import remove_job_dirs
 

@@ -191,27 +191,36 @@ def slug(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- memory
-def tree_rss(pid: int) -> int:
-    """Resident memory (bytes) of a process and all its descendants (the training workers)."""
-    return _tree_sum(pid, lambda proc: proc.memory_info().rss)
+def tree_rss(pid: int, *more: int) -> int:
+    """Resident memory (bytes) of a process and all its descendants (the training workers); ``more``:
+    further roots (a Ray head whose workers run the jobs)."""
+    return _tree_sum((pid, *more), lambda proc: proc.memory_info().rss)
 
 
-def tree_pss(pid: int) -> int:
+def tree_pss(pid: int, *more: int) -> int:
     """Proportional set size (bytes) of a process and its descendants: shared pages (torch's libraries,
     the mapped data set) split between the processes that map them — what the machine spends."""
-    return _tree_sum(pid, lambda proc: proc.memory_full_info().pss)
+    return _tree_sum((pid, *more), lambda proc: proc.memory_full_info().pss)
 
 
-def _tree_sum(pid: int, read) -> int:
+def _tree(roots) -> list:
     import psutil
 
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
+    procs = {}
+    for pid in roots:
+        try:
+            root = psutil.Process(pid)
+            procs.update((p.pid, p) for p in (root, *root.children(recursive=True)))
+        except psutil.NoSuchProcess:
+            pass
+    return list(procs.values())
+
+
+def _tree_sum(roots, read) -> int:
+    import psutil
+
     total = 0
-    for proc in procs:
+    for proc in _tree(roots):
         try:
             total += read(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -219,25 +228,22 @@ def _tree_sum(pid: int, read) -> int:
     return total
 
 
-def worker_pids(pid: int) -> set[int]:
-    """PIDs of the training workers under ``pid``: processes forked by the fork server (they show its
-    command line but are not its direct child), "spawn" children, or Ray job actors (``KDVIZ_EXECUTOR=ray``)
-    — not the fork server itself, not the resource tracker, not Ray's idle worker pool."""
+def worker_pids(pid: int, *more: int) -> set[int]:
+    """PIDs of the training workers under ``pid`` (and the roots ``more``): processes forked by the fork
+    server (they show its command line but are not its direct child), "spawn" children, or Ray job
+    actors (``KDVIZ_EXECUTOR=ray``) — not the fork server itself, not the resource tracker, not Ray's
+    idle worker pool."""
     import psutil
 
     found = set()
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return found
-    for child in children:
+    for child in _tree((pid, *more)):
         try:
             cmd = " ".join(child.cmdline())
             if "spawn_main" in cmd or ("forkserver" in cmd and child.ppid() != pid) or "JobActor" in cmd:
                 found.add(child.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             pass
-    return found
+    return found - {pid, *more}
 
 
 def describe_pids(pids: set[int]) -> str:
@@ -261,20 +267,21 @@ class RssSampler(threading.Thread):
     most training workers seen at once.
     """
 
-    def __init__(self, pid: int, every_s: float = 0.25) -> None:
+    def __init__(self, pid: int, every_s: float = 0.25, more_roots=lambda: ()) -> None:
         super().__init__(daemon=True)
-        self.pid, self.every_s = pid, every_s
+        self.pid, self.every_s, self.more_roots = pid, every_s, more_roots  # more_roots(): e.g. a Ray head's processes
         self.peak, self.peak_pss, self.samples, self.max_workers = 0, 0, 0, 0
         self.max_detail = ""  # the workers seen when max_workers was reached: pid, status, age
         self._halt = threading.Event()
 
     def worker_pids(self) -> set[int]:
-        return worker_pids(self.pid)
+        return worker_pids(self.pid, *self.more_roots())
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.peak = max(self.peak, tree_rss(self.pid))
-            self.peak_pss = max(self.peak_pss, tree_pss(self.pid))
+            roots = self.more_roots()
+            self.peak = max(self.peak, tree_rss(self.pid, *roots))
+            self.peak_pss = max(self.peak_pss, tree_pss(self.pid, *roots))
             pids = self.worker_pids()
             if len(pids) > self.max_workers:
                 self.max_workers, self.max_detail = len(pids), describe_pids(pids)

@@ -126,10 +126,22 @@ def _rate(values: list[float]) -> str:
 
 
 @pytest.fixture(scope="module")
-def load_server(browser_available, tmp_path_factory):
-    # KDVIZ_LOAD_EXECUTOR=ray runs the same scenario on the Ray executor (by hand: issue #16's second table)
-    env = server_env(tmp_path_factory.mktemp("load-runs"), KDVIZ_MAX_JOBS=str(MAX_JOBS),
-                     KDVIZ_EXECUTOR=os.environ.get("KDVIZ_LOAD_EXECUTOR", "local"))
+def ray_head():
+    """With ``KDVIZ_LOAD_EXECUTOR=ray`` (by hand: issue #16's second table) a Ray head of its own; else None."""
+    if os.environ.get("KDVIZ_LOAD_EXECUTOR", "local") != "ray":
+        yield None
+        return
+    from ray_cluster import RayHead
+
+    head = RayHead(cpus=MAX_JOBS).start()
+    yield head
+    head.stop()
+
+
+@pytest.fixture(scope="module")
+def load_server(browser_available, tmp_path_factory, ray_head):
+    extra = {"KDVIZ_EXECUTOR": "ray", "KDVIZ_RAY_BROKER": f"kdviz-load-{ray_head.port}", **ray_head.env} if ray_head else {}
+    env = server_env(tmp_path_factory.mktemp("load-runs"), KDVIZ_MAX_JOBS=str(MAX_JOBS), **extra)
     server = StreamlitServer(ROOT / "app.py", env, ARTIFACTS / "server-load.log")
     server.start()
     yield server
@@ -557,11 +569,11 @@ def users_browser(browser):
 
 
 @pytest.fixture(scope="module")
-def scenario(browser, users_browser, load_server) -> tuple[Figures, RssSampler, dict | None]:
+def scenario(browser, users_browser, load_server, ray_head) -> tuple[Figures, RssSampler, dict | None]:
     """Runs the whole load scenario once; prints the figures and writes artifacts/load_figures.txt."""
     url = load_server.url
     prime(browser, url)
-    sampler = RssSampler(load_server.proc.pid)
+    sampler = RssSampler(load_server.proc.pid, more_roots=ray_head.roots if ray_head else lambda: ())
     figures = Figures()
     sampler.start()
     print()
@@ -573,7 +585,7 @@ def scenario(browser, users_browser, load_server) -> tuple[Figures, RssSampler, 
         table = figures.table(sampler)
         print(table)
         ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "load_figures.txt").write_text(table + "\n")
+        (ARTIFACTS / f"load_figures{'_ray' if ray_head else ''}.txt").write_text(table + "\n")
     return figures, sampler, counts_after
 
 
