@@ -126,10 +126,11 @@ def test_two_replicas_share_one_limit_and_one_fifo_queue(replicas):
     b1, b2 = (b.submit(LONG, owner=o, name="count") for o in ("b1", "b2"))
     assert (a1.state, a2.state, b1.state, b2.state) == ("running", "running", "queued", "queued")
     assert (b1.position, b2.position) == (1, 2)  # free slots on b's machine do not matter: the cluster's are taken
-    assert b.counts() == a.counts() == {"running": 2, "queued": 2, "max": 2}
+    assert b.counts() == {"running": 2, "queued": 2, "max": 2}
+    wait_for(lambda: a.counts() == {"running": 2, "queued": 2, "max": 2}, timeout=10)  # a's view: one sync later
     a1.stop()
     wait_for(lambda: b1.state == "running", b1, b2)
-    assert b2.position == 1 and a.counts() == {"running": 2, "queued": 1, "max": 2}
+    wait_for(lambda: b2.position == 1 and a.counts() == {"running": 2, "queued": 1, "max": 2}, b2, timeout=10)
 
 
 def test_a_late_replica_gets_the_clusters_limit_not_its_own(replicas, monkeypatch):

@@ -3,9 +3,9 @@
 Selected with ``KDVIZ_EXECUTOR=ray`` (``kdviz.runtime.executors.make_executor``). It plugs in at
 the *launcher* level of ``kdviz/runtime/executor.py``: :class:`RayLauncher` turns a spec into a
 :class:`~kdviz.runtime.launch.Worker` whose "process" is a :class:`JobActor` running the usual
-worker loop (``kdviz.runtime.worker.worker_main``) and whose two queues are
-``ray.util.queue.Queue`` actors. So the events, control messages and states are exactly those of
-``kdviz/runtime/protocol.py``. Each Streamlit server process (replica) has one driver-side job
+worker loop (``kdviz.runtime.worker.worker_main``), with its events and control queues inside the
+actor (:class:`ActorEvents` fetches events in batches without blocking the server). So the
+events, control messages and states are exactly those of ``kdviz/runtime/protocol.py``. Each Streamlit server process (replica) has one driver-side job
 manager, :class:`~kdviz.runtime.ray_slots.BrokeredJobManager`: handles, events and control are
 the local executor's; the queue order, slot grants and fair share are decided cluster-wide by one
 named broker actor (``kdviz/runtime/ray_slots.py``).
@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import ray
-from ray.util.queue import Queue
 
 from kdviz.hosted import job_limit
 from kdviz.runtime.launch import EVENT_QUEUE_MAX, Worker
 from kdviz.runtime.manager import JobManager
 from kdviz.runtime.ray_slots import BrokeredJobManager
-from kdviz.runtime.worker import worker_main
+from kdviz.runtime.worker import worker_main, worker_nice
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -48,20 +47,42 @@ def ensure_ray(**init_kwargs) -> None:
     ray.init(runtime_env={"env_vars": env}, ignore_reinit_error=True, log_to_driver=False, **init_kwargs)
 
 
-@ray.remote(num_cpus=1)
+@ray.remote(num_cpus=1, max_concurrency=3)
 class JobActor:
-    """Runs one job's worker loop; ``run`` returns when the job has ended (its ``end`` event sent)."""
+    """Runs one job's worker loop in one thread (``run`` returns when the job has ended, its ``end``
+    event queued), while other threads hand its events out (``take``) and pass control messages in
+    (``send``). Keeping both queues inside the actor, rather than in two ``ray.util.queue.Queue``
+    actors, saves two Python processes per job (about 80 MB each) and lets one call fetch a batch."""
 
-    def run(self, spec: dict, events: Queue, control: Queue) -> int:
-        worker_main(spec, events, control)
+    def __init__(self) -> None:
+        if hasattr(os, "nice"):  # as local workers do (kdviz/runtime/worker.py): the server's replies come first
+            os.nice(max(0, worker_nice() - os.nice(0)))
+        self.events: queue.Queue = queue.Queue(maxsize=EVENT_QUEUE_MAX)
+        self.control: queue.Queue = queue.Queue()
+
+    def run(self, spec: dict) -> int:
+        worker_main(spec, self.events, self.control)
         return 0
+
+    def take(self, most: int = 5000) -> list[dict]:
+        """Every waiting event (at most ``most``), never blocking."""
+        out = []
+        while len(out) < most:
+            try:
+                out.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+    def send(self, message) -> None:
+        self.control.put(message)
 
 
 class ActorProcess:
     """The process-like face of a :class:`JobActor` (what :class:`Worker` and ``JobManager`` expect)."""
 
-    def __init__(self, actor, done_ref, queues: tuple[Queue, Queue]) -> None:
-        self.actor, self.done_ref, self.queues = actor, done_ref, queues
+    def __init__(self, actor, done_ref) -> None:
+        self.actor, self.done_ref = actor, done_ref
         self.exitcode: int | None = None
 
     def is_alive(self) -> bool:
@@ -89,36 +110,56 @@ class ActorProcess:
     kill = terminate
 
     def release(self) -> None:
-        """Kill the actor and its two queue actors (once the job's events are no longer needed)."""
-        for actor in (self.actor, *(q.actor for q in self.queues)):
-            try:
-                ray.kill(actor)
-            except (ValueError, ray.exceptions.RayError):
-                pass  # already gone
+        """Kill the actor (once the job's events are no longer needed)."""
+        try:
+            ray.kill(self.actor)
+        except (ValueError, ray.exceptions.RayError):
+            pass  # already gone
 
 
-class BatchedEvents:
-    """``get_nowait`` over a Ray queue, fetching every waiting event in one call (not one actor call each)."""
+class ActorEvents:
+    """``get_nowait`` over a :class:`JobActor`'s events that never blocks the server while the job runs.
 
-    def __init__(self, source: Queue, on_close: Callable[[], None] = lambda: None) -> None:
-        self.source, self.buffer, self.on_close = source, deque(), on_close
+    One ``take`` call is in flight at a time; its batch is used once it has arrived (the session's
+    next poll). Waiting for each reply instead held the job manager's lock for one Ray round trip per
+    poll: with 20 sessions on 2 cores the pages stopped rendering (the load test's fresh sessions
+    timed out at 30 s). Once the job has ended, the rest is fetched waiting, so no event is lost."""
+
+    def __init__(self, process: ActorProcess) -> None:
+        self.process, self.buffer, self.pending = process, deque(), None
 
     def get_nowait(self) -> dict:
         if not self.buffer:
             try:
-                n = self.source.qsize()
-                if n:
-                    self.buffer.extend(self.source.get_nowait_batch(n))
-            except ray.exceptions.RayError as err:  # the queue actor is gone: like a closed queue
+                self._collect(wait=not self.process.is_alive())
+            except ray.exceptions.RayError as err:  # the actor is gone: like a closed queue
                 raise OSError(str(err)) from err
         if not self.buffer:
             raise queue.Empty
         return self.buffer.popleft()
 
+    def _collect(self, wait: bool) -> None:
+        if self.pending is None:
+            self.pending = self.process.actor.take.remote()
+        if not wait and not ray.wait([self.pending], timeout=0)[0]:
+            return  # not arrived yet: the next poll takes it
+        self.buffer.extend(ray.get(self.pending, timeout=10))
+        self.pending = None
+        if wait:  # the job has ended: also what it queued after that call was sent
+            self.buffer.extend(ray.get(self.process.actor.take.remote(), timeout=10))
+
     def close(self) -> None:
-        """Called by ``Worker.end`` once the job is over: free the Ray actors."""
+        """Called by ``Worker.end`` once the job is over: free the actor."""
         self.buffer.clear()
-        self.on_close()
+        self.process.release()
+
+
+class ActorControl:
+    def __init__(self, actor) -> None:
+        self.actor = actor
+
+    def put(self, message) -> None:
+        self.actor.send.remote(message)  # calls from one caller arrive in order
 
 
 class RayLauncher:
@@ -129,12 +170,10 @@ class RayLauncher:
         self.started = 0
 
     def __call__(self, spec: dict) -> Worker:
-        events, control = Queue(maxsize=EVENT_QUEUE_MAX), Queue()
         actor = JobActor.options(num_cpus=max(1, int(spec.get("threads", 1)))).remote()
-        done = actor.run.remote(dict(spec), events, control)
+        process = ActorProcess(actor, actor.run.remote(dict(spec)))
         self.started += 1
-        process = ActorProcess(actor, done, (events, control))
-        return Worker(process, BatchedEvents(events, on_close=process.release), control)
+        return Worker(process, ActorEvents(process), ActorControl(actor))
 
 
 def ray_executor(max_jobs: int | None = None, broker: str | None = None) -> JobManager:

@@ -120,16 +120,21 @@ def slot_broker(max_jobs: int, name: str, lease_s: float = LEASE_S):
 class BrokeredJobManager(JobManager):
     """A :class:`JobManager` whose queue order, slot grants and counts come from the cluster's :class:`SlotBroker`.
 
-    Jobs, handles, events and control are the base class's; only the scheduling hooks differ."""
+    Jobs, handles, events and control are the base class's; only the scheduling hooks differ. A
+    session's poll never waits for the broker: one ``sync`` is in flight at a time and its reply is
+    used once it has arrived (a view at most ~``SYNC_CACHE_S`` + one round trip old). After this
+    replica's own change (a submit, a stop, a finished job) the next tick waits for a fresh reply,
+    so the user who pressed the button sees its effect at once."""
 
     def __init__(self, max_jobs: int, launcher, name: str | None = None) -> None:
         self.broker_name = broker_name(name)
         self.broker = slot_broker(max_jobs, self.broker_name)
         super().__init__(max_jobs=ray.get(self.broker.limit.remote()), launcher=launcher)
         self.replica = uuid.uuid4().hex[:12]
-        self._view = {"admitted": [], "positions": {}, "counts": {"running": 0, "queued": 0, "max": self.max_jobs},
+        self._view = {"positions": {}, "counts": {"running": 0, "queued": 0, "max": self.max_jobs},
                       "others_waiting": False}
-        self._synced_at = float("-inf")
+        self._admitted: set[str] = set()  # the broker tells each admission once
+        self._pending, self._asked_at, self._urgent = None, float("-inf"), True
 
     def key(self, handle: JobHandle) -> str:
         return f"{self.replica}:{handle.id}"
@@ -139,33 +144,50 @@ class BrokeredJobManager(JobManager):
                                                                handle.owner, handle.identity))
         if refusal:
             raise fairshare.FairShareError(refusal)
-        self._synced_at = float("-inf")  # the next tick asks again: this job may start at once
+        self._urgent = True  # the next tick waits: this job may start at once
         self._queue.append(handle)
         return [h for h in self._queue if self.key(h) in set(replaced)]
 
+    def _ask(self):
+        self._asked_at = time.monotonic()
+        return self.broker.sync.remote(self.replica, [self.key(h) for h in (*self._running, *self._queue)])
+
+    def _take(self, view: dict) -> None:
+        self._admitted.update(view.pop("admitted"))
+        self._view = view
+
     def _sync(self) -> dict:
-        if time.monotonic() - self._synced_at >= SYNC_CACHE_S:
-            held = [self.key(h) for h in (*self._running, *self._queue)]
-            self._view = ray.get(self.broker.sync.remote(self.replica, held))
-            self._synced_at = time.monotonic()
+        if self._urgent:
+            self._urgent = False
+            if self._pending is not None:  # an older reply: its admissions count too
+                self._take(ray.get(self._pending))
+            self._pending = None
+            self._take(ray.get(self._ask()))
+            return self._view
+        if self._pending is not None and ray.wait([self._pending], timeout=0)[0]:
+            self._take(ray.get(self._pending))
+            self._pending = None
+        if self._pending is None and time.monotonic() - self._asked_at >= SYNC_CACHE_S:
+            self._pending = self._ask()
         return self._view
 
     def _admit(self) -> list[JobHandle]:
-        admitted = set(self._sync()["admitted"])
-        self._view["admitted"] = []  # told once
-        return [h for h in self._queue if self.key(h) in admitted]
+        self._sync()
+        chosen = [h for h in self._queue if self.key(h) in self._admitted]
+        self._admitted.clear()  # an admitted job no longer queued here is dropped by the next sync
+        return chosen
 
     def _others_waiting(self) -> bool:
-        return self._sync()["others_waiting"]
+        return self._view["others_waiting"]
 
     def position(self, handle: JobHandle) -> int | None:
         with self._lock:
-            return self._sync()["positions"].get(self.key(handle)) if handle in self._queue else None
+            return self._view["positions"].get(self.key(handle)) if handle in self._queue else None
 
     def counts(self) -> dict[str, int]:
         self.tick()
         with self._lock:
-            return dict(self._sync()["counts"])
+            return dict(self._view["counts"])
 
     def _dequeue(self, handle: JobHandle) -> None:
         with self._lock:
@@ -178,5 +200,5 @@ class BrokeredJobManager(JobManager):
         super()._release(handle)
 
     def _forget_remotely(self, handle: JobHandle) -> None:
-        self.broker.release.remote(self.key(handle))  # fire and forget: the next sync drops it anyway
-        self._synced_at = float("-inf")
+        self.broker.release.remote(self.key(handle))  # not waited for: calls from one caller arrive in order
+        self._urgent = True
