@@ -20,7 +20,7 @@ from kdviz.figures import attention_comparison, heatmap_row, series_lines
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui import live
 from kdviz.ui.hosted import cap
-from kdviz.ui.jobs import get_job, start_job
+from kdviz.ui.jobs import get_job, show_start_error, start_job_or_keep_error
 from kdviz.ui.teachers import current_teacher, load_model
 from kdviz.ui.urlstate import sync_url, url_state
 
@@ -67,7 +67,7 @@ def _start_pair() -> None:
             "device": current_device(), "train_teacher": bool(s.get("fm_train_teacher", False))}
     if not spec["train_teacher"]:
         spec["teacher"] = cnn_teacher()[0]
-    start_job(JOB, spec)
+    start_job_or_keep_error(JOB, spec)
 
 
 def draw_pair_job(handle) -> None:
@@ -119,6 +119,7 @@ def builtin_models():
     c1.button(f"Train {what}", key="fm_train", type="primary",
               on_click=_start_pair, width="stretch", help="Trains in the background; a run in progress is replaced.")
     c2.button("Stop", key="fm_stop", disabled=not active, on_click=live.stop_job, args=(JOB,), width="stretch")
+    show_start_error(JOB)
     if handle is None:
         st.info(f"Press the button to train a CNN student (8-16-32) distilled from {teacher_note} with attention "
                 "transfer on stage 2 — seconds on a CPU, in the background.")
@@ -168,7 +169,7 @@ def stage_maps(teacher, student, x) -> list[str]:
 def _start_watch(paths: dict, labels: str) -> None:
     """Button callback: train a fresh student against the teacher in a worker process (nothing blocks)."""
     state = st.session_state
-    start_job(WATCH_JOB, {"fn": "kdviz.runtime.feature_jobs:watch_at_job", "teacher": paths["teacher"], "student": paths["student"],
+    start_job_or_keep_error(WATCH_JOB, {"fn": "kdviz.runtime.feature_jobs:watch_at_job", "teacher": paths["teacher"], "student": paths["student"],
                           "layer": state["fm_layer"], "steps": int(state["fm_watch_steps"]), "index": int(state.get("fm_index", 0)),
                           "probe_n": PROBE_SIZE, "data": data_source(), "device": current_device(), "ui": {"labels": labels}})
 
@@ -218,6 +219,7 @@ def watch_section(paths: dict, layers: list[str], labels: str) -> None:
     b1.button(f"Run a short AT training ({int(steps)} steps)", key="fm_watch", on_click=_start_watch, args=(paths, labels),
               width="stretch", help="Trains in the background on the digit shown above; a run in progress is replaced.")
     b2.button("Stop", key="fm_watch_stop", disabled=not active, on_click=live.stop_job, args=(WATCH_JOB,), width="stretch")
+    show_start_error(WATCH_JOB)
     if handle is None or (not active and handle.spec.get("ui", {}).get("labels") != labels):
         return  # nothing run yet, or a finished run for another pair
     if handle.state != "done" or handle.result is None:

@@ -16,7 +16,7 @@ from kdviz.interview.cards import CARDS, PAGE_TITLES, matches
 from kdviz.figures.interview import METRICS, run_both_figure
 from kdviz.ui import live
 from kdviz.ui.frame import current_device, data_source
-from kdviz.ui.jobs import get_job, start_job
+from kdviz.ui.jobs import get_job, show_start_error, start_job_or_keep_error
 from kdviz.ui.urlstate import sync_url, url_state
 
 P, JOB = "iv_", "interview"
@@ -53,8 +53,8 @@ def _run_both(bug: bugs.Bug) -> None:
         st.session_state[P + "run_note"] = "Already running — the charts below update live."
         return
     st.session_state.pop(P + "run_note", None)
-    start_job(JOB, {"fn": "kdviz.interview.runner:run_both_job", "bug": bug.id, "steps": int(st.session_state[P + "steps"]),
-                    "data": data_source(), "device": current_device()})
+    start_job_or_keep_error(JOB, {"fn": "kdviz.interview.runner:run_both_job", "bug": bug.id,
+                                  "steps": int(st.session_state[P + "steps"]), "data": data_source(), "device": current_device()})
 
 
 def spot_the_bug() -> None:
@@ -86,6 +86,7 @@ def run_both_controls(bug: bugs.Bug) -> None:
     handle = get_job(JOB)
     if st.session_state.get(P + "run_note") and handle is not None and handle.active:
         st.caption(st.session_state[P + "run_note"])
+    show_start_error(JOB)
     live.live_panel(JOB, draw_run_both)
 
 

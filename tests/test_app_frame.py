@@ -68,3 +68,32 @@ def test_job_counts_and_stop_all(app_env, tick):
     at.sidebar.button(key="stop_all").click().run()
     assert handle.state == "stopped" and handle.wait_ended(5)
     assert "yours: 0 running, 0 queued" in at.sidebar.markdown[-1].value
+
+
+def test_without_an_executor_the_pages_say_why_and_keep_working(app_env, monkeypatch):
+    """A server whose executor cannot be built (here a bad KDVIZ_EXECUTOR; an unreachable Ray cluster is the
+    same path) shows why in the sidebar and on each refused Start, and every page still draws."""
+    from kdviz.ui.jobs import _executor_or_error
+
+    monkeypatch.setenv("KDVIZ_EXECUTOR", "dask")
+    _executor_or_error.clear()
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+        at.switch_page("app_pages/teacher.py").run()
+        assert not at.exception
+        assert any("KDVIZ_EXECUTOR='dask'" in plain(e.value) for e in at.sidebar.error), [e.value for e in at.sidebar.error]
+        at.button(key="teacher_start").click().run()
+        assert not at.exception and any("executor could not start" in plain(e.value) for e in at.error)
+        for path, button in (("app_pages/interview.py", "iv_run"), ("app_pages/feature_maps.py", "fm_train")):
+            at.switch_page(path).run()
+            at.button(key=button).click().run()
+            assert not at.exception, (path, [e.value for e in at.exception])
+            assert any("Could not start" in e.value and "KDVIZ_EXECUTOR='dask'" in plain(e.value) for e in at.error), path
+    finally:
+        monkeypatch.delenv("KDVIZ_EXECUTOR")
+        _executor_or_error.clear()  # the next call (this test's teardown, later tests) builds the real executor
+
+
+def plain(markdown: str) -> str:
+    """Shown text without the backslashes that keep user-quoted strings from being read as Markdown."""
+    return markdown.replace("\\", "")

@@ -15,6 +15,7 @@ import torch
 from kdviz import data as kdata
 from kdviz.ui.jobs import get_manager, session_jobs, stop_session_jobs
 from kdviz.ui.live import QUEUED_REFRESH_S
+from kdviz.ui.text import md_text
 
 DEVICE_KEY = "device"
 
@@ -72,7 +73,11 @@ def jobs_panel() -> None:
     @st.fragment(run_every=(QUEUED_REFRESH_S if only_queued else 2.0) if active else None)
     def _counts() -> None:
         handles = registry.poll_all()  # keeps every job of this session drained, whatever page is open
-        counts = get_manager().counts()
+        try:
+            counts = get_manager().counts()
+        except ValueError as err:  # no executor (bad KDVIZ_EXECUTOR, Ray unreachable): say so, draw the rest
+            st.error(md_text(err))
+            return
         mine = sum(h.state in ("running", "paused") for h in handles), sum(h.state == "queued" for h in handles)
         st.markdown(f"**Jobs:** {counts['running']} running, {counts['queued']} queued "
                     f"(of {counts['max']} slots)  \nyours: {mine[0]} running, {mine[1]} queued")

@@ -26,6 +26,7 @@ limits hold per person across their tabs; unset, hosted mode uses the browser's 
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import streamlit as st
@@ -37,19 +38,38 @@ from kdviz.runtime.manager import JobHandle, jobs_root, purge_old_job_dirs
 from kdviz.runtime.sessions import SessionJobs
 from kdviz.ui.owner import COOKIE as OWNER_COOKIE
 from kdviz.ui.retention import remove_job_dirs
+from kdviz.ui.text import md_text
 
-__all__ = ["Job", "JobHandle", "forget_job", "get_job", "get_manager", "jobs_root", "my_active_jobs", "session_jobs", "start_job", "stop_session_jobs"]
+__all__ = ["Job", "JobHandle", "forget_job", "get_job", "get_manager", "jobs_root", "my_active_jobs", "session_jobs",
+           "show_start_error", "start_job", "start_job_or_keep_error", "stop_session_jobs"]
 
+log = logging.getLogger("kdviz.app")
 _STATE_KEY = "_kdviz_session_jobs"
+_START_ERROR_KEY = "_kdviz_start_error_"
 IDENTITY_HEADER_ENV = "KDVIZ_IDENTITY_HEADER"
 
 
 @st.cache_resource(show_spinner=False)
+def _executor_or_error() -> tuple[Executor | None, str]:
+    """Built once per server; a failure is kept too (retrying would wait for e.g. an unreachable Ray
+    cluster on every rerun of every page)."""
+    purge_old_job_dirs(jobs_root())  # start-up: what earlier servers left behind
+    try:
+        return make_executor(), ""
+    except Exception as err:  # noqa: BLE001 - bad KDVIZ_EXECUTOR, ray missing, cluster unreachable: all say the same
+        log.exception("the job executor could not start")
+        return None, (f"the job executor could not start ({type(err).__name__}: {err}); training is off until "
+                      "the server is restarted with a working KDVIZ_EXECUTOR / RAY_ADDRESS")
+
+
 def get_manager() -> Executor:
     """The one executor of this server process: ``KDVIZ_EXECUTOR`` (local worker processes with a warm
-    spare unless disabled, or Ray actors: ``kdviz/runtime/executors.py``)."""
-    purge_old_job_dirs(jobs_root())  # start-up: what earlier servers left behind
-    return make_executor()
+    spare unless disabled, or Ray actors: ``kdviz/runtime/executors.py``). A ValueError saying why when
+    it could not be built."""
+    executor, error = _executor_or_error()
+    if executor is None:
+        raise ValueError(error)
+    return executor
 
 
 def _release_session(jobs: SessionJobs) -> None:
@@ -88,6 +108,26 @@ def session_jobs() -> SessionJobs:
 def start_job(name: str, spec: dict) -> Job:
     """Submit ``spec`` as this session's job ``name``; a bad spec is a ValueError naming what is wrong."""
     return session_jobs().start(name, spec, get_manager())
+
+
+def start_job_or_keep_error(name: str, spec: dict) -> bool:
+    """:func:`start_job` for a button callback: a refused Start (a bad spec, fair share, no executor) is
+    kept for :func:`show_start_error` rather than raised (an exception in a callback breaks the page)."""
+    key = f"{_START_ERROR_KEY}{name}"
+    try:
+        start_job(name, spec)
+    except ValueError as err:
+        st.session_state[key] = str(err)
+        return False
+    st.session_state.pop(key, None)
+    return True
+
+
+def show_start_error(name: str) -> None:
+    """The message of job ``name``'s last refused Start, as plain text (it may quote user input)."""
+    error = st.session_state.get(f"{_START_ERROR_KEY}{name}")
+    if error:
+        st.error(f"Could not start: {md_text(error)}")
 
 
 def get_job(name: str) -> Job | None:
