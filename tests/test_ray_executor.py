@@ -177,3 +177,28 @@ def test_a_vanished_replica_frees_its_slots_after_the_lease(replicas):
         wait_for(lambda: job.state == "done", job, timeout=30)  # ~1 s of silence from "ghost" frees its slot
     finally:
         b.stop_all()
+
+
+def test_a_replica_whose_sessions_do_not_poll_keeps_its_slot(monkeypatch):
+    """A hidden browser tab polls once a minute; the replica's heartbeat still renews its lease."""
+    import time
+
+    from kdviz.runtime import ray_slots
+
+    monkeypatch.setattr(ray_slots, "HEARTBEAT_S", 0.2)
+    name = f"test-{uuid.uuid4().hex}"
+    ray_slots.slot_broker(1, name, lease_s=1.0)
+    a, b = ray_executor(broker=name), ray_executor(broker=name)
+    try:
+        held = a.submit(LONG, owner="a", name="count")
+        assert held.state == "running"
+        time.sleep(2.5)  # no poll of a's job: only a's heartbeat speaks for it, 2.5 leases long
+        waiting = b.submit(count(n=3), owner="b", name="count")
+        time.sleep(1.0)
+        waiting.poll()
+        assert waiting.state == "queued" and waiting.position == 1  # a's slot was not given away
+        held.stop()
+        wait_for(lambda: waiting.state == "done", waiting, timeout=30)
+    finally:
+        a.stop_all()
+        b.stop_all()

@@ -22,9 +22,12 @@ stay between the session and its actor (``kdviz/runtime/ray_executor.py``).
 """
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 import uuid
+import weakref
 from types import SimpleNamespace
 
 import ray
@@ -32,8 +35,10 @@ import ray
 from kdviz.runtime import fairshare
 from kdviz.runtime.manager import JobHandle, JobManager
 
+log = logging.getLogger(__name__)
 BROKER_NAME, NAMESPACE, BROKER_ENV = "kdviz-slots", "kdviz", "KDVIZ_RAY_BROKER"
-LEASE_S = 30.0  # a replica's sync interval is ≤ 4 s (the slowest page poll); 30 s of silence means it is gone
+HEARTBEAT_S = 5.0  # a replica syncs at least this often, polled or not (a browser throttles a hidden tab's timers to once a minute)
+LEASE_S = 30.0  # six missed heartbeats: the replica is gone
 SYNC_CACHE_S = 0.2  # ticks come from every poll of every session; one broker call per 0.2 s is plenty
 
 
@@ -135,6 +140,7 @@ class BrokeredJobManager(JobManager):
                       "others_waiting": False}
         self._admitted: set[str] = set()  # the broker tells each admission once
         self._pending, self._asked_at, self._urgent = None, float("-inf"), True
+        threading.Thread(target=_heartbeat, args=(weakref.ref(self),), daemon=True, name="kdviz-broker-heartbeat").start()
 
     def key(self, handle: JobHandle) -> str:
         return f"{self.replica}:{handle.id}"
@@ -202,3 +208,19 @@ class BrokeredJobManager(JobManager):
     def _forget_remotely(self, handle: JobHandle) -> None:
         self.broker.release.remote(self.key(handle))  # not waited for: calls from one caller arrive in order
         self._urgent = True
+
+
+def _heartbeat(manager_ref) -> None:
+    """Tick the manager every ``HEARTBEAT_S`` while it exists, so the broker hears from this replica
+    even when no session polls (and admitted jobs start); ends with the manager or with Ray."""
+    while True:
+        time.sleep(HEARTBEAT_S)
+        manager = manager_ref()
+        if manager is None:
+            return
+        try:
+            manager.tick()
+        except Exception as err:  # noqa: BLE001 - Ray shut down or the broker is gone: a background thread ends quietly
+            log.warning("broker heartbeat stopped: %s", err)
+            return
+        del manager
