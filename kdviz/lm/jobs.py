@@ -85,10 +85,15 @@ def lm_distill_job(spec: dict) -> Iterator[dict]:
     for method in methods:
         models[method], runs[method] = student_run(method, teacher, ckpt, words, val, cfg, student, seqkd_n)
     yield {"type": "status", "text": f"training {', '.join(methods)} on {len(words):,} names (T={cfg.T:g}, alpha={cfg.alpha:g})"}
-    t0 = time.perf_counter()
-    yield from interleave(runs)
+    t0, final = time.perf_counter(), {}
+    for event in interleave(runs):
+        if event.get("val_bpc") is not None:
+            final[event["run"]] = event["val_bpc"]
+        yield event
     train_s = time.perf_counter() - t0
-    bpc = {m: evaluate_bpc(model, val) for m, model in models.items()}
+    # Each run's last record is evaluated after its last step (train_lm evaluates at step == steps),
+    # on the same weights and names: reuse it rather than evaluate each student again (~0.16 s each, measured).
+    bpc = {m: final[m] if m in final else evaluate_bpc(model, val) for m, model in models.items()}
     if teacher.vmap is None:
         bpc["teacher"] = evaluate_bpc(ckpt.model, val)
     paths = {m: str(save_lm(folder / f"lm_{m}.pt", model, NAMES_VOCAB, {"val_bpc": bpc[m], "method": m}))

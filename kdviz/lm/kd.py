@@ -28,9 +28,11 @@ def kd_batchmean(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: 
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * T * T
 
 
-def kd_term(student_logits, teacher_logits, T: float, mask: torch.Tensor, reduction: str = "token") -> torch.Tensor:
+def kd_term(student_logits, teacher_logits, T: float, mask: torch.Tensor, reduction: str = "token",
+            check: bool = True) -> torch.Tensor:
+    """``check=False`` skips ``kd_loss``'s input checks (see there)."""
     if reduction == "token":
-        return kd_loss(student_logits, teacher_logits, T, mask=mask)
+        return kd_loss(student_logits, teacher_logits, T, mask=mask, check=check)
     if reduction == "batchmean":
         return kd_batchmean(student_logits, teacher_logits, T)
     raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
