@@ -7,7 +7,7 @@ import torch
 from kdviz import cli
 from kdviz.lm.experiments import bpc_table
 from kdviz.lm.jobs import lm_distill_job, lm_seeds_job, lm_teacher_job
-from kdviz.lm.model import load_lm
+from kdviz.lm.model import STUDENT, load_lm, make_lm, param_count
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -52,6 +52,8 @@ def test_distill_job_trains_every_method_side_by_side(tiny_teacher, tmp_path):
     (result,) = _of(events, "result")
     assert set(result["val_bpc"]) == {"distilled", "scratch", "batchmean", "seqkd", "teacher"}
     assert result["train_n"] == 40 and all(len(v) == 8 for v in result["samples"].values())
+    # the lab's student by default: 1 layer, d = 32 (it was once LMConfig()'s 3 × 128, 4× the teacher)
+    assert set(result["params"].values()) == {param_count(make_lm(STUDENT, 0))}
 
 
 def test_distill_job_refuses_a_teacher_with_another_vocabulary_then_aligns_it(tiny_teacher, tmp_path):

@@ -25,7 +25,7 @@ import torch
 from kdviz.lm.corpus import NAMES_VOCAB, encode_batch
 from kdviz.lm.experiments import run_seeds
 from kdviz.lm.kd import dropped_mass, to_teacher_ids
-from kdviz.lm.model import TEACHER, LMConfig, param_count, save_lm
+from kdviz.lm.model import STUDENT, TEACHER, LMConfig, param_count, save_lm
 from kdviz.lm.runs import (DEFAULT_TRAIN_N, SEQKD_N, STUDENT_TRAIN, TEACHER_TRAIN, check_methods, load_teacher, make_config,
                            real_names, reindexed, student_run, teacher_for, train_teacher)
 from kdviz.lm.train import LMTrainConfig, evaluate_bpc, sample
@@ -67,7 +67,9 @@ def _teacher(spec: dict):
 def lm_distill_job(spec: dict) -> Iterator[dict]:
     """Students side by side (same init, seed and batches), each by its method; then their final bpc."""
     folder, cfg = out_dir(spec), _train_cfg(spec, STUDENT_TRAIN)
-    student = make_config(LMConfig, spec.get("student"), "student")
+    # the lab's student (1 layer, d=32), as the README and the CLI's table have it; until session 5 this
+    # fell back to LMConfig()'s 3 layers of d=128 (604k parameters, 4× the teacher) and took 2.4× as long
+    student = make_config(LMConfig, {**asdict(STUDENT), **dict(spec.get("student") or {})}, "student")
     methods = check_methods(spec.get("methods", ("distilled", "scratch")))
     words, val = real_names(spec.get("train_n", DEFAULT_TRAIN_N))
     seqkd_n = int(spec.get("seqkd_n", SEQKD_N))
