@@ -195,19 +195,11 @@ class BrokeredJobManager(JobManager):
         with self._lock:
             return dict(self._view["counts"])
 
-    def _dequeue(self, handle: JobHandle) -> None:
-        with self._lock:
-            if handle in self._queue:
-                self._queue.remove(handle)
-                self._forget_remotely(handle)
-
     def _release(self, handle: JobHandle) -> None:
-        self._forget_remotely(handle)
-        super()._release(handle)
-
-    def _forget_remotely(self, handle: JobHandle) -> None:
+        """Every job that leaves (finished, stopped, replaced, dequeued) passes here once."""
         self.broker.release.remote(self.key(handle))  # not waited for: calls from one caller arrive in order
         self._urgent = True
+        super()._release(handle)
 
 
 def _heartbeat(manager_ref) -> None:
