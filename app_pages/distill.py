@@ -9,6 +9,7 @@ from kdviz.engine import TrainConfig, total_steps
 from kdviz.hosted import clamp_model_config, clamp_train_config
 from kdviz.methods import METHODS, DistillConfig, default_layer
 from kdviz.methods.schedules import SCHEDULES, schedule_curve
+from kdviz.runtime.job_specs import parse_terms
 from kdviz.models import ModelConfig, build_model, feature_shapes
 from kdviz import figures
 from kdviz.ui import forms, live, teachers
@@ -197,6 +198,9 @@ def method_inputs(student: ModelConfig | None, teacher: ModelConfig | None) -> N
                 st.caption(info.note)
             cols = st.columns(3)
             cols[0].number_input("weight", min_value=0.0, value=float(info.default_weight), key=f"distill_w_{m}", persist_state=forms.KEEP)
+            if info.param is not None:  # e.g. JS's beta; checked by Term when Start builds the objective
+                cols[1].number_input(info.param.label, value=float(info.param.default), step=0.1, format="%.3g",
+                                     key=f"distill_p_{m}", persist_state=forms.KEEP)
             if info.needs != "logits" and student is not None and teacher is not None:
                 maps = info.needs == "maps"
                 s_opts, t_opts = layer_names(student, maps) or ["(none)"], layer_names(teacher, maps) or ["(none)"]
@@ -211,8 +215,11 @@ def terms_from_state() -> list[dict]:
     out = []
     for m in s.get("distill_methods", []):
         sl, tl = s.get(f"distill_sl_{m}", ""), s.get(f"distill_tl_{m}", "")
-        out.append({"method": m, "weight": float(s.get(f"distill_w_{m}", METHODS[m].default_weight)),
-                    "student_layer": "" if sl == "(none)" else sl, "teacher_layer": "" if tl == "(none)" else tl})
+        term = {"method": m, "weight": float(s.get(f"distill_w_{m}", METHODS[m].default_weight)),
+                "student_layer": "" if sl == "(none)" else sl, "teacher_layer": "" if tl == "(none)" else tl}
+        if METHODS[m].param is not None:
+            term["param"] = float(s.get(f"distill_p_{m}", METHODS[m].param.default))
+        out.append(term)
     return out
 
 
@@ -229,9 +236,11 @@ def start() -> None:
         train, notes_t = clamp_train_config(forms.train_from_state(JOB), limits(), n_train=n)
         distill = distill_from_state()
         DistillConfig(**distill)  # a bad schedule stops here, before any job starts
+        terms = terms_from_state()
+        parse_terms(terms)  # so does a method setting out of range (JS's β outside (0, 1))
         spec = {"fn": "kdviz.runtime.training_jobs:distill_job", "teacher": path, "student": forms.spec_dict(student),
                 "train": forms.spec_dict(train), "distill": distill,
-                "terms": terms_from_state(), "transfer": choice, "data": data_source(), "device": current_device(),
+                "terms": terms, "transfer": choice, "data": data_source(), "device": current_device(),
                 "ui": {"total_steps": total_steps(max(1, n), train), "teacher_acc": (summary or {}).get("test_acc")}}
         start_job(JOB, spec)
     except ValueError as err:

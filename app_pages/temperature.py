@@ -16,6 +16,8 @@ import streamlit as st
 import torch
 
 from kdviz import losses
+from kdviz.calculator import (TUTORIAL_KD, TUTORIAL_LOGPROB0, TUTORIAL_RATIOS, TUTORIAL_TOTAL, parse_logits, tutorial_rows,
+                              worked_example)
 from kdviz.checkpoints import CheckpointError
 from kdviz.engine import TrainConfig, make_model, run_to_end, train
 from kdviz.evaluation import evaluate
@@ -35,10 +37,6 @@ P = "temp_"  # session-state prefix of the URL-backed settings: temp_T, temp_log
 T_RANGE, T_DEFAULT = (0.5, 50.0), 4.0
 CALC_DEFAULTS = {"calc_teacher": "2, 1, 0", "calc_student": "1.5, 0.5, 0", "calc_label": 0, "calc_T": 2.0, "calc_alpha": 0.5}
 QUICK_STEPS = 300
-DT = torch.float64  # the calculator works in double precision, so its 4-decimal display is exact
-# What a widely copied tutorial wrote for the default example (see the expander below).
-TUTORIAL_LOGPROB0, TUTORIAL_KD, TUTORIAL_TOTAL = -0.7315, 0.0153, 0.2399
-TUTORIAL_RATIOS = (0.0504, 0.0504, -0.1996)  # its log p − log q per class (exact: 0.0516, 0.0516, −0.1984)
 # Examples the calculator can load: a classic lesson's logits, and a soft label given as probabilities
 # (its logits are their logs, so at T = 1 the soft targets are exactly that label).
 SOFT_LABEL = (0.05, 0.90, 0.05)
@@ -160,34 +158,9 @@ def temperature_view(teacher: torch.nn.Module, x: torch.Tensor, caption: str, la
 
 
 # ----------------------------------------------------------------------------- worked example
-def parse_logits(text: str, what: str) -> torch.Tensor:
-    """"2, 1, 0" (brackets allowed) → float64 tensor ``[C]``; ValueError naming the bad entry."""
-    parts = [p.strip() for p in str(text).strip().strip("[]()").split(",")]
-    values = []
-    for part in parts:
-        try:
-            values.append(float(part))
-        except ValueError:
-            raise ValueError(f"{what}: could not read {part!r} as a number (write comma-separated numbers, e.g. 2, 1, 0)") from None
-    if len(values) < 2:
-        raise ValueError(f"{what} need at least 2 classes, got {len(values)} value(s)")
-    return torch.tensor(values, dtype=DT)
-
-
 def vec(t: torch.Tensor, digits: int = 4) -> str:
     """LaTeX row vector with ``digits`` decimals."""
     return r"\left[" + r",\ ".join(f"{float(v):.{digits}f}" for v in t) + r"\right]"
-
-
-def worked_example(z_t: torch.Tensor, z_s: torch.Tensor, label: int, T: float, alpha: float) -> dict:
-    """Every intermediate of the Hinton KD loss for one example, from ``kdviz.losses`` (ValueError on bad input)."""
-    parts = losses.distillation_loss(z_s[None], z_t[None], torch.tensor([label]), T, alpha)  # validates everything
-    p = losses.soft_targets(z_t, T)  # [C]
-    log_p = torch.log_softmax(z_t / T, dim=-1)
-    log_q = torch.log_softmax(z_s / T, dim=-1)
-    terms = p * (log_p - log_q)  # KL summands [C]
-    return {"p": p, "log_p": log_p, "log_q": log_q, "terms": terms, "kl": terms.sum(),
-            "kd": parts["kd"], "ce": parts["ce"], "total": parts["total"]}
 
 
 def show_steps(z_t, z_s, label: int, T: float, alpha: float, r: dict) -> None:
@@ -303,32 +276,6 @@ def show_bsv_steps(r: dict, T: float) -> None:
 
 
 # ----------------------------------------------------------------------------- notes
-def _row(name: str, ratios: torch.Tensor, p: torch.Tensor, T: float, alpha: float, ce: float) -> dict:
-    """One table row: the log-ratios log p − log q, the KL terms p·(log p − log q), their sum, KD and the total."""
-    terms = p * ratios  # [C] KL summands
-    kd = T * T * float(terms.sum())
-    return {"variant": name, "log p − log q": ", ".join(f"{float(v):+.4f}" for v in ratios),
-            "KL terms": ", ".join(f"{float(v):+.4f}" for v in terms), "KL = Σ": f"{float(terms.sum()):.6f}",
-            "KD = T²·KL": f"{kd:.4f}", "total": f"{alpha * kd + (1 - alpha) * ce:.4f}", "_kd": kd}
-
-
-def tutorial_rows(r: dict, T: float, alpha: float) -> list[dict]:
-    """The default example recomputed: exactly; with the tutorial's −0.7315 for log q₀ (alone, or as a shift of all
-    three); and with the tutorial's own log-ratios and 4-decimal p, which reproduce its KD exactly. Last row: its annotation."""
-    ratios, ce = r["log_p"] - r["log_q"], float(r["ce"])
-    only_first = ratios.clone()
-    only_first[0] = r["log_p"][0] - TUTORIAL_LOGPROB0
-    shift = r["log_q"][0] - TUTORIAL_LOGPROB0  # all three log q off by the same amount (a rounded log Σe^z)
-    p4 = torch.round(r["p"], decimals=4)  # p as the tutorial printed it
-    rows = [_row("exact (kdviz.losses)", ratios, r["p"], T, alpha, ce),
-            _row("log q₀ = −0.7315, rest exact", only_first, r["p"], T, alpha, ce),
-            _row("all log q off by the same amount", ratios + shift, r["p"], T, alpha, ce),
-            _row("the tutorial's log-ratios, its 4-decimal p", torch.tensor(TUTORIAL_RATIOS, dtype=DT), p4, T, alpha, ce)]
-    rows.append({"variant": "the tutorial's annotation", "log p − log q": "", "KL terms": "(not shown)",
-                 "KL = Σ": f"{TUTORIAL_KD / (T * T):.6f}", "KD = T²·KL": f"{TUTORIAL_KD}", "total": f"{TUTORIAL_TOTAL}"})
-    return rows
-
-
 def tutorial_note() -> None:
     """Where a widely copied tutorial's hand-annotated 0.0153 / 0.2399 (for the default example) goes wrong."""
     d = CALC_DEFAULTS

@@ -137,6 +137,20 @@ def test_divergences_are_offered_with_their_note(no_spawn, teacher):
     assert not at.exception and any("alpha·weight·JS" in c.value for c in at.caption)
 
 
+def test_js_mixing_weight_is_sent_and_a_bad_one_starts_nothing(no_spawn, teacher):
+    at = _page(teacher)
+    at.multiselect(key="distill_methods").select("js").run()
+    assert at.number_input(key="distill_p_js").value == 0.5
+    at.number_input(key="distill_p_js").set_value(1.5).run()
+    before = at.session_state["_kdviz_session_jobs"].handles.get("distill")  # tests in this file share one session
+    at.button(key="distill_start").click().run()
+    assert not at.exception and any("beta must lie strictly between 0 and 1" in e.value for e in at.error)
+    assert at.session_state["_kdviz_session_jobs"].handles.get("distill") is before  # nothing started
+    at.number_input(key="distill_p_js").set_value(0.2).run()
+    at.button(key="distill_start").click().run()
+    assert _spec(at)["terms"] == [{"method": "js", "weight": 1.0, "student_layer": "", "teacher_layer": "", "param": 0.2}]
+
+
 def _logit_or_vector_methods() -> list[str]:
     from kdviz.methods import METHODS
 

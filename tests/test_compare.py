@@ -53,6 +53,23 @@ def test_summary_rows_match_hand_computation():
     assert rows["at"]["n"] == 0 and rows["at"]["mean_acc"] is None and rows["at"]["status"].startswith("not applicable")
 
 
+def test_calibration_gets_its_own_verdict_vs_scratch():
+    fake = {"scratch": {"accs": [0.9, 0.91, 0.9], "wall_s": [1, 1, 1], "eces": [0.050, 0.052, 0.048]},
+            "kd": {"accs": [0.9, 0.9, 0.91], "wall_s": [1, 1, 1], "eces": [0.020, 0.022, 0.018]},
+            "js": {"accs": [0.91, 0.9, 0.9], "wall_s": [1, 1, 1], "eces": [0.045, 0.060, 0.040]}}
+    rows = {r["method"]: r for r in summarise(fake)}
+    # kd − scratch = −0.030; 2·sqrt(0.002²/3 + 0.002²/3) = 0.0033 → beyond noise
+    assert rows["kd"]["ece_diff_vs_scratch"] == pytest.approx(-0.030) and rows["kd"]["ece_noise_vs_scratch"] is False
+    # js − scratch = −0.0017; 2·sqrt(std_js²/3 + 0.002²/3) with std_js = 0.01041 → 0.0122 → within noise
+    assert rows["js"]["ece_diff_vs_scratch"] == pytest.approx(0.145 / 3 - 0.05, abs=1e-9)
+    assert rows["js"]["ece_noise_vs_scratch"] is True
+    assert rows["scratch"]["ece_diff_vs_scratch"] is None
+    lines = format_table(list(rows.values())).splitlines()
+    assert "ECE vs scratch (pts)" in lines[0]
+    assert any(l.startswith("kd") and "2.00 ± 0.20         -3.00 (beyond noise)" in l for l in lines)
+    assert any(l.startswith("js") and "4.83 ± 1.04         -0.17 (within noise)" in l for l in lines)
+
+
 def test_table_shows_verdicts_and_not_applicable_rows():
     table = format_table(summarise(FAKE))
     lines = table.splitlines()

@@ -133,6 +133,8 @@ def test_distill_job_bad_spec_gives_one_error_event(tmp_path, teacher_ckpt, spec
 def test_method_terms_are_parsed_by_name():
     assert parse_terms([{"method": "at", "weight": 2, "student_layer": "stage2", "teacher_layer": "stage2"}]) == (
         Term("at", 2.0, "stage2", "stage2"),)
+    assert parse_terms([{"method": "js", "param": 0.25}]) == (Term("js", 1.0, param=0.25),)
+    assert parse_terms([{"method": "js"}])[0].param == 0.5  # the method's declared default
 
 
 def test_quick_pair_job_trains_teacher_then_at_student_and_saves_both(tmp_path):

@@ -432,6 +432,23 @@ def test_registered_divergence_terms_use_their_losses():
     assert all(METHODS[m].on_logits for m in ("reverse_kl", "js", "mse_logits"))
 
 
+def test_js_term_takes_its_beta_from_the_term():
+    from kdviz.methods import DistillConfig, Objective, Term
+    from kdviz.methods.objective import bind_terms
+
+    s, t, y = randn(3, 4, seed=46), randn(3, 4, seed=47), torch.tensor([0, 1, 2])
+    for beta in (None, 0.2, 0.9):
+        terms = (Term("js", 1.0, param=beta),)
+        bound, _ = bind_terms(terms, {}, {})
+        weighted, raw = Objective(DistillConfig(T=2.0, alpha=0.5, terms=terms), bound)(s, {}, t, {}, y, 2.0, 0.5)
+        assert raw["js"].item() == pytest.approx(ref_divergence(s, t, 2.0, "js", 0.5 if beta is None else beta), rel=1e-9)
+        assert weighted["js"].item() == pytest.approx(0.5 * raw["js"].item(), rel=1e-12)  # a divergence takes alpha
+    with pytest.raises(ValueError, match="beta must lie strictly between 0 and 1"):
+        Term("js", 1.0, param=1.5)
+    with pytest.raises(ValueError, match="kd takes no setting of its own"):
+        Term("kd", 1.0, param=0.3)
+
+
 def test_js_symmetric_at_half_and_bounded():
     from kdviz.methods.divergences import js_loss
     s, t = randn(4, 6, seed=44) * 50, randn(4, 6, seed=45) * 50

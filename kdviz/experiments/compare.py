@@ -149,7 +149,8 @@ def summarise(per_method: dict[str, dict]) -> list[dict]:
     """Rows from per-seed results ``{method: {"status", "accs": [...], "wall_s": [...]}}`` (plain data).
 
     Row keys: method, label, status ("ok" or "not applicable: ..."), accs, n, mean_acc, std_acc
-    (ddof = 1), mean_wall_s, best, diff_vs_best, noise_vs_best, diff_vs_scratch, noise_vs_scratch.
+    (ddof = 1), mean_wall_s, eces, mean_ece, std_ece, best, diff_vs_best, noise_vs_best,
+    diff_vs_scratch, noise_vs_scratch, ece_diff_vs_scratch, ece_noise_vs_scratch.
     Verdicts are None where they do not apply (the best row vs itself, scratch vs itself).
     """
     rows = [_base_row(m, r) for m, r in per_method.items()]
@@ -166,8 +167,10 @@ def _base_row(method: str, result: dict) -> dict:
     accs, walls = list(result.get("accs", [])), list(result.get("wall_s", []))
     label = "Scratch (labels only)" if method == SCRATCH else METHODS[method].label
     row = {"method": method, "label": label, "status": result.get("status", "ok"), "accs": accs, "n": len(accs),
-           "mean_acc": None, "std_acc": None, "mean_wall_s": None, "mean_ece": None, "std_ece": None, "best": False,
+           "mean_acc": None, "std_acc": None, "mean_wall_s": None, "eces": list(result.get("eces", [])),
+           "mean_ece": None, "std_ece": None, "best": False,
            "diff_vs_best": None, "noise_vs_best": None, "diff_vs_scratch": None, "noise_vs_scratch": None,
+           "ece_diff_vs_scratch": None, "ece_noise_vs_scratch": None,
            "note": METHODS[method].note if method in METHODS else ""}
     if accs:
         ms = mean_std(accs)
@@ -182,7 +185,11 @@ def _verdict(row: dict, ref: dict | None, name: str) -> dict:
     if ref is None or ref["method"] == row["method"]:
         return {}
     c = compare_stats(row["accs"], ref["accs"])
-    return {f"diff_vs_{name}": c.diff, f"noise_vs_{name}": c.within_noise}
+    out = {f"diff_vs_{name}": c.diff, f"noise_vs_{name}": c.within_noise}
+    if name == SCRATCH and row["eces"] and ref["eces"]:  # calibration gets its own verdict vs scratch
+        e = compare_stats(row["eces"], ref["eces"])
+        out.update(ece_diff_vs_scratch=e.diff, ece_noise_vs_scratch=e.within_noise)
+    return out
 
 
 # ----------------------------------------------------------------------------- table
@@ -201,6 +208,7 @@ def format_table(rows: list[dict]) -> str:
     table = text_table([{
         "method": r["method"], "test acc % (mean ± std)": f"{100 * r['mean_acc']:.2f} ± {100 * r['std_acc']:.2f}",
         "ECE % (mean ± std)": "—" if r.get("mean_ece") is None else f"{100 * r['mean_ece']:.2f} ± {100 * r['std_ece']:.2f}",
+        "ECE vs scratch (pts)": _diff_cell(r.get("ece_diff_vs_scratch"), r.get("ece_noise_vs_scratch"), r["method"] == SCRATCH),
         "seeds": str(r["n"]), "train s": f"{r['mean_wall_s']:.1f}",
         "vs scratch (pts)": _diff_cell(r["diff_vs_scratch"], r["noise_vs_scratch"], r["method"] == SCRATCH),
         "vs best (pts)": "best" if r["best"] else _diff_cell(r["diff_vs_best"], r["noise_vs_best"], False),

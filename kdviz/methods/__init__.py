@@ -7,7 +7,7 @@ comparison) reads :data:`METHODS`.
 """
 from kdviz.methods import at, cosine, crd, divergences, dkd, fitnet, kd, rkd, sp
 from kdviz.methods.objective import DistillConfig, Objective, Term, build_objective, default_layer
-from kdviz.methods.registry import METHODS, Method, register
+from kdviz.methods.registry import METHODS, Method, Param, register
 
 register(kd.KD)
 register(divergences.REVERSE_KL)
@@ -22,4 +22,4 @@ register(dkd.DKD)
 register(crd.CRD)
 register(cosine.COSINE)
 
-__all__ = ["METHODS", "DistillConfig", "Method", "Objective", "Term", "build_objective", "default_layer", "register"]
+__all__ = ["METHODS", "DistillConfig", "Method", "Objective", "Param", "Term", "build_objective", "default_layer", "register"]

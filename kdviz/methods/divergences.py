@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from kdviz.losses import check_finite, check_same_shape, check_temperature
-from kdviz.methods.registry import Method
+from kdviz.methods.registry import Method, Param
 
-JS_BETA = 0.5  # mixing weight of the registered Jensen–Shannon term (0.5: the symmetric JS divergence)
+JS_BETA = 0.5  # default mixing weight of the Jensen–Shannon term (0.5: the symmetric JS divergence); Term.param sets it
 DIVERGENCES = ("forward_kl", "reverse_kl", "js", "mse_logits")
 
 
@@ -86,8 +86,8 @@ def _reverse_term(s, t, labels, T):
     return reverse_kl_loss(s, t, T)
 
 
-def _js_term(s, t, labels, T):
-    return js_loss(s, t, T, JS_BETA)
+def _js_term(s, t, labels, T, beta=JS_BETA):
+    return js_loss(s, t, T, beta)
 
 
 def _mse_term(s, t, labels, T):
@@ -102,10 +102,13 @@ REVERSE_KL = Method(
 )
 JS = Method(
     "js", "Jensen–Shannon", kind="logits", needs="logits", loss=_js_term,
+    param=Param("beta", "β (mixing weight, strictly between 0 and 1)", JS_BETA, check_beta),
     formula=r"T^2\,[\beta\,\mathrm{KL}(p_t\|m) + (1-\beta)\,\mathrm{KL}(p_s\|m)],\ m=\beta p_t+(1-\beta)p_s",
     paper="Lin 1991; e.g. Agarwal et al. 2024 (generalised JSD)",
     transfers="the teacher's distribution through a bounded, symmetric divergence",
-    note=f"beta={JS_BETA:g}. Total: alpha·weight·JS + (1 − alpha)·CE (weight 1: KD with the divergence swapped).", divergence=True,
+    note="β = 0.5 is the symmetric JS divergence; a small β behaves like β·forward KL, a β near 1 like "
+         "(1 − β)·reverse KL (the loss shrinks towards both ends). "
+         "Total: alpha·weight·JS + (1 − alpha)·CE (weight 1: KD with the divergence swapped).", divergence=True,
 )
 MSE_LOGITS = Method(
     "mse_logits", "MSE on logits", kind="logits", needs="logits", loss=_mse_term,

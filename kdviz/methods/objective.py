@@ -31,17 +31,24 @@ class Term:
     """One extra distillation term beside soft-target KD, e.g. ``Term("at", 1000, "stage2", "stage2")``.
 
     Empty layer names pick a default (see :func:`default_layer`). ``method`` must be a key of
-    :data:`kdviz.methods.METHODS`.
+    :data:`kdviz.methods.METHODS`. ``param`` sets the method's own setting (``Method.param``,
+    e.g. JS's β); None keeps its default.
     """
 
     method: str
     weight: float = 1.0
     student_layer: str = ""
     teacher_layer: str = ""
+    param: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown distillation method {self.method!r}; choose one of {sorted(METHODS)}")
+        declared = METHODS[self.method].param
+        if self.param is not None and declared is None:
+            raise ValueError(f"{self.method} takes no setting of its own, got param={self.param!r}")
+        if declared is not None:
+            object.__setattr__(self, "param", declared.check(declared.default if self.param is None else self.param))
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class BoundTerm:
     weight: float
     student_layer: str = ""
     teacher_layer: str = ""
+    param: float | None = None
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
@@ -152,7 +160,7 @@ def bind_terms(terms, s_shapes: dict, t_shapes: dict) -> tuple[list[BoundTerm], 
             s_layer = _resolve_layer(term.student_layer, term.method, "student", s_shapes, t_shapes)
             t_layer = _resolve_layer(term.teacher_layer, term.method, "teacher", t_shapes, s_shapes)
         key = _unique_key(term, s_layer, t_layer, {b.key for b in bound}, counts[term.method] > 1)
-        bound.append(BoundTerm(key, term.method, float(term.weight), s_layer, t_layer))
+        bound.append(BoundTerm(key, term.method, float(term.weight), s_layer, t_layer, term.param))
         if not method.on_logits:
             adapters[key] = _make_adapter(method, s_layer, s_shapes[s_layer], t_layer, t_shapes[t_layer])
     return bound, adapters
@@ -206,7 +214,7 @@ class Objective(nn.Module):
     def _term_loss(self, b: BoundTerm, s_logits, s_feats, t_logits, t_feats, labels, T) -> torch.Tensor:
         method = METHODS[b.method]
         if method.on_logits:
-            return method.loss(s_logits, t_logits, labels, T)
+            return method.loss(s_logits, t_logits, labels, T, *(() if b.param is None else (b.param,)))
         s = self.adapters[b.key](_feature(s_feats, b.student_layer, "student", b.method))
         return method.loss(s, _feature(t_feats, b.teacher_layer, "teacher", b.method))
 

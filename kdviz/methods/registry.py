@@ -18,6 +18,17 @@ Shapes = dict[str, tuple[int, ...]]  # layer name → per-sample shape (no batch
 
 
 @dataclass(frozen=True)
+class Param:
+    """A method's own setting beside its weight (e.g. the Jensen–Shannon mixing weight β):
+    ``check(value)`` returns the value or raises a ValueError that names the setting and its range."""
+
+    name: str
+    label: str
+    default: float
+    check: Callable[[float], float]
+
+
+@dataclass(frozen=True)
 class Method:
     """One distillation method.
 
@@ -43,6 +54,7 @@ class Method:
     default_layer: Callable[[Shapes, Shapes], str] | None = None
     note: str = ""  # a caveat of this implementation the user should see (caps, simplifications)
     divergence: bool = False  # a logits method that swaps KD's KL: weighted alpha·weight·term (see objective)
+    param: Param | None = None  # a setting of its own, set per term (Term.param); logits methods only
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -50,8 +62,8 @@ class Method:
         if self.needs not in NEEDS:
             raise ValueError(f"method {self.name!r}: needs must be one of {NEEDS}, got {self.needs!r}")
         on_logits = self.kind == "logits"
-        if self.divergence and not on_logits:
-            raise ValueError(f"method {self.name!r}: only a logits method can be a divergence")
+        if (self.divergence or self.param is not None) and not on_logits:
+            raise ValueError(f"method {self.name!r}: only a logits method can be a divergence or take a param")
         if on_logits != (self.needs == "logits") or on_logits != (self.default_layer is None):
             raise ValueError(f"method {self.name!r}: a logits method needs logits and has no default layer; "
                              "a feature or relation method needs features and names a default layer")

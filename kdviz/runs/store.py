@@ -12,19 +12,19 @@ Later edits (rename) rewrite the manifest through temp file + fsync + ``os.repla
 first renames the folder to a hidden ``.trash-*`` name. Hidden folders are never listed.
 A user-supplied name is display text only: ids are generated slugs checked against ``ID_RE``,
 so no name or id can reach outside the root. No Streamlit here. The reproduce command comes from
-``kdviz.runs.reproduce``, tables and curves from ``kdviz.runs.tables``, the CLI from ``kdviz.runs.cli``.
+``kdviz.runs.reproduce``, tables and curves from ``kdviz.runs.tables``, names, ids and plain data from
+``kdviz.runs.naming``, the CLI from ``kdviz.runs.cli``.
 """
 from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import re
 import secrets
 import shutil
 import time
-from dataclasses import asdict, is_dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
@@ -34,10 +34,10 @@ from kdviz.runs.files import atomic_write, fsync_dir, json_bytes, jsonl_bytes
 from kdviz.runs.manifest import (  # noqa: F401 (FORMAT, ID_RE: re-exported)
     CKPT_DIR, CKPT_NAME_RE, FORMAT, ID_RE, MANIFEST, METRICS, RUN_KINDS, Run, RunError, check_id, manifest_of, read_records,
     read_run)
+from kdviz.runs.naming import clean_name, finite_only, new_id, to_plain  # noqa: F401 (clean_name: re-exported)
 from kdviz.runs.reproduce import reproduce_command
 from kdviz.runs.tables import records_csv
 
-MAX_NAME_LEN = 120
 STALE_TMP_S = 3600.0  # hidden temp/trash folders older than this are leftovers of a crash
 STUDENT_CHECKPOINTS = ("student", "distilled", "scratch")  # preferred order for "the student's weights"
 # Folders in the root that are not runs and are skipped without a warning: kdviz/ui/jobs.py keeps
@@ -57,57 +57,6 @@ def default_root() -> Path:
         return Path(env).expanduser()
     data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(data) / "kdviz" / "runs"
-
-
-# ----------------------------------------------------------------------------- names, ids, plain data
-def clean_name(name: Any) -> str:
-    """Display name with control characters removed and whitespace collapsed; refuses empty/too long."""
-    if not isinstance(name, str):
-        raise RunError(f"run name must be text, got {type(name).__name__}")
-    text = " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
-    if not text:
-        raise RunError("run name must not be empty")
-    if len(text) > MAX_NAME_LEN:
-        raise RunError(f"run name is {len(text)} characters long; at most {MAX_NAME_LEN} are allowed")
-    return text
-
-
-def slugify(text: str, max_len: int = 40) -> str:
-    """Lowercase ASCII letters, digits and single dashes: ``"../../etc"`` → ``"etc"``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:max_len].strip("-")
-    return slug or "run"
-
-
-def new_id(name: str, now: datetime) -> str:
-    return f"{now:%Y%m%d-%H%M%S}-{slugify(name)}-{secrets.token_hex(3)}"
-
-
-def to_plain(obj: Any, where: str = "value") -> Any:
-    """JSON-ready copy: dataclasses → dicts, tuples → lists, Paths → str; anything else is refused."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return to_plain(asdict(obj), where)
-    if isinstance(obj, dict):
-        return {str(k): to_plain(v, f"{where}.{k}") for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    if obj is None or isinstance(obj, (str, bool, int, float)):
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return to_plain(obj.item(), where)
-    raise RunError(f"{where} is a {type(obj).__name__}, which cannot be stored in a run (plain data only)")
-
-
-def finite_only(obj: Any) -> Any:
-    """NaN/inf → None, for strict JSON (the store itself keeps them: Python's json reads them back)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: finite_only(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [finite_only(v) for v in obj]
-    return obj
 
 
 # ----------------------------------------------------------------------------- checkpoints

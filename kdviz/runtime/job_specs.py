@@ -49,14 +49,16 @@ def distill_config(values: dict | None, terms: list | None) -> DistillConfig:
 
 
 def parse_terms(terms: list | None) -> tuple[Term, ...]:
-    """``[{"method", "weight", "student_layer", "teacher_layer"}]`` → Term objects (validated by Objective)."""
+    """``[{"method", "weight", "student_layer", "teacher_layer", "param"}]`` → Term objects (validated by Objective)."""
     out = []
     for raw in terms or []:
         if not isinstance(raw, dict) or "method" not in raw:
             raise ValueError(f"each method term must be a dict with a 'method' key, got {raw!r}")
         values = _fields_of(Term, raw, "method term")
+        param = values.get("param")
         out.append(Term(str(values["method"]), float(values.get("weight", 1.0)),
-                        str(values.get("student_layer", "")), str(values.get("teacher_layer", ""))))
+                        str(values.get("student_layer", "")), str(values.get("teacher_layer", "")),
+                        None if param is None else float(param)))
     return tuple(out)
 
 

@@ -8,7 +8,7 @@ Events, control and the keys every spec has: ``kdviz/runtime/protocol.py``. Keys
 
 ``teacher_job`` adds ``model`` (ModelConfig fields). ``distill_job`` adds ``teacher`` (checkpoint
 path), ``student`` (ModelConfig fields), ``distill`` (DistillConfig fields: T, alpha, schedules),
-``terms`` (list of ``{method, weight, student_layer, teacher_layer}``) and ``transfer``
+``terms`` (list of ``{method, weight, student_layer, teacher_layer, param}``) and ``transfer``
 ("full" | "subset:N" | "without:3" or "without:3,5" | "labelled:N"; see ``kdviz.data.parse_transfer``).
 Invalid values never escape as exceptions: the job yields one error event instead.
 """
