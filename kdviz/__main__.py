@@ -1,3 +1,4 @@
+"""``python -m kdviz``: the command line (see :mod:`kdviz.cli`)."""
 import sys
 
 from kdviz.cli import main
