@@ -12,7 +12,7 @@ from kdviz.methods.schedules import SCHEDULES, schedule_curve
 from kdviz.runtime.job_specs import parse_terms
 from kdviz.models import ModelConfig, build_model, feature_shapes
 from kdviz import figures
-from kdviz.ui import forms, live, teachers
+from kdviz.ui import forms, live, seeds, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import cap, limits, show_clamp_notes
 from kdviz.ui.jobs import get_job, start_job
@@ -76,13 +76,24 @@ def preset_picker(n_train: int) -> None:
         st.caption(f"Measured over 3 seeds: {PRESETS[name][2]}.")
 
 
-def verdict(r: dict) -> None:
-    """What one run can and cannot say: the Distill page trains one seed."""
-    diff = 100 * (r["test_acc"]["distilled"] - r["test_acc"]["scratch"])
-    st.info(f"Distilled − scratch: {diff:+.2f} points, from **one seed: noise unknown**. A difference of a few tenths "
-            "of a point can flip with the seed; run the same setting over seeds on the **Experiments** page or with "
-            "`python -m kdviz compare --methods kd --seeds 3 ...`, which report mean ± std and say when a difference "
-            "is within noise.", icon=":material/casino:")
+def verdict(spec: dict, r: dict) -> None:
+    """One seed says little; the same settings run with more seeds get mean ± std and the 2·SE verdict."""
+    runs = seeds.record(spec, r)
+    if len(runs) >= 2:
+        st.info(seeds.verdict_text(runs), icon=":material/casino:")
+    else:
+        diff = 100 * (r["test_acc"]["distilled"] - r["test_acc"]["scratch"])
+        st.info(f"Distilled − scratch: {diff:+.2f} points, from **one seed: noise unknown**. A difference of a few "
+                "tenths of a point can flip with the seed: press **Run the next seed** (same settings) to get mean ± std "
+                "and a verdict, or use the **Experiments** page or `python -m kdviz compare --methods kd --seeds 3 ...`.",
+                icon=":material/casino:")
+    st.button(f"Run the next seed ({seeds.next_seed(runs)})", key="distill_next_seed", on_click=start_next_seed,
+              args=(seeds.next_seed(runs),), help="The same settings with the next unused seed; this run stays counted.")
+
+
+def start_next_seed(seed: int) -> None:
+    st.session_state[P + "seed"] = seed
+    start()
 
 
 # ----------------------------------------------------------------------------- settings
@@ -284,13 +295,13 @@ def draw(handle) -> None:
         y_title="accuracy", percent=True)),
         key="distill_train_acc_chart", theme=None)
     if handle.result:
-        results(handle.result)
+        results(handle.spec, handle.result)
         live.save_controls(JOB, "distill")
 
 
-def results(r: dict) -> None:
+def results(spec: dict, r: dict) -> None:
     st.subheader("Results on the full test set")
-    verdict(r)
+    verdict(spec, r)
     acc, agree = r["test_acc"], r["agreement"]
     c = st.columns(5)
     c[0].metric("Teacher", f"{100 * acc['teacher']:.2f}%")

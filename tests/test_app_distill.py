@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -112,6 +114,19 @@ def test_distilled_and_scratch_train_side_by_side_live(app_env, teacher, tick):
     at.toggle(key="distill_raw_kl").set_value(True).run()
     raw = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key == "distill_breakdown_chart")
     assert [d["name"] for d in raw["data"]] == ["KL(teacher‖student) at T, no T²", "CE with true labels"]
+    # the same settings with the next seed: the page now gives mean ± std over both seeds and the 2·SE verdict
+    first = acc_r
+    at.button(key="distill_next_seed").click().run()
+    tick(at, lambda a: a.session_state["_kdviz_session_jobs"].handles["distill"].result is not None
+         and any("Over **2 seeds**" in i.value for i in a.info))
+    second = at.session_state["_kdviz_session_jobs"].handles["distill"]
+    assert second.spec["train"]["seed"] == 1 and second.spec["student"] == handle.spec["student"]
+    d, s = [first["distilled"], second.result["test_acc"]["distilled"]], [first["scratch"], second.result["test_acc"]["scratch"]]
+    diff = 100 * (sum(d) / 2 - sum(s) / 2)
+    se = 100 * math.sqrt(statistics.variance(d) / 2 + statistics.variance(s) / 2)  # hand 2·SE rule, ddof = 1
+    text = next(i.value for i in at.info if "Over **2 seeds**" in i.value)
+    assert "seeds 0, 1" in text and f"{diff:+.2f} points (2·SE {2 * se:.2f})" in text
+    assert ("within noise" if abs(diff) < 2 * se or diff == 0 else "beyond noise") in text
 
 
 def test_progressive_schedules_are_sent_and_previewed(no_spawn, teacher):
