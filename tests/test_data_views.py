@@ -4,6 +4,9 @@ import torch
 
 from kdviz import data
 from kdviz.data import HIDDEN_LABEL, TensorData
+from kdviz.engine import TrainConfig, make_model, run_to_end, train
+from kdviz.methods.objective import DistillConfig
+from kdviz.models import ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +80,33 @@ def test_bad_rows_raise_a_clear_value_error():
         TensorData(x, y, torch.tensor([0, 4]))
     with pytest.raises(ValueError, match="labels shape"):
         TensorData(x, torch.zeros(3, dtype=torch.long), torch.tensor([0, 1]))
+
+
+def _no_materialising(monkeypatch):
+    def refuse(self):
+        raise AssertionError("a hot path read .x of a view (a copy of the selection)")
+
+    monkeypatch.setattr(TensorData, "x", property(lambda self: refuse(self) if self.is_view else self.base))
+
+
+@pytest.mark.parametrize("jitter", [0, 2])
+def test_training_on_a_view_never_copies_it_and_matches_the_copy(bundle, monkeypatch, jitter):
+    view = data.transfer_set(bundle.train, "without:3")
+    copy = TensorData(view.x.clone(), view.y.clone())  # what a selection used to be
+    test = data.random_subset(bundle.test, 30)  # the live test set is a view too
+    test_copy = TensorData(test.x.clone(), test.y.clone())
+    cfg = TrainConfig(max_steps=12, batch_size=16, eval_every=6, jitter=jitter, seed=4)
+    teacher = make_model(ModelConfig(hidden=(32,)), seed=1)
+    results = []
+    _no_materialising(monkeypatch)
+    for train_set, test_set in ((copy, test_copy), (view, test)):
+        student = make_model(ModelConfig(hidden=(16,)), seed=2)
+        recs = run_to_end(train(student, train_set, cfg, teacher=teacher, distill=DistillConfig(T=4.0, alpha=0.7),
+                                test=test_set, device="cpu"))
+        results.append((student.state_dict(), [(r.total, r.test_acc) for r in recs]))
+    (w_copy, r_copy), (w_view, r_view) = results
+    assert r_copy == r_view
+    assert all(torch.equal(w_copy[k], w_view[k]) for k in w_copy)
 
 
 def test_mapped_mnist_transfer_sets_share_the_mapping(tmp_path, monkeypatch):
