@@ -168,7 +168,7 @@ def step_flops(step) -> int:
 def build(bundle, args):
     teacher = make_model(TEACHER, SEED + 1)
     t0 = time.perf_counter()
-    cache = teacher_logits_cache(teacher, bundle.train.x)  # exactly what the engine does in its setup
+    cache = teacher_logits_cache(teacher, bundle.train)  # exactly what the engine does in its setup
     cache_s = time.perf_counter() - t0
     total = (args.rounds + 1) * args.fast_steps
     bare = bare_step_fn(bundle.train, cache)

@@ -73,8 +73,8 @@ def feed(data: TensorData, order, shift: Shifter, steps: int, batch: int, teache
         parts = [next(order) for _ in range(min(group, steps - done))]
         idx = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts])
         offsets = None if parts[0][1] is None else parts[0][1] if len(parts) == 1 else torch.cat([p[1] for p in parts])
-        # index_select: ~6× faster than x[idx] on the CPU for [64, 1, 28, 28] batches
-        x, y = shift(data.x.index_select(0, idx), offsets), data.y.index_select(0, idx)
+        # gather: index_select on the shared images (~6× faster than x[idx] on the CPU for [64, 1, 28, 28])
+        x, y = shift(data.gather(idx), offsets), data.y.index_select(0, idx)
         t_logits = teacher_fn(x) if teacher_fn is not None else None
         done += len(parts)
         if len(parts) == 1:

@@ -4,7 +4,8 @@ The whole data set lives in one ``[N, 1, 28, 28]`` float tensor, normalised once
 training loop batches by indexing (airbench style) instead of a per-sample DataLoader.
 Labels are ``[N]`` int64; ``-100`` marks an image whose label is hidden from the loss.
 :func:`load_bundle` caches the data set per process (jobs, the app); transfer sets (what a
-student learns from) are named by strings such as ``"without:3"`` (:func:`parse_transfer`).
+student learns from) are named by strings such as ``"without:3"`` (:func:`parse_transfer`) and are
+index views of the shared training images, never copies (:mod:`kdviz.tensordata`).
 """
 from __future__ import annotations
 
@@ -18,38 +19,14 @@ import torch
 import torch.nn.functional as F
 
 from kdviz import datafiles
+from kdviz.tensordata import HIDDEN_LABEL, TensorData  # noqa: F401  (re-exported: kdviz.data.TensorData)
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-HIDDEN_LABEL = -100
 FALLBACK_FILE = Path(__file__).parent / "assets" / "uci_digits.csv.gz"
 FALLBACK_NAME = "UCI handwritten digits (8×8, upscaled) — NOT MNIST"
 DATA_SOURCES = ("auto", "synthetic")  # "auto": MNIST, else the fallback; "synthetic": tests
 DATA_SOURCE_ENV = "KDVIZ_DATA_SOURCE"
 TRANSFER_HELP = "use full, subset:N, without:D[,D] or labelled:N"
-
-
-@dataclass(frozen=True)
-class TensorData:
-    x: torch.Tensor  # [N, 1, 28, 28] float32, normalised
-    y: torch.Tensor  # [N] int64, HIDDEN_LABEL where the label is hidden
-
-    def __post_init__(self) -> None:
-        if self.x.ndim != 4 or self.x.shape[1:] != (1, 28, 28):
-            raise ValueError(f"images must have shape [N, 1, 28, 28], got {tuple(self.x.shape)}")
-        if self.y.shape != self.x.shape[:1]:
-            raise ValueError(f"labels shape {tuple(self.y.shape)} does not match images {tuple(self.x.shape)}")
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def to(self, device: torch.device | str) -> "TensorData":
-        return TensorData(self.x.to(device), self.y.to(device))
-
-    def labelled_count(self) -> int:
-        return int((self.y != HIDDEN_LABEL).sum())
-
-    def select(self, idx: torch.Tensor) -> "TensorData":
-        return TensorData(self.x[idx], self.y[idx])
 
 
 @dataclass(frozen=True)
@@ -183,7 +160,7 @@ def random_subset(data: TensorData, n: int, seed: int = 0) -> TensorData:
     """N images drawn at random without replacement (labels kept)."""
     _check_subset_size(n, len(data))
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    return data.select(perm[:n].to(data.x.device))
+    return data.select(perm[:n])  # a view: no image is copied
 
 
 def _check_subset_size(n: int, total: int) -> None:
@@ -210,7 +187,7 @@ def labelled_plus_unlabelled(data: TensorData, n_labelled: int, seed: int = 0) -
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).to(data.y.device)
     y = torch.full_like(data.y, HIDDEN_LABEL)
     y[perm[:n_labelled]] = data.y[perm[:n_labelled]]
-    return TensorData(data.x, y)
+    return data.with_labels(y)
 
 
 def _check_labelled_count(n: int, total: int) -> None:

@@ -172,10 +172,10 @@ def _cache_for(teacher, data: TensorData, cfg: TrainConfig, distill, teacher_log
     if teacher is None or distill is None or cfg.jitter or distill.needs_teacher_features or not cfg.cache_teacher:
         return None
     if teacher_logits is None:
-        return teacher_logits_cache(teacher, data.x, amp=cfg.amp)
+        return teacher_logits_cache(teacher, data, amp=cfg.amp)  # chunk by chunk: a view is never copied whole
     if teacher_logits.ndim != 2 or teacher_logits.shape[0] != len(data):
         raise ValueError(f"teacher_logits must have shape [{len(data)}, C] (one row per training image), got {tuple(teacher_logits.shape)}")
-    return teacher_logits.to(data.x.device, torch.float32)
+    return teacher_logits.to(data.device, torch.float32)
 
 
 def _setup(student, data, cfg, teacher, distill, device, teacher_logits=None) -> _Setup:
@@ -239,7 +239,7 @@ def train(
     """
     device = resolve_device(device)
     prepare_model(student, device, cfg.amp).train()
-    data = TensorData(data.x.to(device, non_blocking=True), data.y.to(device, non_blocking=True))
+    data = data.to(device, non_blocking=True)  # a transfer set stays a view of the shared images (no copy on the CPU)
     test = test.to(device) if test is not None else None  # once, not at every evaluation
     if teacher is not None:
         prepare_model(teacher, device, cfg.amp).eval()  # the teacher stays in eval mode, under no_grad

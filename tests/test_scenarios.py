@@ -65,6 +65,16 @@ def test_unlabelled_transfer_set_hides_all_but_n_labels(bundle):
     assert (summary["n_images"], summary["n_labelled"], sum(summary["class_counts"])) == (300, 40, 40)
 
 
+@pytest.mark.parametrize("kind", ["omitted-digit", "few-labels", "unlabelled"])
+def test_scenario_transfer_sets_are_views_of_the_training_images(bundle, kind):
+    """No scenario copies the training images (a private 166 MiB per demo job on MNIST without the 3s)."""
+    sets = sc.build_transfer(_cfg(kind, n_labelled=40), bundle.train, seed=0)
+    for part in (sets.distilled, sets.scratch):
+        assert part.base is bundle.train.base
+        if part.is_view:
+            assert torch.equal(part.gather(torch.arange(len(part))), bundle.train.x[part.rows])
+
+
 def test_too_many_labels_is_a_clear_error(bundle):
     with pytest.raises(ValueError, match="n_labelled=1000 exceeds the 300"):
         sc.build_transfer(_cfg("few-labels", n_labelled=1000), bundle.train, 0)

@@ -72,7 +72,7 @@ def born_again_events(cfg: CatalogueConfig, bundle: kdata.DataBundle, device) ->
 
 def _ensemble_acc(models: list[nn.Module], test: kdata.TensorData) -> float:
     device = next(models[0].parameters()).device
-    logits = sum(predict_logits(m, test.x.to(device)) for m in models) / len(models)  # averaged logits
+    logits = sum(predict_logits(m, test.to(device)) for m in models) / len(models)  # averaged logits
     return float((logits.argmax(-1).cpu() == test.y).float().mean())
 
 
@@ -148,7 +148,7 @@ def ensemble_events(cfg: CatalogueConfig, bundle: kdata.DataBundle, device, teac
                 yield {"type": "record", "run": f"{run} · s{seed}", "seed": seed, **rec.to_dict()}
             _store(accs, run, evaluate(model, bundle.test).accuracy)
     refs = {f"from ensemble ({m})": (f"from {best} alone", "scratch") for m in cfg.modes} | {f"from {best} alone": ("scratch",)}
-    offset = kl_mean_offset([predict_logits(t, bundle.test.x[:2000].to(device)) for t in teachers.values()], cfg.T)
+    offset = kl_mean_offset([predict_logits(t, bundle.test.images(0, 2000).to(device)) for t in teachers.values()], cfg.T)
     notes = ["teachers (one run each, full test set): " + "; ".join(f"{k} {100 * v:.2f}%" for k, v in report.items()),
              f"'kl_mean' trains exactly like 'probs' (same gradient); its loss is higher by a constant, here {offset:.3f}"]
     return summarise(accs, refs), notes

@@ -80,7 +80,7 @@ def _one_run(distill, teacher, student_cfg, transfer, test, train_cfg: TrainConf
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - t0
-    logits = predict_logits(student, test.x)
+    logits = predict_logits(student, test)
     return eval_from_logits(logits, test.y).accuracy, wall, expected_calibration_error(logits.cpu(), test.y.cpu())
 
 

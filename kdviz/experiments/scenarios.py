@@ -258,7 +258,7 @@ def scenario_events(cfg: ScenarioConfig, bundle: kdata.DataBundle, *, device: st
             run_dir=str(Path(run_dir) / "teacher") if run_dir and cfg.kind == "hinton" else "")
     teacher = teacher.to(device).eval()
     live_test = live_test_set(bundle.test)
-    t_logits = predict_logits(teacher, bundle.test.x).cpu()
+    t_logits = predict_logits(teacher, bundle.test).cpu()
     labels = bundle.test.y.cpu()
     timings["teacher"] = time.perf_counter() - t0
     runs: dict[str, list[dict]] = {role: [] for role in ROLES}
@@ -272,7 +272,7 @@ def scenario_events(cfg: ScenarioConfig, bundle: kdata.DataBundle, *, device: st
                    "progress": (2 * i + ROLES.index(role)) / (2 * len(cfg.seeds))}
             s0 = time.perf_counter()
             model = yield from _train_role(cfg, role, sets, seed, device, teacher, live_test, run_dir)
-            z = predict_logits(model, bundle.test.x).cpu()
+            z = predict_logits(model, bundle.test).cpu()
             spent = time.perf_counter() - s0
             runs[role].append(seed_result(z, labels, seed, spent, _omit(cfg)))
             timings[f"{role} students"] = timings.get(f"{role} students", 0.0) + spent

@@ -110,9 +110,9 @@ def _generation_summary(g: int, model: nn.Module, teacher: nn.Module | None, tes
 def ensemble_accuracy(models: list[nn.Module], test: TensorData) -> float:
     """Accuracy of the average of the models' softmax outputs (BAN's ensemble of generations)."""
     device = next(models[0].parameters()).device
-    x, y = test.x.to(device), test.y.to(device)
-    probs = sum(predict_logits(m, x).softmax(-1) for m in models)  # [N, C]
-    return float((probs.argmax(-1) == y).float().mean())
+    data = test.to(device)
+    probs = sum(predict_logits(m, data).softmax(-1) for m in models)  # [N, C]
+    return float((probs.argmax(-1) == data.y).float().mean())
 
 
 # ----------------------------------------------------------------------------- deep mutual learning
@@ -254,13 +254,13 @@ def _dml_loop(models: dict, data: TensorData, cfg: TrainConfig, distill: Distill
     peers = {n: _Peer.build(m, cfg, steps) for n, m in models.items()}
     torch.manual_seed(cfg.seed)  # dropout masks
     gen = torch.Generator().manual_seed(cfg.seed)  # data order and jitter, shared by both students
-    order, objective = batch_order(len(data), cfg.batch_size, gen, data.x.device), Objective(distill)
+    order, objective = batch_order(len(data), cfg.batch_size, gen, data.device), Objective(distill)
     start = time.perf_counter()
     for step in range(1, steps + 1):
         progress = (step - 1) / max(1, steps - 1)
         T, alpha = distill.T_at(progress), distill.alpha_at(progress)
         idx = next(order)
-        _dml_step(peers, objective, random_shift(data.x[idx], cfg.jitter, gen), data.y[idx], T, alpha, step)
+        _dml_step(peers, objective, random_shift(data.gather(idx), cfg.jitter, gen), data.y[idx], T, alpha, step)
         last = step == steps
         evaluate_now = test is not None and (last or step % (cfg.eval_every or per_epoch) == 0)
         if step % cfg.log_every == 0 or last or evaluate_now:

@@ -150,7 +150,7 @@ def _distill_for(param: str, value, base: ScenarioConfig) -> DistillConfig:
 
 
 def point_metrics(model: nn.Module, test: kdata.TensorData, omit: int | None) -> dict:
-    logits, labels = predict_logits(model, test.x).cpu(), test.y.cpu()
+    logits, labels = predict_logits(model, test).cpu(), test.y.cpu()
     ev = eval_from_logits(logits, labels)
     out = {"accuracy": ev.accuracy, "errors": ev.errors, "ece": expected_calibration_error(logits, labels)}
     if omit is not None:

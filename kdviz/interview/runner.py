@@ -118,7 +118,7 @@ def measure(bug: Bug, student: nn.Module, teacher: nn.Module, x: torch.Tensor, y
 def accuracy(model: nn.Module, data: TensorData) -> float:
     was = model.training
     model.eval()
-    acc = float((model(data.x).argmax(-1) == data.y).float().mean())
+    acc = float((model(data.images()).argmax(-1) == data.y).float().mean())
     model.train(was)
     return acc
 
@@ -132,7 +132,7 @@ def train_run(bug: Bug, which: str, student: nn.Module, teacher: nn.Module, trai
     t0 = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         idx = torch.randint(0, len(train), (cfg.batch,), generator=gen)
-        x, y = train.x[idx], train.y[idx]
+        x, y = train.gather(idx), train.y[idx]
         if bug.tokens:
             x, y = token_batch(x, y, cfg.seq_len, gen)
         student.train()

@@ -120,7 +120,7 @@ def _probe(test: kdata.TensorData, index: int, n: int) -> tuple[torch.Tensor, in
     """``(probe [n, 1, 28, 28], label)``: test image ``index`` first (its maps are kept), then the first ``n - 1`` test images."""
     if index >= len(test):
         raise ValueError(f"index must be below the {len(test):,} test images, got {index}")
-    return torch.cat([test.x[index : index + 1], test.x[: n - 1]]), int(test.y[index])
+    return torch.cat([test.images(index, index + 1), test.images(0, n - 1)]), int(test.y[index])
 
 
 def _check_stage(model: nn.Module, layer: str, who: str) -> None:
