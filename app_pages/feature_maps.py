@@ -139,7 +139,8 @@ def pick_digit(test) -> torch.Tensor:
     c1, c2 = st.columns([3, 1])
     idx = c1.number_input("Test image #", 0, len(test) - 1, key="fm_index")
     c2.button("Random", key="fm_random", icon=":material/casino:", on_click=_random_index, args=(len(test),))
-    return test.x[int(idx) : int(idx) + 1], int(test.y[int(idx)])
+    idx = int(idx)
+    return test.images(idx, idx + 1), int(test.y[idx])  # decodes one image, not the whole test set
 
 
 def explain_mlp(err: ValueError) -> None:

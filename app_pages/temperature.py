@@ -113,7 +113,7 @@ def digit_picker(test) -> tuple[torch.Tensor, str, int | None]:
     gallery = _gallery(test.y)
     cols = st.columns(max(len(gallery), 1))
     for col, idx in zip(cols, gallery):
-        col.image(enlarge(to_pixels(test.x[idx]), 2), width="stretch")
+        col.image(enlarge(to_pixels(test.images(idx, idx + 1)), 2), width="stretch")  # decodes one image, not the set
         col.button(str(int(test.y[idx])), key=f"temp_pick_{idx}", on_click=_choose, args=(idx,), width="stretch")
     left, right = st.columns([1, 3], vertical_alignment="center")
     left.button("Random", key="temp_random", icon=":material/casino:", on_click=_pick_random,
@@ -131,7 +131,7 @@ def digit_picker(test) -> tuple[torch.Tensor, str, int | None]:
         except ImageError as err:
             st.error(f"That upload cannot be used: {md_text(err)}")
     idx = choice if isinstance(choice, int) and 0 <= choice < len(test) else 0
-    return test.x[idx : idx + 1], f"test image #{idx}", int(test.y[idx])
+    return test.images(idx, idx + 1), f"test image #{idx}", int(test.y[idx])
 
 
 # ----------------------------------------------------------------------------- probabilities at T

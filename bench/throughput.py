@@ -127,7 +127,7 @@ def bare_step_fn(data, cache):
 
     def step(i: int) -> None:
         idx = perm[(i * BATCH) % n : (i * BATCH) % n + BATCH]
-        x, y, t = data.x.index_select(0, idx), data.y.index_select(0, idx), cache.index_select(0, idx)
+        x, y, t = data.gather(idx), data.y.index_select(0, idx), cache.index_select(0, idx)  # decodes the batch
         s, _ = model(x)
         log_t, log_s = F.log_softmax(t / T, -1), F.log_softmax(s / T, -1)
         loss = ALPHA * (log_t.exp() * (log_t - log_s)).sum(-1).mean() * (T * T) + (1 - ALPHA) * F.cross_entropy(s, y)
@@ -239,7 +239,7 @@ def main() -> None:
     report(cs, cache_s, flops, len(bundle.train))
     teacher = make_model(TEACHER, SEED + 1)
     base, e2e = end_to_end(bundle, teacher, args)
-    report_end_to_end(base, e2e, args.e2e_epochs, cache_agreement(teacher, bundle.train.x[:10000]))
+    report_end_to_end(base, e2e, args.e2e_epochs, cache_agreement(teacher, bundle.train.images(0, 10000)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Data as resident tensors: MNIST (idx files, mapped once per machine), an offline fallback, synthetic digits for tests.
 
-The whole data set lives in one ``[N, 1, 28, 28]`` float tensor, normalised once, so the
-training loop batches by indexing (airbench style) instead of a per-sample DataLoader.
+The whole data set lives in one ``[N, 1, 28, 28]`` tensor, so the training loop batches by
+indexing (airbench style) instead of a per-sample DataLoader: MNIST as its uint8 pixels, normalised
+batch by batch on read; the fallback and the synthetic digits as normalised float32.
 Labels are ``[N]`` int64; ``-100`` marks an image whose label is hidden from the loss.
 :func:`load_bundle` caches the data set per process (jobs, the app); transfer sets (what a
 student learns from) are named by strings such as ``"without:3"`` (:func:`parse_transfer`) and are
@@ -19,9 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from kdviz import datafiles
-from kdviz.tensordata import HIDDEN_LABEL, TensorData  # noqa: F401  (re-exported: kdviz.data.TensorData)
-
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+# re-exported (kdviz.data.TensorData, kdviz.data.normalise, ...); defined once in kdviz.tensordata
+from kdviz.tensordata import HIDDEN_LABEL, MNIST_MEAN, MNIST_STD, TensorData, normalise  # noqa: F401
 FALLBACK_FILE = Path(__file__).parent / "assets" / "uci_digits.csv.gz"
 FALLBACK_NAME = "UCI handwritten digits (8×8, upscaled) — NOT MNIST"
 DATA_SOURCES = ("auto", "synthetic")  # "auto": MNIST, else the fallback; "synthetic": tests
@@ -49,11 +49,6 @@ class DataUnavailable(RuntimeError):
     """MNIST could not be read or downloaded; the message names the folder and the variable."""
 
 
-def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[N, 28, 28]`` → float ``[N, 1, 28, 28]``, (x/255 − mean)/std."""
-    return ((images_uint8.float() / 255.0 - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
-
-
 def data_root() -> Path:
     """``KDVIZ_DATA_DIR`` if set, else a per-user cache folder."""
     env = os.environ.get("KDVIZ_DATA_DIR")
@@ -66,8 +61,9 @@ def data_root() -> Path:
 def load_mnist(root: Path | str | None = None, download: bool | None = None) -> DataBundle:
     """MNIST train (60k) and test (10k) from ``root/MNIST/raw`` (torchvision's layout), as resident tensors.
 
-    The idx files are read directly (:mod:`kdviz.datafiles`: no torchvision import, the images
-    mapped from a cache file shared by every process); torchvision is used only to download.
+    The idx files are read directly (:mod:`kdviz.datafiles`: no torchvision import, the uint8
+    images mapped from a cache file shared by every process, normalised on read by
+    :class:`TensorData`); torchvision is used only to download.
     """
     root = Path(root) if root is not None else data_root()
     if download is None:
@@ -78,7 +74,7 @@ def load_mnist(root: Path | str | None = None, download: bool | None = None) -> 
             _download(root)
         parts = [(datafiles.idx_path(raw, f"{p}-images-idx3-ubyte"), datafiles.idx_path(raw, f"{p}-labels-idx1-ubyte"))
                  for p in ("train", "t10k")]
-        train, test = (TensorData(datafiles.mapped_images(images, normalise), datafiles.read_idx(labels).long())
+        train, test = (TensorData(datafiles.mapped_images(images), datafiles.read_idx(labels).long())
                        for images, labels in parts)
     except Exception as err:  # missing files (OSError), a corrupt file (ValueError), a failed download
         raise DataUnavailable(

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from kdviz.data import MNIST_MEAN, MNIST_STD
+from kdviz.data import MNIST_MEAN, MNIST_STD, normalise
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -242,9 +242,8 @@ def prepare_digit(source, limits: ImageLimits | None = None) -> DigitImage:
 
 
 def pixels_to_input(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 ``[28, 28]`` → normalised float ``[1, 1, 28, 28]`` (same transform as ``kdviz.data``)."""
-    x = torch.from_numpy(pixels.astype(np.float32) / 255.0)
-    return ((x - MNIST_MEAN) / MNIST_STD).reshape(1, 1, FRAME, FRAME)
+    """uint8 ``[28, 28]`` → normalised float ``[1, 1, 28, 28]`` (:func:`kdviz.data.normalise`, as MNIST's images)."""
+    return normalise(torch.from_numpy(np.ascontiguousarray(pixels))).reshape(1, 1, FRAME, FRAME)
 
 
 def to_pixels(x: torch.Tensor) -> np.ndarray:

@@ -177,13 +177,31 @@ def test_transfer_size_refuses_what_select_refuses(bad):
 def test_images_are_mapped_from_one_cache_file_that_writes_never_reach(tiny_mnist, tmp_path, monkeypatch):
     root, train_x, _ = tiny_mnist
     monkeypatch.setenv("KDVIZ_CACHE_DIR", str(tmp_path / "cache"))
-    first = data.load_mnist(root, download=False).train.x
-    files = sorted((tmp_path / "cache").glob("train-images*.f32"))
-    assert len(files) == 1 and files[0].stat().st_size == 30 * 28 * 28 * 4
-    first[0].fill_(123.0)  # a stray in-place write stays in this process (copy-on-write mapping)
-    again = data.load_mnist(root, download=False).train.x
-    assert torch.allclose(again[0, 0], (train_x[0].float() / 255 - 0.1307) / 0.3081, atol=1e-6)
-    assert len(list((tmp_path / "cache").glob("train-images*.f32"))) == 1  # read, not rewritten
+    first = data.load_mnist(root, download=False).train.base
+    files = sorted((tmp_path / "cache").glob("train-images*.u8"))
+    assert len(files) == 1 and files[0].stat().st_size == 30 * 28 * 28  # the raw bytes: N·784, not float32
+    assert first.dtype == torch.uint8 and torch.equal(first[:, 0], train_x)
+    first[0].fill_(123)  # a stray in-place write stays in this process (copy-on-write mapping)
+    again = data.load_mnist(root, download=False).train
+    assert torch.equal(again.base[0, 0], train_x[0])
+    assert torch.allclose(again.x[0, 0], (train_x[0].float() / 255 - 0.1307) / 0.3081, atol=1e-6)
+    assert len(list((tmp_path / "cache").glob("train-images*.u8"))) == 1  # read, not rewritten
+
+
+def test_a_stale_float_cache_of_the_old_version_is_never_read(tiny_mnist, tmp_path, monkeypatch):
+    from kdviz import datafiles
+
+    root, train_x, _ = tiny_mnist
+    monkeypatch.setenv("KDVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    source = datafiles.idx_path(root / "MNIST" / "raw", "train-images-idx3-ubyte")
+    new = datafiles.cache_path(source)
+    assert datafiles.CACHE_VERSION >= 2 and new.name.endswith(f"-v{datafiles.CACHE_VERSION}.u8")
+    stale = new.with_name(new.name.replace(f"-v{datafiles.CACHE_VERSION}.u8", "-v1.f32"))  # what v1 wrote
+    stale.parent.mkdir(parents=True)
+    torch.full((30, 1, 28, 28), 7.5).numpy().tofile(stale)  # float32 (4·N·784 bytes: 4N images as bytes)
+    bundle = data.load_mnist(root, download=False)
+    assert len(bundle.train) == 30 and torch.equal(bundle.train.base[:, 0], train_x)  # the idx bytes, not the stale file
+    assert new.stat().st_size == 30 * 28 * 28 and stale.stat().st_size == 30 * 28 * 28 * 4
 
 
 def test_a_changed_source_file_is_read_afresh(tiny_mnist, tmp_path, monkeypatch):

@@ -86,7 +86,8 @@ def _no_materialising(monkeypatch):
     def refuse(self):
         raise AssertionError("a hot path read .x of a view (a copy of the selection)")
 
-    monkeypatch.setattr(TensorData, "x", property(lambda self: refuse(self) if self.is_view else self.base))
+    whole = TensorData.x.fget
+    monkeypatch.setattr(TensorData, "x", property(lambda self: refuse(self) if self.is_view else whole(self)))
 
 
 @pytest.mark.parametrize("jitter", [0, 2])
@@ -124,3 +125,70 @@ def test_mapped_mnist_transfer_sets_share_the_mapping(tmp_path, monkeypatch):
     view = data.transfer_set(train_set, "without:3")
     assert view.base.data_ptr() == ptr and len(view) == 18
     assert torch.equal(view.gather(torch.arange(18)), train_set.x[train_set.y != 3])
+    assert train_set.base.dtype == torch.uint8 and view.gather(torch.arange(2)).dtype == torch.float32  # bytes, decoded on read
+
+
+# ----------------------------------------------------------------------------- a uint8 base (MNIST) decodes on read
+def _pixels(n: int, seed: int = 0) -> torch.Tensor:
+    """``[n, 1, 28, 28]`` uint8 with every byte value 0..255 present."""
+    px = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    px.view(-1)[:256] = torch.arange(256, dtype=torch.uint8)
+    return px
+
+
+def _by_hand(px: torch.Tensor) -> torch.Tensor:
+    """The reference, written out (not the function under test): (x/255 − mean)/std in float32."""
+    return (px.float() / 255 - data.MNIST_MEAN) / data.MNIST_STD
+
+
+def test_a_uint8_base_decodes_to_exactly_the_normalised_float32():
+    px = _pixels(40)
+    ref = _by_hand(px)
+    whole = TensorData(px, torch.arange(40) % 10)
+    assert whole.x.dtype == torch.float32 and torch.equal(whole.x, ref)  # bit for bit, not allclose
+    idx = torch.tensor([39, 0, 7, 7, 21])
+    assert torch.equal(whole.gather(idx), ref[idx]) and torch.equal(whole.images(3, 9), ref[3:9])
+    assert torch.equal(whole.images(5, 6), ref[5:6])  # one image, as the pages read it
+    view = whole.select(torch.tensor([5, 0, 39, 7, 7, 12])).select(torch.tensor([4, 1, 2, 5]))  # composed
+    rows = torch.tensor([5, 0, 39, 7, 7, 12])[[4, 1, 2, 5]]
+    assert view.base is px and torch.equal(view.x, ref[rows])
+    assert torch.equal(view.gather(torch.tensor([3, 0])), ref[rows[[3, 0]]]) and torch.equal(view.images(1, 3), ref[rows[1:3]])
+    assert px.dtype == torch.uint8 and torch.equal(px, _pixels(40))  # decoding never writes the base
+    assert torch.equal(data.normalise(px), ref)  # the one definition, re-exported by kdviz.data
+
+
+def test_the_byte_table_used_off_the_cpu_holds_the_cpu_values():
+    from kdviz import tensordata
+
+    px = _pixels(8, seed=1)
+    table = tensordata._table(torch.device("cpu"))
+    assert table.dtype == torch.float32 and torch.equal(table[px.long()], _by_hand(px))
+
+
+def test_a_float_base_is_read_as_it_is_and_other_dtypes_are_refused():
+    x = torch.randn(6, 1, 28, 28)
+    whole = TensorData(x, torch.zeros(6, dtype=torch.long))
+    assert whole.x is x and torch.equal(whole.gather(torch.tensor([2, 1])), x[[2, 1]])
+    with pytest.raises(ValueError, match="uint8 pixels or floating point"):
+        TensorData(torch.zeros(2, 1, 28, 28, dtype=torch.int32), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="expects uint8"):
+        data.normalise(x)
+
+
+@pytest.mark.parametrize("jitter", [0, 2])
+def test_training_on_a_uint8_base_matches_its_float32_copy(monkeypatch, jitter):
+    px, y = _pixels(120, seed=2), torch.arange(120) % 10
+    as_bytes = data.without_digits(TensorData(px, y), [3])
+    as_floats = data.without_digits(TensorData(_by_hand(px), y), [3])  # what the float32 cache held
+    test_bytes, test_floats = TensorData(px[:30], y[:30]), TensorData(_by_hand(px[:30]), y[:30])
+    cfg = TrainConfig(max_steps=10, batch_size=16, eval_every=5, jitter=jitter, seed=4)
+    teacher = make_model(ModelConfig(hidden=(32,)), seed=1)
+    monkeypatch.setattr(TensorData, "x", property(lambda self: pytest.fail("a hot path decoded every image (.x)")))
+    results = []
+    for train_set, test_set in ((as_floats, test_floats), (as_bytes, test_bytes)):
+        student = make_model(ModelConfig(hidden=(16,)), seed=2)
+        recs = run_to_end(train(student, train_set, cfg, teacher=teacher, distill=DistillConfig(T=4.0, alpha=0.7),
+                                test=test_set, device="cpu"))
+        results.append((student.state_dict(), [(r.total, r.test_acc) for r in recs]))
+    (w_f, r_f), (w_b, r_b) = results
+    assert r_f == r_b and all(torch.equal(w_f[k], w_b[k]) for k in w_f)
