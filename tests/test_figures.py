@@ -121,6 +121,15 @@ def test_metric_curves_follow_dotted_keys_and_scale_nothing():
     assert list(acc.data[0].y) == [0.5] and acc.layout.yaxis.tickformat.endswith("%")
 
 
+def test_accuracy_curves_colour_a_run_over_seeds_alike_and_dash_each_seed():
+    runs = {"gen0 · s0": [rec(1, 0, 1, 0.5)], "gen1 · s0": [rec(1, 0, 1, 0.6)], "gen0 · s1": [rec(1, 0, 1, 0.4)],
+            "gen1 · s1": [rec(1, 0, 1, 0.7)], "scratch": [rec(1, 0, 1, 0.3)]}
+    style = {d.name: (d.line.color, d.line.dash) for d in accuracy_curves(runs).data}
+    assert style["gen0 · s0"][0] == style["gen0 · s1"][0] != style["gen1 · s0"][0] == style["gen1 · s1"][0]
+    assert [style[n][1] for n in ("gen0 · s0", "gen0 · s1", "gen1 · s0", "gen1 · s1")] == ["solid", "dash", "solid", "dash"]
+    assert len({c for c, _ in style.values()}) == 3  # gen0, gen1, scratch
+
+
 def test_accuracy_curves_skip_missing_values_and_draw_the_teacher():
     fig = accuracy_curves({"scratch": [rec(1, 0, 1, None), rec(2, 0, 1, 0.5), rec(3, 0, 1, 0.7), rec(4, 0, 1, float("nan"))]})
     assert len(fig.data) == 1 and list(fig.data[0].x) == [2, 3] and list(fig.data[0].y) == [0.5, 0.7]

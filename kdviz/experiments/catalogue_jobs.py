@@ -25,6 +25,7 @@ from kdviz.experiments.results import live_test_set
 from kdviz.experiments.selfdistill import PEER_RUNS, born_again, mutual_learning_peers
 from kdviz.checkpoints import load_checkpoint
 from kdviz.evaluation import predict_logits
+from kdviz.runtime.protocol import seed_run
 
 EVAL_POINTS = 4  # live test evaluations per training run
 
@@ -43,7 +44,7 @@ def _tag(events: Iterator[dict], seed: int) -> Iterator[dict]:
         except StopIteration as stop:
             return stop.value
         if ev["type"] == "record":
-            ev = {**ev, "run": f"{ev['run']} · s{seed}", "seed": seed}
+            ev = {**ev, "run": seed_run(ev["run"], seed), "seed": seed}
         elif ev["type"] == "result":
             continue  # the per-seed result is folded into the experiment's result
         yield ev
@@ -88,7 +89,7 @@ def mutual_events(cfg: CatalogueConfig, bundle: kdata.DataBundle, device) -> Ite
             _store(accs, f"{name} (mutual)", evaluate(m, bundle.test).accuracy)
             alone = make_model(cfg.student(), tc.seed + i, device)  # the same initial weights, no peer
             for rec in train(alone, data, tc, test=live_test_set(bundle.test), device=device):
-                yield {"type": "record", "run": f"{name} alone · s{seed}", "seed": seed, **rec.to_dict()}
+                yield {"type": "record", "run": seed_run(f"{name} alone", seed), "seed": seed, **rec.to_dict()}
             _store(accs, f"{name} (alone)", evaluate(alone, bundle.test).accuracy)
     accs["mean of peers (mutual)"] = [sum(accs[f"{p} (mutual)"][s] for p in peers) / len(peers) for s in range(cfg.seeds)]
     accs["mean of peers (alone)"] = [sum(accs[f"{p} (alone)"][s] for p in peers) / len(peers) for s in range(cfg.seeds)]
@@ -145,7 +146,7 @@ def ensemble_events(cfg: CatalogueConfig, bundle: kdata.DataBundle, device, teac
             tc = _cfg_for(cfg, len(data), 100 * seed)
             for rec in train(model, data, tc, teacher=teacher, distill=cfg.distill() if teacher is not None else None,
                              test=live_test_set(bundle.test), device=device):
-                yield {"type": "record", "run": f"{run} · s{seed}", "seed": seed, **rec.to_dict()}
+                yield {"type": "record", "run": seed_run(run, seed), "seed": seed, **rec.to_dict()}
             _store(accs, run, evaluate(model, bundle.test).accuracy)
     refs = {f"from ensemble ({m})": (f"from {best} alone", "scratch") for m in cfg.modes} | {f"from {best} alone": ("scratch",)}
     offset = kl_mean_offset([predict_logits(t, bundle.test.images(0, 2000).to(device)) for t in teachers.values()], cfg.T)

@@ -14,6 +14,7 @@ from kdviz.figures.style import (
     FONT_SIZE, INK, LEGEND_BELOW, PERCENT_AXIS, RAW_LABELS, RUN_COLORS, TERM_LABELS, colors, figure, finite, floats,
     line, points, ref_line,
 )
+from kdviz.runtime.protocol import SEED_SEP
 
 
 def metric_curves(runs: Mapping[str, Sequence[Mapping]], key: str = "total", title: str = "Training loss",
@@ -25,12 +26,22 @@ def metric_curves(runs: Mapping[str, Sequence[Mapping]], key: str = "total", tit
     return figure(traces, title, "step", y_title, yaxis=PERCENT_AXIS if percent else {})
 
 
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
+
+
 def accuracy_curves(evals: Mapping[str, Sequence[Mapping]], teacher_acc: float | None = None,
                     title: str = "Test accuracy") -> go.Figure:
-    """Test accuracy per run (markers at each evaluation); the teacher as a dashed horizontal line."""
-    palette = colors(evals)
-    traces = [line(*points(records, "test_acc"), name, palette[name], mode="lines+markers", marker={"size": 8})
-              for name, records in evals.items()]
+    """Test accuracy per run (markers at each evaluation); the teacher as a dashed horizontal line.
+
+    Runs named ``"<run> · s<seed>"`` (the catalogue's, one per seed) share their run's colour and
+    differ by dash, so gen0 of every seed reads as one colour."""
+    groups = {name: name.rsplit(SEED_SEP, 1)[0] for name in evals}
+    palette, seeds = colors(dict.fromkeys(groups.values())), {}
+    traces = []
+    for name, records in evals.items():
+        dash = DASHES[seeds.setdefault(groups[name], {}).setdefault(name, len(seeds[groups[name]])) % len(DASHES)]
+        traces.append(line(*points(records, "test_acc"), name, palette[groups[name]], dash=dash, mode="lines+markers",
+                           marker={"size": 8}))
     extra = {}
     if finite(teacher_acc):
         extra["shapes"] = [ref_line("y", teacher_acc, RUN_COLORS["teacher"])]

@@ -95,6 +95,13 @@ def record_event(run: str, fields: dict) -> dict:
     return {"type": "record", "run": run, **fields}
 
 
+SEED_SEP = " · s"  # a run repeated over seeds records as "<run> · s<seed>" (the figures colour by run)
+
+
+def seed_run(run: str, seed: int) -> str:
+    return f"{run}{SEED_SEP}{seed}"
+
+
 def error_event(err: BaseException, text: str | None = None) -> dict:
     return {"type": "error", "text": str(err) if text is None else text, "kind": type(err).__name__}
 

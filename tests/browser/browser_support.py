@@ -160,9 +160,19 @@ def alert_texts(page, kind: str = "") -> list[str]:
         page.locator("[data-testid='stAlert']").all_inner_texts()
 
 
-def screenshot(page, name: str) -> Path:
+RESULT_TABLE = "[data-testid='stDataFrame']:visible"
+
+
+def screenshot(page, name: str, scroll_to: str | None = None) -> Path:
+    """A PNG of the window. Streamlit scrolls its main area inside the page, so ``full_page`` only
+    gives the window: ``scroll_to`` (a selector, e.g. ``RESULT_TABLE``) brings that element into view first."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    if scroll_to:
+        try:
+            page.locator(scroll_to).last.scroll_into_view_if_needed(timeout=5_000)
+        except Exception as err:  # a picture of the top of the page is still a picture
+            print(f"(screenshot {name}: could not scroll to {scroll_to}: {err})")
     page.screenshot(path=str(path), full_page=True)
     return path
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser_support import assert_no_exception, screenshot, wait_rendered
+from browser_support import RESULT_TABLE, assert_no_exception, screenshot, wait_rendered
 from ui_actions import chart_points, click, open_page, set_text, settle
 
 from kdviz.experiments.catalogue import config_from_spec
@@ -52,13 +52,13 @@ def test_born_again_and_mutual_learning_train_live_and_show_their_tables(page, a
     _run_live(page, "cat_born_again", "ensemble of generations")  # the live chart is not asserted: on a quiet
     # machine a small run can finish between two looks (CI saw no chart once); the result table is
     assert page.get_by_text("gains stop").count() or page.get_by_text("every generation beat").count()
-    screenshot(page, "catalogue_born_again")
+    screenshot(page, "catalogue_born_again", scroll_to=RESULT_TABLE)
     page.get_by_role("tab", name="Deep mutual learning").click()
     settle(page)
     _run_live(page, "cat_mutual", "mean of peers (mutual)")
     assert page.get_by_text("within noise").count()
     assert_no_exception(page, f"{TITLE} after both runs")
-    screenshot(page, "catalogue_mutual")
+    screenshot(page, "catalogue_mutual", scroll_to=RESULT_TABLE)
 
 
 # The fewest the page allows: one seed, one epoch over 200 synthetic images (4 steps of 64 per network);
@@ -123,7 +123,7 @@ def test_teacher_assistant_and_ensemble_train_and_show_their_tables(page, browse
         ta = config_from_spec({"kind": "ta"})  # the page's defaults
         assert "teacher CNN" in text and f"assistant {ta.assistant().label()}; student {ta.student().label()}" in text, text[-1500:]
         assert_no_exception(page, f"{TITLE}: teacher assistant")
-        screenshot(page, "catalogue_ta")
+        screenshot(page, "catalogue_ta", scroll_to=RESULT_TABLE)
 
         names = shown["cat_ensemble"]
         assert names[:2] == ["from ensemble (logits)", "from ensemble (probs)"] and names[-1] == "scratch", names
@@ -132,6 +132,6 @@ def test_teacher_assistant_and_ensemble_train_and_show_their_tables(page, browse
         mlp = config_from_spec({"kind": "ensemble"}).mlp_teacher().label()
         assert "teachers (one run each, full test set): CNN" in text and f"; {mlp} " in text, text[-1500:]
         assert_no_exception(ens, f"{TITLE}: ensemble")
-        screenshot(ens, "catalogue_ensemble")
+        screenshot(ens, "catalogue_ensemble", scroll_to=RESULT_TABLE)
     finally:
         other.close()
