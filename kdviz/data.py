@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from kdviz import datafiles
 # re-exported (kdviz.data.TensorData, kdviz.data.normalise, ...); defined once in kdviz.tensordata
 from kdviz.tensordata import HIDDEN_LABEL, MNIST_MEAN, MNIST_STD, TensorData, normalise  # noqa: F401
+
 FALLBACK_FILE = Path(__file__).parent / "assets" / "uci_digits.csv.gz"
 FALLBACK_NAME = "UCI handwritten digits (8×8, upscaled) — NOT MNIST"
 DATA_SOURCES = ("auto", "synthetic")  # "auto": MNIST, else the fallback; "synthetic": tests
