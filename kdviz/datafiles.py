@@ -10,7 +10,6 @@ can never change the file another process reads). The file holds the raw uint8 p
 (``[N, 1, 28, 28]``: 47 MB for the 60,000 training images, 7.8 MB for the 10,000 test images,
 a quarter of float32); :class:`kdviz.tensordata.TensorData` normalises them on read, batch by batch.
 """
-
 from __future__ import annotations
 
 import gzip
@@ -61,9 +60,13 @@ def cache_path(source: Path) -> Path:
     """The cache file for ``source``: its name carries the source's path, size and modification
     time (a changed source is read afresh) and :data:`CACHE_VERSION` (an older layout is never read)."""
     stat = source.stat()
+    return cache_dir() / f"{_prefix(source)}{stat.st_size}-{stat.st_mtime_ns}-v{CACHE_VERSION}.{CACHE_SUFFIX}"
+
+
+def _prefix(source: Path) -> str:
+    """What every cache file of ``source`` (any version, any modification time) starts with."""
     where = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:10]
-    stem = source.name.split(".")[0]
-    return cache_dir() / f"{stem}-{where}-{stat.st_size}-{stat.st_mtime_ns}-v{CACHE_VERSION}.{CACHE_SUFFIX}"
+    return f"{source.name.split('.')[0]}-{where}-"
 
 
 def mapped_images(source: Path) -> torch.Tensor:
@@ -77,9 +80,22 @@ def mapped_images(source: Path) -> torch.Tensor:
         images = images.unsqueeze(1)
         if not _write(path, images):
             return images
+        _remove_stale(source, path)
     count = path.stat().st_size // IMAGE_BYTES
     mapped = np.memmap(path, dtype=np.uint8, mode="c", shape=(count, 1, 28, 28))
     return torch.from_numpy(mapped)  # the tensor keeps the mapping alive
+
+
+def _remove_stale(source: Path, current: Path) -> None:
+    """Delete this source's older cache files (an older layout, e.g. v1's 188 MB float32, or an older
+    copy of the source): nothing reads them again. A process still mapping one keeps its pages (Linux
+    frees a mapped file's blocks only when the last mapping goes); another writer's ``.tmp`` is left alone."""
+    for old in current.parent.glob(f"{_prefix(source)}*"):
+        if old != current and not old.name.endswith(".tmp"):
+            try:
+                old.unlink()
+            except OSError:
+                pass  # someone else removed it, or the folder is read-only: it stays unused
 
 
 def _complete(path: Path) -> bool:

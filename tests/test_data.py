@@ -201,7 +201,24 @@ def test_a_stale_float_cache_of_the_old_version_is_never_read(tiny_mnist, tmp_pa
     torch.full((30, 1, 28, 28), 7.5).numpy().tofile(stale)  # float32 (4·N·784 bytes: 4N images as bytes)
     bundle = data.load_mnist(root, download=False)
     assert len(bundle.train) == 30 and torch.equal(bundle.train.base[:, 0], train_x)  # the idx bytes, not the stale file
-    assert new.stat().st_size == 30 * 28 * 28 and stale.stat().st_size == 30 * 28 * 28 * 4
+    assert new.stat().st_size == 30 * 28 * 28
+    assert not stale.exists()  # nothing would read it again: its 4·N·784 bytes are given back
+
+
+def test_writing_a_cache_file_keeps_other_sources_and_in_flight_writes(tiny_mnist, tmp_path, monkeypatch):
+    from kdviz import datafiles
+
+    root, *_ = tiny_mnist
+    monkeypatch.setenv("KDVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    source = datafiles.idx_path(root / "MNIST" / "raw", "train-images-idx3-ubyte")
+    new = datafiles.cache_path(source)
+    new.parent.mkdir(parents=True)
+    other_source = new.parent / "t10k-images-0123456789-1-2-v2.u8"  # another source's cache
+    in_flight = new.with_name(new.name + ".999.tmp")  # another process writing this very file
+    for f in (other_source, in_flight):
+        f.write_bytes(b"\0" * 784)
+    data.load_mnist(root, download=False)
+    assert new.exists() and other_source.exists() and in_flight.exists()
 
 
 def test_a_changed_source_file_is_read_afresh(tiny_mnist, tmp_path, monkeypatch):
