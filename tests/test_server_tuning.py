@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from pathlib import Path
 
 from kdviz.ui.server import GC_THRESHOLDS, SWITCH_INTERVAL_S, tune_server_process
 
@@ -32,3 +33,12 @@ def test_tuning_runs_once_per_process(monkeypatch):
         assert calls == ["freeze", GC_THRESHOLDS, SWITCH_INTERVAL_S]
     finally:
         tune_server_process.cache_clear()
+
+
+def test_the_server_watches_no_files():
+    """With the README's ``.venv`` inside the checkout, Streamlit's file watcher overflowed inotify
+    and took most of a core during training; the app never reloads on edits, so it is off."""
+    import tomllib
+
+    server = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())["server"]
+    assert server["fileWatcherType"] == "none" and server["runOnSave"] is False

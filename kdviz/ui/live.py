@@ -144,6 +144,10 @@ def live_panel(name: str, draw: Callable[[JobHandle | None], None], interval: fl
             st.rerun()  # finished: redraw the whole page once, and stop ticking
         if was_queued and current is not None and current.state != "queued":
             st.rerun()  # it started: redraw the page once, and tick at the running rate
+        if not was_active and current is not None and current.active:
+            # started by a button inside this fragment ("Run the next seed"): a fragment rerun keeps the
+            # run_every it was defined with (none), so without a full rerun the panel would never tick again
+            st.rerun()
 
     _panel()
 

@@ -127,3 +127,26 @@ def test_shared_distill_link_fills_the_widgets(page, app_url, nav):
     for key in ("T=8", "alpha=0.5", "transfer=subset", "transfer_n=300", "seed=7", "batch=64"):
         assert key in url, f"{key} left the address bar: {url}"
     screenshot(page, "distill_shared_link")
+
+
+def test_run_the_next_seed_starts_a_second_run_and_gives_a_verdict(page, app_url, nav):
+    """The default run, then "Run the next seed" pressed in its result: a second run starts and trains to
+    its end (the button sits in the live panel's fragment, which must start ticking again), and the
+    result then speaks of 2 seeds with mean ± std instead of "one seed: noise unknown"."""
+    open_page(page, app_url, nav["Distill"])
+    click(page, "distill_use_default")
+    page.wait_for_selector("[data-testid='stAlertContentSuccess']:has-text('Current teacher')", timeout=30_000)
+    settle(page)
+    click(page, "distill_start")
+    wait_until(page, lambda: "noise unknown" in _main_text(page), 120, "the first run gave no one-seed result")
+    settle(page)
+    first_seed = int(page.locator(".st-key-distill_seed input").first.input_value())
+    click(page, "distill_next_seed")
+    wait_until(page, lambda: "Over 2 seeds" in _main_text(page) or bool(alert_texts(page, "Error")), 120,
+               "the next seed's run did not finish with a verdict over 2 seeds")
+    assert not alert_texts(page, "Error"), alert_texts(page, "Error")
+    text = _main_text(page)
+    assert re.search(rf"seeds {first_seed}, {first_seed + 1}\)", text), text[-2000:]
+    assert re.search(r"distilled − scratch [+−-]\d+\.\d\d points \(2·SE \d+\.\d\d\) — (within|beyond) noise", text), text[-2000:]
+    assert int(page.locator(".st-key-distill_seed input").first.input_value()) == first_seed + 1
+    assert_no_exception(page, "Distill page after the next seed's run")
