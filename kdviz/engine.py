@@ -26,6 +26,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from kdviz import optim
 from kdviz.batches import TEACHER_ROWS, Shifter, feed, shuffled_batches, steps_per_epoch
 from kdviz.data import HIDDEN_LABEL, TensorData
 from kdviz.devices import autocast, prepare_model, resolve_device
@@ -121,22 +122,28 @@ def _fusable(params: list[torch.Tensor]) -> bool:
     return bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params)
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The configured optimiser; fused (one kernel per tensor) where PyTorch offers it."""
+def make_optimizer(params, cfg: TrainConfig):
+    """The configured optimiser on fused kernels (``kdviz/optim.py``: no ``torch._dynamo`` import);
+    ``torch.optim`` where no fused kernel exists for the parameters."""
     params = list(params)
-    fused = _fusable(params) or None
+    fused = _fusable(params)
     if cfg.optimizer == "sgd":
         nesterov = cfg.momentum > 0
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=nesterov, fused=fused)
+        if fused:
+            return optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=nesterov)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=nesterov)
+    if fused:
+        return optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, decoupled=cfg.optimizer == "adamw")
     opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def make_lr_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+def make_lr_schedule(opt, cfg: TrainConfig, total_steps: int):
+    """Stepped once per batch; it sets the optimiser's ``param_groups`` (either kind of optimiser)."""
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25)
+        return optim.OneCycle(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25)
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+        return optim.Cosine(opt, t_max=total_steps)
     return None
 
 
@@ -157,7 +164,7 @@ class _Setup:
     """Everything a run needs, built once before the first step."""
 
     objective: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: object  # kdviz.optim.Adam / SGD, or a torch.optim optimiser
     scheduler: object
     cache: torch.Tensor | None  # [N, C] teacher logits, or None when the teacher runs per batch
     total_steps: int

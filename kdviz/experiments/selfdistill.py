@@ -154,7 +154,7 @@ class _Peer:
     """One DML student with its own optimiser, learning-rate schedule and loss meter."""
 
     model: nn.Module
-    opt: torch.optim.Optimizer
+    opt: object  # kdviz.engine.make_optimizer
     sched: object
     meter: _Meter
 
