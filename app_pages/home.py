@@ -36,7 +36,8 @@ def teacher_plan(bundle) -> str:
 def start() -> None:
     st.session_state.pop("home_error", None)
     try:
-        overrides = {"omit": int(st.session_state.get("home_omit", 3)), "seeds": int(st.session_state.get("home_seeds", 1))}
+        overrides = {**sc.CLASSROOM_DEMO, "omit": int(st.session_state.get("home_omit", 3)),
+                     "seeds": int(st.session_state.get("home_seeds", 1))}
         overrides, notes = hosted_overrides(KIND, overrides, limits())
         start_job(JOB, scenario_spec(KIND, overrides, data_source(), current_device(), None, jobs_root()))
     except ValueError as err:
@@ -77,13 +78,15 @@ if bundle.source == "fallback":
 st.header("Classroom demo: the digit the student never saw")
 info = sc.PRESET_INFO[KIND]
 st.markdown(f"{info.summary} *({info.paper}.)*")
-st.caption(f"Teacher: {teacher_plan(bundle)}. Student: {sc.preset(KIND).student.model.label()}, trained for "
-           f"{sc.preset(KIND).student.epochs:g} epochs at T = {sc.preset(KIND).T:g}.")
+demo = sc.classroom_demo()
+st.caption(f"Teacher: {teacher_plan(bundle)}. Student: {demo.student.model.label()}, trained for {demo.student.epochs:g} "
+           f"epoch{'' if demo.student.epochs == 1 else 's'} at T = {demo.T:g} (a smaller, shorter student than the paper's 800-800 so the demo takes seconds; "
+           "the **Experiments** page runs the paper-sized one).")
 with st.expander("Demo settings"):
     c1, c2 = st.columns(2)
     c1.selectbox("Digit to hide from the students", list(range(10)), index=3, key="home_omit")
     c2.number_input("Seeds (repeats, for mean ± std)", 1, 5, 1, key="home_seeds",
-                    help="One seed takes about 30 s of student training on a CPU; 3 or more give honest error bars.")
+                    help="One seed takes a few seconds of student training on a CPU; 3 or more give honest error bars.")
 result = scenario_views.run_section(JOB, "Run the classroom demo", "home_demo_start", start, "home", draw)
 if result:
     st.subheader("Result")

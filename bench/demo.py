@@ -2,7 +2,8 @@
 
 Run: ``KDVIZ_DATA_DIR=/path/to/data python bench/demo.py [--threads 1] [--variants shipped,fp32]``
 
-The demo is ``kdviz.experiments.scenarios``' "omitted-digit" scenario (Hinton et al. 2015, §3): every 3 is
+The demo is ``kdviz.experiments.scenarios.classroom_demo()``: the "omitted-digit" scenario with Home's smaller student
+(``--recipe paper``: the preset's paper-sized student) (Hinton et al. 2015, §3): every 3 is
 removed from the transfer set; a distilled and a scratch student (same seed) are trained, and the
 distilled one should still recognise 3s, nearly all after a bias correction. Each row runs the
 scenario through its public ``run_scenario``, timed from "no teacher" to the result event:
@@ -50,9 +51,14 @@ def amp_off(enabled: bool):
         sc.PRESETS["omitted-digit"], rc.DEMO_MLP_TEACHER = saved
 
 
-def run_demo(bundle, train_teacher: bool) -> dict:
+def demo_config(recipe: str) -> sc.ScenarioConfig:
+    """The Home page's classroom demo (``sc.CLASSROOM_DEMO``: student 300-300, 1 epoch), or the paper-sized preset."""
+    return sc.classroom_demo() if recipe == "classroom" else sc.preset("omitted-digit")
+
+
+def run_demo(bundle, train_teacher: bool, recipe: str) -> dict:
     """One end-to-end demo: obtain the teacher (train the recipe, or the shipped file), then the scenario."""
-    cfg = sc.preset("omitted-digit")
+    cfg = demo_config(recipe)
     t0, cpu0 = time.perf_counter(), time.process_time()
     if train_teacher:  # what obtain_teacher does when no shipped or cached teacher fits
         teacher = _result(rc.train_network(cfg.teacher, bundle.train, 0, "cpu", "teacher", test=live_test_set(bundle.test)))
@@ -87,10 +93,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1: one training slot per core)")
     ap.add_argument("--variants", default="shipped,fp32", help="comma list of shipped, fp32")
+    ap.add_argument("--recipe", default="classroom", choices=("classroom", "paper"),
+                    help="classroom: what Home runs (student 300-300, 1 epoch); paper: the preset's 800-800, 3 epochs")
     args = ap.parse_args()
     setup_threads(args.threads)
     bundle = mnist_or_exit()
-    cfg = sc.preset("omitted-digit")
+    cfg = demo_config(args.recipe)
     print(machine_line(args.threads) + f"; bf16 native here: {bf16_is_fast('cpu')}")
     print(f"omitted digit {cfg.omit}; student {cfg.student.model.label()}, {cfg.student.epochs:g} epochs each for distilled and scratch, "
           f"batch {cfg.student.batch_size}, T={cfg.T:g}, alpha={cfg.alpha:g}")
@@ -100,7 +108,7 @@ def main() -> None:
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
         with amp_off(name == "fp32"):
             for train_teacher in (True, False):
-                rows.append((name, run_demo(bundle, train_teacher)))
+                rows.append((name, run_demo(bundle, train_teacher, args.recipe)))
                 print_row(*rows[-1])
     print()
     for name, r in rows:

@@ -179,7 +179,8 @@ def main() -> None:
                 pages = [page, browser.new_page(viewport={"width": 1400, "height": 1000})]
                 open_page(pages[0], server.url, "")
                 open_page(pages[1], server.url, "")
-                wait_quiet(server.proc.pid)
+                waited = wait_quiet(server.proc.pid)
+                idle2 = print_parts(f"idle with two sessions open (quiet after {waited:.0f} s)", pss_parts(server.proc.pid))
                 peak2, seconds = run_demos(pages, server.proc.pid)
                 print(f"two demos at once (two sessions): peak {peak2:,.0f} MiB (finished in {seconds:.1f} s)")
                 browser.close()
@@ -188,8 +189,10 @@ def main() -> None:
     print()
     print(verdict("idle, server + workers (PSS)", idle, IDLE_TARGET_MB, " MiB", higher_is_better=False))
     print(verdict("one running MNIST job adds (PSS)", peak - idle, JOB_TARGET_MB, " MiB", higher_is_better=False))
-    print(verdict("a second running MNIST job adds (PSS)", peak2 - peak, JOB_TARGET_MB, " MiB", higher_is_better=False)
-          + "   (the data set's pages, touched by the first job, are shared)")
+    print(verdict("two MNIST jobs at once add, per job (PSS)", (peak2 - idle2) / 2, JOB_TARGET_MB, " MiB", higher_is_better=False)
+          + f"   (both: {peak2 - idle2:,.0f} MiB over the idle two-session server)")
+    print(f"(the targets are the issue's MB read as MiB, which is 4.9 % looser: in decimal MB the figures are "
+          f"{idle * MB / 1e6:,.0f}, {(peak - idle) * MB / 1e6:,.0f} and {(peak2 - idle2) * MB / 2e6:,.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -27,11 +27,11 @@ def hosted_overrides(kind: str, overrides: dict, limits: HostedLimits | None) ->
         raise ValueError("Hinton's MNIST setting trains for an hour or more; it is switched off on this shared server")
     out = dict(overrides)
     out["seeds"], notes = clamp_count("seeds", int(out.get("seeds", 1)), limits.max_seeds)
-    base = sc.preset(kind)
+    base = sc.with_overrides(sc.preset(kind), out)  # what would run: the preset with the page's settings
     if max(base.student.model.hidden) > limits.max_width:
         out["student_hidden"] = [min(h, limits.max_width) for h in base.student.model.hidden]
         notes.append(f"student width capped at {limits.max_width} on this shared server")
-    if float(out.get("epochs", base.student.epochs)) > limits.max_epochs:
+    if float(base.student.epochs) > limits.max_epochs:
         out["epochs"] = limits.max_epochs
         notes.append(f"student epochs capped at {limits.max_epochs:g} on this shared server")
     return out, notes

@@ -123,6 +123,20 @@ PRESETS: dict[str, ScenarioConfig] = {
         T=20.0, alpha=0.9, log_every=50, default_teacher=False),
 }
 
+# The Home page's classroom demo: the omitted-digit preset with a smaller student (MLP 784-300-300-10, 0.33M
+# parameters instead of 1.28M) trained for one epoch at a higher learning rate, so the demo fits a pause in a lesson.
+# Measured in one process on this 2-core CPU (2 threads, shipped teacher, seed 0, digit 3 hidden): 7.5 s for both
+# students with the teacher's passes, vs ~45 s for the preset; distilled 95.33 %, its 3s 74.1 % → 95.9 % after the
+# bias; scratch 87.41 %, its 3s 0.0 %. Hiding 7 or 8 instead (seed 1): the distilled student got 81.9 / 84.4 % of them
+# before the bias. The Experiments page keeps the paper-sized student (800-800, 3 epochs) for the full effect.
+CLASSROOM_DEMO = {"student_hidden": [300, 300], "epochs": 1.0, "lr": 5e-3}
+
+
+def classroom_demo(overrides: dict | None = None) -> ScenarioConfig:
+    """The omitted-digit scenario as the Home page runs it (``overrides`` on top, e.g. the digit)."""
+    return with_overrides(preset("omitted-digit"), {**CLASSROOM_DEMO, **(overrides or {})})
+
+
 PRESET_INFO: dict[str, PresetInfo] = {
     "omitted-digit": PresetInfo(
         "The digit the student never saw",
