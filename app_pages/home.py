@@ -11,7 +11,7 @@ import streamlit as st
 
 from kdviz.experiments import scenarios as sc
 from kdviz.experiments.recipes import teacher_candidates
-from kdviz.experiments.scenario_specs import hosted_overrides, scenario_spec, teacher_cache_dir
+from kdviz.experiments.scenario_specs import CLASSROOM_DEMO, classroom_demo, hosted_overrides, scenario_spec, teacher_cache_dir
 from kdviz.figures import kd_diagram
 from kdviz.ui import scenario_views
 from kdviz.ui.frame import current_device, data_source, get_bundle
@@ -36,7 +36,7 @@ def teacher_plan(bundle) -> str:
 def start() -> None:
     st.session_state.pop("home_error", None)
     try:
-        overrides = {**sc.CLASSROOM_DEMO, "omit": int(st.session_state.get("home_omit", 3)),
+        overrides = {**CLASSROOM_DEMO, "omit": int(st.session_state.get("home_omit", 3)),
                      "seeds": int(st.session_state.get("home_seeds", 1))}
         overrides, notes = hosted_overrides(KIND, overrides, limits())
         start_job(JOB, scenario_spec(KIND, overrides, data_source(), current_device(), None, jobs_root()))
@@ -78,7 +78,7 @@ if bundle.source == "fallback":
 st.header("Classroom demo: the digit the student never saw")
 info = sc.PRESET_INFO[KIND]
 st.markdown(f"{info.summary} *({info.paper}.)*")
-demo = sc.classroom_demo()
+demo = classroom_demo()
 st.caption(f"Teacher: {teacher_plan(bundle)}. Student: {demo.student.model.label()}, trained for {demo.student.epochs:g} "
            f"epoch{'' if demo.student.epochs == 1 else 's'} at T = {demo.T:g} (a smaller, shorter student than the paper's 800-800 so the demo takes seconds; "
            "the **Experiments** page runs the paper-sized one).")

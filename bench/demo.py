@@ -2,7 +2,7 @@
 
 Run: ``KDVIZ_DATA_DIR=/path/to/data python bench/demo.py [--threads 1] [--variants shipped,fp32]``
 
-The demo is ``kdviz.experiments.scenarios.classroom_demo()``: the "omitted-digit" scenario with Home's smaller student
+The demo is ``kdviz.experiments.scenario_specs.classroom_demo()``: the "omitted-digit" scenario with Home's smaller student
 (``--recipe paper``: the preset's paper-sized student) (Hinton et al. 2015, §3): every 3 is
 removed from the transfer set; a distilled and a scratch student (same seed) are trained, and the
 distilled one should still recognise 3s, nearly all after a bias correction. Each row runs the
@@ -31,6 +31,7 @@ from _util import machine_line, mnist_or_exit, setup_threads, verdict
 
 import kdviz.experiments.recipes as rc
 import kdviz.experiments.scenarios as sc
+from kdviz.experiments.scenario_specs import classroom_demo
 from kdviz.experiments.results import live_test_set
 from kdviz.devices import bf16_is_fast
 
@@ -52,8 +53,8 @@ def amp_off(enabled: bool):
 
 
 def demo_config(recipe: str) -> sc.ScenarioConfig:
-    """The Home page's classroom demo (``sc.CLASSROOM_DEMO``: student 300-300, 1 epoch), or the paper-sized preset."""
-    return sc.classroom_demo() if recipe == "classroom" else sc.preset("omitted-digit")
+    """The Home page's classroom demo (``CLASSROOM_DEMO``: student 300-300, 1 epoch), or the paper-sized preset."""
+    return classroom_demo() if recipe == "classroom" else sc.preset("omitted-digit")
 
 
 def run_demo(bundle, train_teacher: bool, recipe: str) -> dict:

@@ -9,6 +9,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from kdviz.experiments import scenarios as sc
+from kdviz.experiments.scenario_specs import CLASSROOM_DEMO
 from kdviz.experiments.results import bias_accuracy
 from kdviz.figures import kd_diagram
 
@@ -54,7 +55,7 @@ def test_one_click_starts_the_omitted_digit_scenario(no_spawn):
     at.button(key="home_demo_start").click().run()
     spec = _handle(at).spec
     assert spec["fn"] == "kdviz.experiments.scenarios:omitted_digit_job"
-    assert spec["overrides"] == {**sc.CLASSROOM_DEMO, "omit": 3, "seeds": 1}
+    assert spec["overrides"] == {**CLASSROOM_DEMO, "omit": 3, "seeds": 1}
     assert spec["data"] == "synthetic" and spec["device"] == "cpu"
     cfg = sc.with_overrides(sc.preset(spec["preset"]), spec["overrides"])  # what the worker will train
     assert cfg.student.model.hidden == (300, 300) and cfg.student.epochs == 1.0 and cfg.omit == 3

@@ -231,20 +231,24 @@ def record_event(run: str, rec: StepRecord, seed: int | None = None) -> dict:
 
 def train_network(recipe: Recipe, data: kdata.TensorData, seed: int, device: torch.device, run: str, *,
                   teacher: nn.Module | None = None, distill: DistillConfig | None = None,
-                  test: kdata.TensorData | None = None, log_every: int = 20, run_dir: str = "") -> Iterator[dict]:
-    """Train one network from a fresh init (seeded); yields record events, returns the model."""
+                  test: kdata.TensorData | None = None, log_every: int = 20, run_dir: str = "",
+                  teacher_logits: torch.Tensor | None = None) -> Iterator[dict]:
+    """Train one network from a fresh init (seeded); yields record events, returns the model.
+    ``teacher_logits``: the teacher's logits on ``data``, one row per image, when already known."""
     model = make_model(recipe.model, seed, device)
     if recipe.lr_decay < 1:
-        yield from _train_resumable(model, recipe, data, seed, device, run, teacher, distill, test, log_every, run_dir)
+        yield from _train_resumable(model, recipe, data, seed, device, run, teacher, distill, test, log_every, run_dir,
+                                    teacher_logits)
         return model
     cfg = recipe.train_config(seed, log_every, amp=recipe.amp and bf16_is_fast(device))
     cfg = replace(cfg, eval_every=max(1, total_steps(len(data), cfg) // EVAL_POINTS))
-    for rec in train(model, data, cfg, teacher=teacher, distill=distill, test=test, device=device):
+    for rec in train(model, data, cfg, teacher=teacher, distill=distill, test=test, device=device, teacher_logits=teacher_logits):
         yield record_event(run, rec, seed)
     return model
 
 
-def _train_resumable(model, recipe: Recipe, data, seed, device, run, teacher, distill, test, log_every, run_dir) -> Iterator[dict]:
+def _train_resumable(model, recipe: Recipe, data, seed, device, run, teacher, distill, test, log_every, run_dir,
+                     teacher_logits=None) -> Iterator[dict]:
     """One ``train`` call per epoch (lr × lr_decay after each), a checkpoint after each under ``run_dir``.
 
     A later call with the same ``run_dir`` loads the last finished epoch and goes on from there.
@@ -257,7 +261,8 @@ def _train_resumable(model, recipe: Recipe, data, seed, device, run, teacher, di
         cfg = recipe.train_config(seed * 1000 + epoch, log_every, epochs=min(1.0, recipe.epochs - epoch),
                                   lr=recipe.lr * recipe.lr_decay**epoch, schedule="constant",
                                   amp=recipe.amp and bf16_is_fast(device))
-        for rec in train(model, data, cfg, teacher=teacher, distill=distill, test=test, device=device):
+        for rec in train(model, data, cfg, teacher=teacher, distill=distill, test=test, device=device,
+                         teacher_logits=teacher_logits):
             rec.epoch += epoch
             yield record_event(run, rec, seed)
         if path is not None:

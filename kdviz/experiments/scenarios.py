@@ -32,8 +32,9 @@ from torch import nn
 
 from kdviz import data as kdata
 from kdviz.evaluation import predict_logits
-from kdviz.devices import resolve_device
+from kdviz.devices import bf16_is_fast, resolve_device
 from kdviz.experiments.recipes import DEMO_MLP_TEACHER, Recipe, obtain_teacher, train_network
+from kdviz.experiments.teacher_logits import base_logits, rows_of
 from kdviz.experiments.results import (
     PAPER_ERRORS,
     PAPER_OMITTED,
@@ -122,20 +123,6 @@ PRESETS: dict[str, ScenarioConfig] = {
         student=Recipe(STUDENT_800, epochs=60, batch_size=128, lr=0.05, optimizer="sgd", schedule="constant", lr_decay=0.95),
         T=20.0, alpha=0.9, log_every=50, default_teacher=False),
 }
-
-# The Home page's classroom demo: the omitted-digit preset with a smaller student (MLP 784-300-300-10, 0.33M
-# parameters instead of 1.28M) trained for one epoch at a higher learning rate, so the demo fits a pause in a lesson.
-# Measured in one process on this 2-core CPU (2 threads, shipped teacher, seed 0, digit 3 hidden): 7.5 s for both
-# students with the teacher's passes, vs ~45 s for the preset; distilled 95.33 %, its 3s 74.1 % → 95.9 % after the
-# bias; scratch 87.41 %, its 3s 0.0 %. Hiding 7 or 8 instead (seed 1): the distilled student got 81.9 / 84.4 % of them
-# before the bias. The Experiments page keeps the paper-sized student (800-800, 3 epochs) for the full effect.
-CLASSROOM_DEMO = {"student_hidden": [300, 300], "epochs": 1.0, "lr": 5e-3}
-
-
-def classroom_demo(overrides: dict | None = None) -> ScenarioConfig:
-    """The omitted-digit scenario as the Home page runs it (``overrides`` on top, e.g. the digit)."""
-    return with_overrides(preset("omitted-digit"), {**CLASSROOM_DEMO, **(overrides or {})})
-
 
 PRESET_INFO: dict[str, PresetInfo] = {
     "omitted-digit": PresetInfo(
@@ -274,6 +261,7 @@ def scenario_events(cfg: ScenarioConfig, bundle: kdata.DataBundle, *, device: st
     live_test = live_test_set(bundle.test)
     t_logits = predict_logits(teacher, bundle.test).cpu()
     labels = bundle.test.y.cpu()
+    t_train = _teacher_train_logits(cfg, teacher, bundle.train, cache_dir, device)
     timings["teacher"] = time.perf_counter() - t0
     runs: dict[str, list[dict]] = {role: [] for role in ROLES}
     logits: dict[str, list] = {}
@@ -285,7 +273,7 @@ def scenario_events(cfg: ScenarioConfig, bundle: kdata.DataBundle, *, device: st
             yield {"type": "status", "text": f"seed {seed} ({i + 1}/{len(cfg.seeds)}): {role} student — {sets.description}",
                    "progress": (2 * i + ROLES.index(role)) / (2 * len(cfg.seeds))}
             s0 = time.perf_counter()
-            model = yield from _train_role(cfg, role, sets, seed, device, teacher, live_test, run_dir)
+            model = yield from _train_role(cfg, role, sets, seed, device, teacher, live_test, run_dir, t_train)
             z = predict_logits(model, bundle.test).cpu()
             spent = time.perf_counter() - s0
             runs[role].append(seed_result(z, labels, seed, spent, _omit(cfg)))
@@ -302,14 +290,25 @@ def _omit(cfg: ScenarioConfig) -> int | None:
     return cfg.omit if cfg.kind == "omitted-digit" else None
 
 
-def _train_role(cfg: ScenarioConfig, role: str, sets: TransferSets, seed: int, device, teacher, test, run_dir: str):
+def _teacher_train_logits(cfg: ScenarioConfig, teacher, train: kdata.TensorData, cache_dir: str, device):
+    """The teacher's logits on every training image (read from ``cache_dir`` after the first job with this
+    teacher, ``kdviz/experiments/teacher_logits.py``), or None when the distilled runs cannot use them
+    (jittered images differ every epoch)."""
+    if cfg.student.jitter:
+        return None
+    return base_logits(teacher, train, cache_dir, amp=cfg.student.amp and bf16_is_fast(device))
+
+
+def _train_role(cfg: ScenarioConfig, role: str, sets: TransferSets, seed: int, device, teacher, test, run_dir: str,
+                t_train: torch.Tensor | None):
     distilled = role == "distilled"
     recipe = cfg.student if distilled else cfg.scratch_recipe
     run_name = f"{role}" if len(cfg.seeds) == 1 else f"{role} s{seed}"
     return (yield from train_network(
         recipe, sets.distilled if distilled else sets.scratch, seed, device, run_name,
         teacher=teacher if distilled else None, distill=cfg.distill if distilled else None, test=test,
-        log_every=cfg.log_every, run_dir=str(Path(run_dir) / f"seed{seed}") if run_dir else ""))
+        log_every=cfg.log_every, run_dir=str(Path(run_dir) / f"seed{seed}") if run_dir else "",
+        teacher_logits=rows_of(t_train, sets.distilled) if distilled and t_train is not None else None))
 
 
 def _result_event(cfg, bundle, device, teacher_info, t_logits, labels, runs, logits, transfer, elapsed, keep_logits) -> dict:

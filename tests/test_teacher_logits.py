@@ -1,0 +1,75 @@
+"""The teacher-logit disk cache (kdviz/experiments/teacher_logits.py): the logits of a plain forward pass,
+computed once per teacher and data set, never another teacher's, and a bad file is recomputed."""
+from __future__ import annotations
+
+import torch
+
+import kdviz.experiments.teacher_logits as tl
+from kdviz.data import synthetic_bundle
+from kdviz.experiments import scenarios as sc
+from kdviz.models import ModelConfig, build_model
+
+TINY = {"student_hidden": [16], "teacher_hidden": [32], "teacher_epochs": 1, "epochs": 1, "batch_size": 64, "lr": 1e-2}
+
+
+def _teacher(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(hidden=(32,))).eval()
+
+
+def _forward(model, data) -> torch.Tensor:
+    """The reference: the model on every image, in eval mode, in one call."""
+    with torch.no_grad():
+        return model(data.x)[0]
+
+
+def _counting(monkeypatch) -> list[int]:
+    calls, real = [], tl.teacher_logits_cache
+    monkeypatch.setattr(tl, "teacher_logits_cache", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_logits_are_the_teachers_and_are_computed_once(tmp_path, monkeypatch):
+    data, teacher = synthetic_bundle(300, 50).train, _teacher()
+    calls = _counting(monkeypatch)
+    first = tl.base_logits(teacher, data, tmp_path)
+    again = tl.base_logits(teacher, data, tmp_path)
+    assert len(calls) == 1 and len(list(tmp_path.glob("logits-*.pt"))) == 1
+    assert torch.allclose(first, _forward(teacher, data), atol=1e-5) and torch.equal(first, again)
+    view = data.select(torch.tensor([5, 0, 299, 5]))
+    assert torch.allclose(tl.rows_of(first, view), _forward(teacher, view), atol=1e-5)
+
+
+def test_another_teacher_or_data_set_never_reads_them(tmp_path, monkeypatch):
+    data = synthetic_bundle(300, 50).train
+    calls = _counting(monkeypatch)
+    a = tl.base_logits(_teacher(0), data, tmp_path)
+    b = tl.base_logits(_teacher(1), data, tmp_path)
+    other = synthetic_bundle(300, 50, seed=1).train
+    c = tl.base_logits(_teacher(0), other, tmp_path)
+    assert len(calls) == 3 and len(list(tmp_path.glob("logits-*.pt"))) == 3
+    assert not torch.equal(a, b) and torch.allclose(c, _forward(_teacher(0), other), atol=1e-5)
+
+
+def test_a_corrupt_or_wrong_file_is_recomputed(tmp_path, monkeypatch, caplog):
+    data, teacher = synthetic_bundle(300, 50).train, _teacher()
+    path = tmp_path / f"logits-{tl.fingerprint(teacher, data, amp=False)}.pt"
+    calls = _counting(monkeypatch)
+    for bad in (b"not a torch file", None):
+        if bad is None:
+            torch.save(torch.full((len(data), 10), float("nan")), path)  # the right shape, not finite
+        else:
+            path.write_bytes(bad)
+        out = tl.base_logits(teacher, data, tmp_path)
+        assert torch.allclose(out, _forward(teacher, data), atol=1e-5)
+    assert len(calls) == 2 and "ignoring" in caplog.text
+
+
+def test_a_scenario_reads_them_on_its_second_run_with_the_same_result(tmp_path, monkeypatch):
+    bundle = synthetic_bundle(400, 100)
+    cfg = sc.with_overrides(sc.preset("omitted-digit"), {**TINY, "seeds": 2})
+    teacher = _teacher()
+    calls = _counting(monkeypatch)
+    runs = [sc.run_scenario(cfg, bundle, teacher=teacher, cache_dir=str(tmp_path), device="cpu") for _ in range(2)]
+    assert len(calls) == 1  # one pass for both seeds of both runs
+    assert runs[0]["summary"] == runs[1]["summary"] and runs[0]["logits"] == runs[1]["logits"]
