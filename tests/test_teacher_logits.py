@@ -71,5 +71,5 @@ def test_a_scenario_reads_them_on_its_second_run_with_the_same_result(tmp_path, 
     teacher = _teacher()
     calls = _counting(monkeypatch)
     runs = [sc.run_scenario(cfg, bundle, teacher=teacher, cache_dir=str(tmp_path), device="cpu") for _ in range(2)]
-    assert len(calls) == 1  # one pass for both seeds of both runs
+    assert len(calls) == 2  # one pass over the training images, one over the test images, for both seeds of both runs
     assert runs[0]["summary"] == runs[1]["summary"] and runs[0]["logits"] == runs[1]["logits"]

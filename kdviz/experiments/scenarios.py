@@ -259,7 +259,7 @@ def scenario_events(cfg: ScenarioConfig, bundle: kdata.DataBundle, *, device: st
             run_dir=str(Path(run_dir) / "teacher") if run_dir and cfg.kind == "hinton" else "")
     teacher = teacher.to(device).eval()
     live_test = live_test_set(bundle.test)
-    t_logits = predict_logits(teacher, bundle.test).cpu()
+    t_logits = rows_of(base_logits(teacher, bundle.test, cache_dir), bundle.test).cpu()  # cached like the training ones
     labels = bundle.test.y.cpu()
     t_train = _teacher_train_logits(cfg, teacher, bundle.train, cache_dir, device)
     timings["teacher"] = time.perf_counter() - t0
