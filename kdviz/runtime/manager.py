@@ -10,8 +10,7 @@ module implements (:class:`~kdviz.runtime.executor.Executor`, :class:`~kdviz.run
 keeps its slot (for at most ``$KDVIZ_PAUSE_TIMEOUT_S`` while others wait); a finished, failed or
 stopped job frees it at once. Fair share per session and person: ``kdviz/runtime/fairshare.py``. A spec without ``out_dir``
 gets a scratch folder ``<jobs_root>/<name>-<id>`` (``$KDVIZ_JOBS_DIR``, else ``<tmp>/kdviz-jobs``;
-folders older than a day are purged); one without ``threads`` gets its share of the cores, which follows
-the number of running jobs (``_share_cores``).
+folders older than a day are purged); one without ``threads`` gets its share of the cores.
 """
 from __future__ import annotations
 
@@ -31,7 +30,7 @@ from kdviz.hosted import job_limit, threads_per_job
 from kdviz.runtime import fairshare
 from kdviz.runtime.launch import (Launcher, SparePool, Worker, fork_server_available, spawn_worker, try_quietly,
                                  warm_fork_server)
-from kdviz.runtime.protocol import ACTIVE_STATES, THREADS_MESSAGE, check_job_name, validate_spec
+from kdviz.runtime.protocol import ACTIVE_STATES, check_job_name, validate_spec
 from kdviz.runtime.records import DEFAULT_CAP, RunLog
 
 JOB_DIR_TTL_S = 24 * 3600.0
@@ -46,7 +45,6 @@ class JobHandle:
                  identity: str = "") -> None:
         self.id, self.spec, self.owner, self.manager, self.cap = job_id, spec, owner, manager, cap
         self.identity = identity
-        self.shares_cores = False  # True when the executor chose its thread count (it then follows the load)
         self.paused_at: float | None = None
         self.state = "queued"
         self.status = "queued"
@@ -205,11 +203,9 @@ class JobManager:
     def submit(self, spec: dict, owner: str = "", name: str = "job", identity: str = "") -> JobHandle:
         """Queue a job; it starts when a slot is free and fair share allows. A bad spec or name, or a Start
         fair share refuses, is a ValueError (nothing queued); the owner's own queued job is replaced."""
-        shares_cores = "threads" not in spec
         spec = self._with_defaults(validate_spec(spec), check_job_name(name))
         with self._lock:
             handle = JobHandle(next(self._ids), spec, owner, self, self.cap, identity=identity)
-            handle.shares_cores = shares_cores
             replaced = self._enter_queue(handle)  # FairShareError: nothing changed
             for old in replaced:
                 self._dequeue(old)
@@ -232,21 +228,7 @@ class JobManager:
             for handle in self._admit():
                 self._queue.remove(handle)
                 self._running.append(handle)
-                self._share_cores(launching=handle)
                 handle._launch(self.launcher)
-            self._share_cores()  # after jobs ended: the others grow back
-
-    def _share_cores(self, launching: JobHandle | None = None) -> None:
-        """The cores split among the running jobs that did not ask for a thread count: a job alone gets
-        them all, and gives them back (a ``"threads N"`` message) as others start; ``launching`` starts
-        with its share. Measured on 2 cores: the classroom demo's students 8.5 s on 1 thread, 5.5 s on 2."""
-        share = threads_per_job(max(1, len(self._running)))
-        for h in self._running:
-            if not h.shares_cores or h.spec.get("threads") == share:
-                continue
-            h.spec["threads"] = share
-            if h is not launching:
-                h._send(f"{THREADS_MESSAGE}{share}")
 
     # -- the scheduling decisions: in this process here; cluster-wide in kdviz/runtime/ray_slots.py
     def _enter_queue(self, handle: JobHandle) -> list[JobHandle]:

@@ -18,7 +18,7 @@ Keys every job understands::
     data:        "auto" (MNIST or the offline fallback) | "synthetic" (tests)
     device:      "cpu" | "cuda" | None (auto)
     out_dir:     folder for checkpoints (the local executor fills in a scratch folder when missing)
-    threads:     torch threads of the worker (the local executor shares the cores among its running jobs)
+    threads:     torch threads of the worker (the local executor shares the cores among its slots)
     ui:          page-only data (totals for progress bars); jobs ignore it
 
 Each job module's docstring lists the keys its jobs add.
@@ -36,9 +36,8 @@ Each job module's docstring lists the keys its jobs add.
 
 **Control (app → worker).** Read by the worker between events: ``"pause"`` (stop pulling the
 generator), ``"resume"``, ``"step"`` (run until the next record, result or error, then pause),
-``"stop"`` (close the generator; a ``"stopped"`` status then ``end`` follow), ``"threads N"`` (use N
-torch threads from now on: the local executor gives a job that runs alone every core, and takes them
-back as other jobs start). A warm spare worker receives the spec itself as a dict on the same channel.
+``"stop"`` (close the generator; a ``"stopped"`` status then ``end`` follow). A warm spare worker
+receives the spec itself as a dict on the same channel.
 
 **States (as the app sees a job).** ``queued`` (waiting for a slot; ``position`` is its 1-based
 place in the FIFO queue) → ``running`` ⇄ ``paused`` (a paused job keeps its slot, for at most
@@ -59,7 +58,6 @@ from typing import Callable, Iterator
 ALLOWED_PREFIX = "kdviz."
 END = {"type": "end"}
 ACTIVE_STATES = ("queued", "running", "paused")
-THREADS_MESSAGE = "threads "  # + a count: the control message that resizes a worker's torch thread pool
 _JOB_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 

@@ -18,7 +18,7 @@ import time
 import traceback
 from typing import Callable, Iterator
 
-from kdviz.runtime.protocol import END, THREADS_MESSAGE, check_job_path, error_event, record_event, status_event
+from kdviz.runtime.protocol import END, check_job_path, error_event, record_event, status_event
 
 _WAKE_S = 0.5  # while paused: how often to check that the parent process is still alive
 # Training workers run below the server's CPU priority: with more runs than cores, the server
@@ -57,8 +57,6 @@ class Control:
             self.paused, self.step_budget = False, 0
         elif message == "step":
             self.paused, self.step_budget = True, self.step_budget + 1
-        elif isinstance(message, str) and message.startswith(THREADS_MESSAGE):
-            set_threads(message[len(THREADS_MESSAGE):])
 
     def drain(self, timeout: float | None = None) -> None:
         """Apply every waiting message; block up to ``timeout`` for the first one when given."""
@@ -81,17 +79,6 @@ class Control:
     def after(self, event: dict) -> None:
         if self.paused and self.step_budget and event.get("type") in ("record", "result", "error"):
             self.step_budget -= 1
-
-
-def set_threads(count) -> None:
-    """torch's intra-op threads, when torch is loaded (a bad count is ignored: the job goes on as it was)."""
-    torch = sys.modules.get("torch")
-    try:
-        n = int(count)
-    except (TypeError, ValueError):
-        return
-    if torch is not None and n >= 1:
-        torch.set_num_threads(n)
 
 
 def _parent_gone() -> bool:
@@ -143,7 +130,8 @@ def worker_main(spec: dict, events, control) -> None:
     try:
         threads = max(1, int(spec.get("threads", 1)))
         fn = resolve_job(spec.get("fn", ""))
-        set_threads(threads)  # when the job module uses torch (a torch-free job skips its 2 s import)
+        if "torch" in sys.modules:  # the job module uses torch (a torch-free job skips its 2 s import)
+            sys.modules["torch"].set_num_threads(threads)
         run_events(fn, spec, events, control)
     except ValueError as err:
         events.put(error_event(err))
