@@ -58,8 +58,8 @@ def test_one_click_starts_the_omitted_digit_scenario(no_spawn):
     assert spec["overrides"] == {**CLASSROOM_DEMO, "omit": 3, "seeds": 1}
     assert spec["data"] == "synthetic" and spec["device"] == "cpu"
     cfg = sc.with_overrides(sc.preset(spec["preset"]), spec["overrides"])  # what the worker will train
-    assert cfg.student.model.hidden == (300, 300) and cfg.student.epochs == 1.0 and cfg.omit == 3
-    assert any("MLP 784-300-300-10, trained for 1 epoch at T = 20" in c.value for c in at.caption)
+    assert cfg.student.model.hidden == (300,) and cfg.student.epochs == 1.0 and cfg.omit == 3
+    assert any("MLP 784-300-10, trained for 1 epoch at T = 20" in c.value for c in at.caption)
     assert spec["teacher_ckpt"] == "" and spec["cache_dir"]
 
 
