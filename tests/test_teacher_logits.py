@@ -73,3 +73,13 @@ def test_a_scenario_reads_them_on_its_second_run_with_the_same_result(tmp_path, 
     runs = [sc.run_scenario(cfg, bundle, teacher=teacher, cache_dir=str(tmp_path), device="cpu") for _ in range(2)]
     assert len(calls) == 2  # one pass over the training images, one over the test images, for both seeds of both runs
     assert runs[0]["summary"] == runs[1]["summary"] and runs[0]["logits"] == runs[1]["logits"]
+
+
+def test_only_the_newest_files_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(tl, "KEEP_FILES", 2)
+    data = synthetic_bundle(100, 20).train
+    for seed in range(4):
+        tl.base_logits(_teacher(seed), data, tmp_path)
+    kept = sorted(p.name for p in tmp_path.glob("logits-*.pt"))
+    newest = sorted(f"logits-{tl.fingerprint(_teacher(s), data, amp=False)}.pt" for s in (2, 3))
+    assert kept == newest

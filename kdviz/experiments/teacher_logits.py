@@ -25,6 +25,7 @@ from kdviz.tensordata import TensorData
 
 log = logging.getLogger(__name__)
 VERSION = 1  # bump when what is stored changes
+KEEP_FILES = 16  # the newest logit files kept in a folder (2.4-2.8 MB each): uploaded teachers must not fill the disk
 
 
 def fingerprint(teacher: nn.Module, data: TensorData, amp: bool) -> str:
@@ -87,6 +88,14 @@ def _write(path: Path, logits: torch.Tensor) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(logits.detach().cpu(), tmp)
         os.replace(tmp, path)
+        _prune(path.parent, KEEP_FILES)
     except OSError as err:
         log.warning("could not keep the teacher logits in %s: %s", path, err)
         tmp.unlink(missing_ok=True)
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently written logit files."""
+    files = sorted(folder.glob("logits-*.pt"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for old in files[keep:]:
+        old.unlink(missing_ok=True)
