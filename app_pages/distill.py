@@ -9,13 +9,14 @@ from kdviz.engine import TrainConfig, total_steps
 from kdviz.hosted import clamp_model_config, clamp_train_config
 from kdviz.methods import METHODS, DistillConfig, default_layer
 from kdviz.methods.schedules import SCHEDULES, schedule_curve
+from kdviz.experiments.scenario_specs import teacher_cache_dir
 from kdviz.runtime.job_specs import parse_terms
 from kdviz.models import ModelConfig, build_model, feature_shapes
 from kdviz import figures
 from kdviz.ui import forms, live, seeds, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
 from kdviz.ui.hosted import cap, limits, show_clamp_notes
-from kdviz.ui.jobs import get_job, start_job
+from kdviz.ui.jobs import get_job, jobs_root, start_job
 from kdviz.ui.text import md_text
 from kdviz.ui.urlstate import sync_url, url_state
 
@@ -252,6 +253,7 @@ def start() -> None:
         spec = {"fn": "kdviz.runtime.training_jobs:distill_job", "teacher": path, "student": forms.spec_dict(student),
                 "train": forms.spec_dict(train), "distill": distill,
                 "terms": terms, "transfer": choice, "data": data_source(), "device": current_device(),
+                "cache_dir": teacher_cache_dir(jobs_root()),
                 "ui": {"total_steps": total_steps(max(1, n), train), "teacher_acc": (summary or {}).get("test_acc")}}
         start_job(JOB, spec)
     except ValueError as err:

@@ -1,10 +1,10 @@
-"""The teacher-logit disk cache (kdviz/experiments/teacher_logits.py): the logits of a plain forward pass,
+"""The teacher-logit disk cache (kdviz/teacher_logits.py): the logits of a plain forward pass,
 computed once per teacher and data set, never another teacher's, and a bad file is recomputed."""
 from __future__ import annotations
 
 import torch
 
-import kdviz.experiments.teacher_logits as tl
+import kdviz.teacher_logits as tl
 from kdviz.data import synthetic_bundle
 from kdviz.experiments import scenarios as sc
 from kdviz.models import ModelConfig, build_model
@@ -83,3 +83,22 @@ def test_only_the_newest_files_are_kept(tmp_path, monkeypatch):
     kept = sorted(p.name for p in tmp_path.glob("logits-*.pt"))
     newest = sorted(f"logits-{tl.fingerprint(_teacher(s), data, amp=False)}.pt" for s in (2, 3))
     assert kept == newest
+
+
+def test_the_distill_job_reads_them_on_its_next_run(tmp_path, monkeypatch):
+    """The Distill page's job with a cache folder: the second run (e.g. the next seed) skips the teacher pass."""
+    from kdviz.checkpoints import save_checkpoint
+    from kdviz.runtime.training_jobs import distill_job
+
+    ckpt = save_checkpoint(tmp_path / "teacher.pt", _teacher(), ModelConfig(hidden=(32,)), {})
+    spec = {"teacher": str(ckpt), "student": {"arch": "mlp", "hidden": [16]}, "data": "synthetic",
+            "train": {"epochs": 1, "batch_size": 64}, "transfer": "labelled:100", "cache_dir": str(tmp_path / "cache"),
+            "eval_points": 1}
+    calls = _counting(monkeypatch)
+    results = []
+    for seed in (0, 0, 1):
+        events = list(distill_job({**spec, "train": {**spec["train"], "seed": seed}, "out_dir": str(tmp_path / f"r{len(results)}")}))
+        assert events[-1]["type"] == "result", events[-1]
+        results.append(events[-1]["test_acc"])
+    assert len(calls) == 1 and len(list((tmp_path / "cache").glob("logits-*.pt"))) == 1
+    assert results[0] == results[1]  # read back, the same soft targets: the same run

@@ -34,7 +34,7 @@ from kdviz import data as kdata
 from kdviz.evaluation import predict_logits
 from kdviz.devices import bf16_is_fast, resolve_device
 from kdviz.experiments.recipes import DEMO_MLP_TEACHER, Recipe, obtain_teacher, train_network
-from kdviz.experiments.teacher_logits import base_logits, rows_of
+from kdviz.teacher_logits import base_logits, rows_of
 from kdviz.experiments.results import (
     PAPER_ERRORS,
     PAPER_OMITTED,
@@ -292,7 +292,7 @@ def _omit(cfg: ScenarioConfig) -> int | None:
 
 def _teacher_train_logits(cfg: ScenarioConfig, teacher, train: kdata.TensorData, cache_dir: str, device):
     """The teacher's logits on every training image (read from ``cache_dir`` after the first job with this
-    teacher, ``kdviz/experiments/teacher_logits.py``), or None when the distilled runs cannot use them
+    teacher, ``kdviz/teacher_logits.py``), or None when the distilled runs cannot use them
     (jittered images differ every epoch)."""
     if cfg.student.jitter:
         return None

@@ -9,8 +9,9 @@ Events, control and the keys every spec has: ``kdviz/runtime/protocol.py``. Keys
 ``teacher_job`` adds ``model`` (ModelConfig fields). ``distill_job`` adds ``teacher`` (checkpoint
 path), ``student`` (ModelConfig fields), ``distill`` (DistillConfig fields: T, alpha, schedules),
 ``terms`` (list of ``{method, weight, student_layer, teacher_layer, param}``) and ``transfer``
-("full" | "subset:N" | "without:3" or "without:3,5" | "labelled:N"; see ``kdviz.data.parse_transfer``).
-Invalid values never escape as exceptions: the job yields one error event instead.
+("full" | "subset:N" | "without:3" or "without:3,5" | "labelled:N"; see ``kdviz.data.parse_transfer``) and
+optionally ``cache_dir`` (where the teacher's logits on the training images are kept for the next run:
+``kdviz/teacher_logits.py``). Invalid values never escape as exceptions: the job yields one error event instead.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig, param_count, size_mb
 from kdviz.runtime.job_specs import device_and_source, distill_config, model_config, out_dir, train_config
 from kdviz.runtime.protocol import guarded, record_event, round_robin, status_event
+from kdviz.teacher_logits import base_logits, rows_of
 
 TIMING_BATCH = 256
 
@@ -143,13 +145,16 @@ def distill_job(spec: dict) -> Iterator[dict]:
     tcfg = _with_eval_points(tcfg, len(transfer), spec)
     live_test = _live_test(bundle.test, spec)
     students = {name: make_model(s_cfg, tcfg.seed, device) for name in ("distilled", "scratch")}
+    label = f"distilling {t_cfg.label()} → {s_cfg.label()} on {len(transfer):,} images (T={dcfg.T:g}, alpha={dcfg.alpha:g})"
+    t_logits = None
+    if tcfg.jitter == 0 and not dcfg.needs_teacher_features:  # soft targets only: the teacher labels each image once
+        yield status_event(label + " — first the teacher's logits on every training image (kept for the next run)")
+        t_logits = rows_of(base_logits(teacher, bundle.train, spec.get("cache_dir") or "", amp=tcfg.amp), transfer)
     runs = {
-        "distilled": train(students["distilled"], transfer, tcfg, teacher=teacher, distill=dcfg, test=live_test, device=device),
+        "distilled": train(students["distilled"], transfer, tcfg, teacher=teacher, distill=dcfg, test=live_test, device=device,
+                           teacher_logits=t_logits),
         "scratch": train(students["scratch"], transfer, tcfg, test=live_test, device=device),
     }
-    label = f"distilling {t_cfg.label()} → {s_cfg.label()} on {len(transfer):,} images (T={dcfg.T:g}, alpha={dcfg.alpha:g})"
-    cached = tcfg.jitter == 0 and not dcfg.needs_teacher_features  # the engine then labels the set once, up front
-    yield status_event(label + (" — first the teacher labels every transfer image once" if cached else ""))
     t0 = time.perf_counter()
     for i, event in enumerate(interleave(runs)):
         if i == 0:
