@@ -13,7 +13,7 @@ T=4, alpha=0.9), interleaved chunk by chunk in one run:
 - kdviz cached: ``kdviz.engine.train`` with the teacher's logits cached (built once, timed apart);
 - kdviz aug: ``train(..., jitter=2)``: the teacher must run every batch (shifted inputs);
 - bare: resident tensors, the student's forward (same KD loss, written inline) / backward and a
-  fused Adam step — nothing else: the compute limit of the student step on these cores;
+  fused Adam step (kdviz.optim's, as the engine's) — nothing else: the compute limit of the student step on these cores;
 - matmul: 2048×2048 float32 matmuls, the cores' practical GFLOP/s.
 The teacher is untrained (throughput does not depend on its weights).
 """
@@ -29,6 +29,7 @@ from torch import nn
 
 from _util import Contender, interleave, machine_line, mnist_or_exit, paired_ratio, setup_threads, spread, verdict
 
+from kdviz import optim
 from kdviz.data import MNIST_MEAN, MNIST_STD, data_root
 from kdviz.engine import TrainConfig, make_model, train
 from kdviz.devices import bf16_is_fast
@@ -121,7 +122,7 @@ def cache_agreement(teacher, x: torch.Tensor) -> str:
 def bare_step_fn(data, cache):
     """One student step with nothing else: index, forward, KD loss, backward, fused Adam."""
     model = make_model(STUDENT, SEED)
-    opt = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
+    opt = optim.Adam(list(model.parameters()), lr=LR)  # the engine's fused Adam (kdviz/optim.py): same kernel as torch's fused=True
     n = len(data) // BATCH * BATCH
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(SEED))
 
