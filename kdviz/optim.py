@@ -58,17 +58,23 @@ class Adam(FusedOptimizer):
     def __init__(self, params, lr: float, weight_decay: float = 0.0, decoupled: bool = False) -> None:
         super().__init__(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=weight_decay)
         self.decoupled = decoupled
+        self._counters: dict[tuple[int, ...], torch.Tensor] = {}  # parameters first stepped together → their step counters
 
     def _update(self, group: dict, params: list[torch.Tensor]) -> None:
-        for p in params:
-            s = self.state[p]
-            if not s:  # as torch.optim.Adam's first step: a float32 step counter on the device, zero moments
-                s["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        fresh = [p for p in params if not self.state[p]]
+        if fresh:  # as torch.optim.Adam's first step: a float32 step counter per parameter on the device, zero moments
+            counters = torch.zeros(len(fresh), dtype=torch.float32, device=fresh[0].device)
+            self._counters[tuple(map(id, fresh))] = counters
+            for p, step in zip(fresh, counters):  # each parameter's counter is a view of one tensor
+                self.state[p].update(step=step, exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                                     exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
         states = [self.state[p] for p in params]
         steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
+        together = self._counters.get(tuple(map(id, params)))
+        if together is not None:
+            together.add_(1)  # one op instead of _foreach_add_ over the list: ~40 µs a step on this CPU
+        else:
+            torch._foreach_add_(steps, 1)
         fused = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
         beta1, beta2 = group["betas"]
         fused(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
