@@ -40,7 +40,7 @@ def fingerprint(teacher: nn.Module, data: TensorData, amp: bool) -> str:
 
 
 def _bytes(t: torch.Tensor) -> memoryview:
-    t = t.detach().cpu().contiguous()
+    t = t.detach().cpu().contiguous().reshape(-1)  # 1-d: a 0-d tensor (BatchNorm's step count) cannot be viewed as bytes
     return memoryview(t.view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
 
 

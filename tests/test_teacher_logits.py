@@ -40,6 +40,16 @@ def test_logits_are_the_teachers_and_are_computed_once(tmp_path, monkeypatch):
     assert torch.allclose(tl.rows_of(first, view), _forward(teacher, view), atol=1e-5)
 
 
+def test_a_cnn_teacher_with_batch_norm_works(tmp_path):
+    """The shipped default teacher is a CNN: its BatchNorm layers hold 0-d step counters."""
+    torch.manual_seed(0)
+    teacher = build_model(ModelConfig(arch="cnn", channels=(4, 8))).eval()
+    assert any(t.ndim == 0 for t in teacher.state_dict().values())
+    data = synthetic_bundle(64, 16).train
+    assert torch.allclose(tl.base_logits(teacher, data, tmp_path), _forward(teacher, data), atol=1e-5)
+    assert torch.equal(tl.base_logits(teacher, data, tmp_path), tl.base_logits(teacher, data, tmp_path))
+
+
 def test_another_teacher_or_data_set_never_reads_them(tmp_path, monkeypatch):
     data = synthetic_bundle(300, 50).train
     calls = _counting(monkeypatch)
