@@ -178,10 +178,19 @@ def without_digits(data: TensorData, digits: tuple[int, ...] | list[int]) -> Ten
     return data.select(_omit_mask(data.y, digits).nonzero().squeeze(1))
 
 
+LABEL_STREAM = 1_000_003  # offset of the seed that picks the labelled images (see labelled_plus_unlabelled)
+
+
 def labelled_plus_unlabelled(data: TensorData, n_labelled: int, seed: int = 0) -> TensorData:
-    """All images, but only ``n_labelled`` random ones keep their label; the rest get HIDDEN_LABEL."""
+    """All images, but only ``n_labelled`` random ones keep their label; the rest get HIDDEN_LABEL.
+
+    The pick draws from ``seed + LABEL_STREAM``, not ``seed``: a training run with the same seed draws
+    its first epoch's order from ``manual_seed(seed)`` too, and the two permutations were the same, so
+    the labelled images were exactly the first batches of epoch 1 and no label came for the rest of it
+    (a scratch student on "labelled:1000" got no gradient at all for 460 of its 469 first-epoch steps).
+    """
     _check_labelled_count(n_labelled, len(data))
-    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).to(data.y.device)
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + LABEL_STREAM)).to(data.y.device)
     y = torch.full_like(data.y, HIDDEN_LABEL)
     y[perm[:n_labelled]] = data.y[perm[:n_labelled]]
     return data.with_labels(y)

@@ -252,3 +252,18 @@ def test_a_corrupt_idx_file_falls_back_with_a_message(tiny_mnist, tmp_path, monk
     (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 20)
     bundle = data.load_data(root, download=False)
     assert bundle.source == "fallback" and "ValueError" in bundle.message and str(root) in bundle.message
+
+
+def test_labelled_images_are_spread_over_the_first_epoch():
+    """The labelled images and a training run's first-epoch order, both from the run's seed, are independent:
+    before, they were the same permutation (every label in the first batches of epoch 1, none after)."""
+    from kdviz.batches import shuffled_batches
+
+    d, n, batch = data.synthetic_bundle(1200, 10).train, 120, 60
+    for seed in (0, 1, 7):
+        mixed = data.labelled_plus_unlabelled(d, n, seed)
+        order = shuffled_batches(len(mixed), batch, 0, torch.Generator().manual_seed(seed), torch.device("cpu"))
+        per_batch = [int((mixed.y[next(order)[0]] != data.HIDDEN_LABEL).sum()) for _ in range(len(mixed) // batch)]
+        assert sum(per_batch) == n
+        assert sum(per_batch[: n // batch]) < n / 2, per_batch  # ~n²/N = 12 expected; 120 when the streams coincided
+        assert sum(1 for k in per_batch if k) > len(per_batch) / 2, per_batch  # most batches carry a label
