@@ -117,34 +117,14 @@ def make_model(cfg: ModelConfig, seed: int = 0, device: str | torch.device = "cp
 
 
 # ----------------------------------------------------------------------------- optimiser and schedule
-def _fusable(params: list[torch.Tensor]) -> bool:
-    """Fused optimiser kernels exist for float params on the CPU and CUDA (torch >= 2.4)."""
-    return bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params)
-
-
 def make_optimizer(params, cfg: TrainConfig):
-    """The configured optimiser on fused kernels (``kdviz/optim.py``: no ``torch._dynamo`` import);
-    ``torch.optim`` where no fused kernel exists for the parameters."""
-    params = list(params)
-    fused = _fusable(params)
-    if cfg.optimizer == "sgd":
-        nesterov = cfg.momentum > 0
-        if fused:
-            return optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=nesterov)
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=nesterov)
-    if fused:
-        return optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, decoupled=cfg.optimizer == "adamw")
-    opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """The configured optimiser, on fused kernels where they exist (``kdviz/optim.py``)."""
+    return optim.build(cfg.optimizer, params, cfg.lr, cfg.weight_decay, cfg.momentum)
 
 
 def make_lr_schedule(opt, cfg: TrainConfig, total_steps: int):
-    """Stepped once per batch; it sets the optimiser's ``param_groups`` (either kind of optimiser)."""
-    if cfg.schedule == "onecycle":
-        return optim.OneCycle(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25)
-    if cfg.schedule == "cosine":
-        return optim.Cosine(opt, t_max=total_steps)
-    return None
+    """Stepped once per batch (None for a constant learning rate)."""
+    return optim.schedule(cfg.schedule, opt, cfg.lr, total_steps)
 
 
 def total_steps(n: int, cfg: TrainConfig) -> int:

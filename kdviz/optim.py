@@ -10,7 +10,8 @@ parameter list), and the schedules repeat ``OneCycleLR`` / ``CosineAnnealingLR``
 weights come out bit for bit the same; ``tests/test_optim.py`` checks that against ``torch.optim``.
 
 The interface is the part of ``torch.optim`` kdviz uses: ``param_groups`` (dicts with ``"lr"`` etc.,
-which the schedules set), ``zero_grad(set_to_none=True)`` and ``step()``.
+which the schedules set), ``zero_grad(set_to_none=True)`` and ``step()``. ``build(name, ...)`` and
+``schedule(name, ...)`` pick them by the names ``TrainConfig`` uses (``kdviz.engine.make_optimizer``).
 """
 from __future__ import annotations
 
@@ -104,7 +105,36 @@ class SGD(FusedOptimizer):
                 self.state[p]["momentum_buffer"] = b
 
 
+def fusable(params: list[torch.Tensor]) -> bool:
+    """Fused kernels exist for float parameters on the CPU and CUDA."""
+    return bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16)
+                                for p in params)
+
+
+def build(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0):
+    """Optimiser ``name`` ("adam" | "adamw" | "sgd", Nesterov when ``momentum`` > 0) on the fused kernels;
+    ``torch.optim``'s where there is none for the parameters (another device or dtype)."""
+    params, nesterov = list(params), momentum > 0
+    if fusable(params):
+        if name == "sgd":
+            return SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+        return Adam(params, lr=lr, weight_decay=weight_decay, decoupled=name == "adamw")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    return (torch.optim.AdamW if name == "adamw" else torch.optim.Adam)(params, lr=lr, weight_decay=weight_decay)
+
+
 # ----------------------------------------------------------------------------- schedules (stepped once per batch)
+def schedule(name: str, opt, lr: float, total_steps: int):
+    """Schedule ``name`` ("constant" → None, "onecycle", "cosine") over ``total_steps``; it works on either kind of optimiser."""
+    if name == "onecycle":
+        return OneCycle(opt, max_lr=lr, total_steps=total_steps, pct_start=0.25)
+    if name == "cosine":
+        return Cosine(opt, t_max=total_steps)
+    return None
+
+
+
 class OneCycle:
     """``torch.optim.lr_scheduler.OneCycleLR`` with its defaults (cosine annealing, momentum cycled between
     0.95 and 0.85: Adam's β₁ or SGD's momentum), two phases; ``step()`` after each optimiser step."""
