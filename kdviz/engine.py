@@ -153,10 +153,15 @@ class _Setup:
     all_labelled: bool = False  # no HIDDEN_LABEL in the data: every image counts for train accuracy
 
 
+def uses_teacher_logits(cfg: TrainConfig, distill) -> bool:
+    """Whether a distilled run reads the teacher's logits once, up front (then ``train(teacher_logits=...)``
+    can hand them in): its inputs never change (no jitter) and no feature term needs the teacher's
+    activations, so the teacher's forward costs nothing per step."""
+    return distill is not None and not cfg.jitter and not distill.needs_teacher_features and cfg.cache_teacher
+
+
 def _cache_for(teacher, data: TensorData, cfg: TrainConfig, distill, teacher_logits) -> torch.Tensor | None:
-    # Teacher logits can be computed once when inputs never change (no jitter) and no feature
-    # term needs the teacher's activations: the teacher's forward then costs nothing per step.
-    if teacher is None or distill is None or cfg.jitter or distill.needs_teacher_features or not cfg.cache_teacher:
+    if teacher is None or not uses_teacher_logits(cfg, distill):
         return None
     if teacher_logits is None:
         return teacher_logits_cache(teacher, data, amp=cfg.amp)  # chunk by chunk: a view is never copied whole

@@ -134,7 +134,6 @@ def schedule(name: str, opt, lr: float, total_steps: int):
     return None
 
 
-
 class OneCycle:
     """``torch.optim.lr_scheduler.OneCycleLR`` with its defaults (cosine annealing, momentum cycled between
     0.95 and 0.85: Adam's β₁ or SGD's momentum), two phases; ``step()`` after each optimiser step."""

@@ -50,12 +50,12 @@ def base_logits(teacher: nn.Module, data: TensorData, cache_dir: str | Path = ""
     (and written there when ``cache_dir`` is given)."""
     full = TensorData(data.base, torch.zeros(data.base.shape[0], dtype=torch.int64, device=data.device))
     if not cache_dir:
-        return teacher_logits_cache(teacher, full, amp=amp).float()
+        return teacher_logits_cache(teacher, full, amp=amp)
     path = Path(cache_dir) / f"logits-{fingerprint(teacher, data, amp)}.pt"
     cached = _read(path, full)
     if cached is not None:
         return cached.to(data.device)
-    logits = teacher_logits_cache(teacher, full, amp=amp).float()
+    logits = teacher_logits_cache(teacher, full, amp=amp)  # float32 (predict_logits)
     _write(path, logits)
     return logits
 

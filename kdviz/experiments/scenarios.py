@@ -33,8 +33,8 @@ from torch import nn
 from kdviz import data as kdata
 from kdviz.evaluation import predict_logits
 from kdviz.devices import bf16_is_fast, resolve_device
+from kdviz.engine import uses_teacher_logits
 from kdviz.experiments.recipes import DEMO_MLP_TEACHER, Recipe, obtain_teacher, train_network
-from kdviz.teacher_logits import base_logits, rows_of
 from kdviz.experiments.results import (
     PAPER_ERRORS,
     PAPER_OMITTED,
@@ -45,6 +45,7 @@ from kdviz.experiments.results import (
     summarise_runs,
 )
 from kdviz.methods.objective import DistillConfig
+from kdviz.teacher_logits import base_logits, rows_of
 from kdviz.models import ModelConfig
 
 KINDS = ("omitted-digit", "few-labels", "unlabelled", "hinton")
@@ -292,9 +293,8 @@ def _omit(cfg: ScenarioConfig) -> int | None:
 
 def _teacher_train_logits(cfg: ScenarioConfig, teacher, train: kdata.TensorData, cache_dir: str, device):
     """The teacher's logits on every training image (read from ``cache_dir`` after the first job with this
-    teacher, ``kdviz/teacher_logits.py``), or None when the distilled runs cannot use them
-    (jittered images differ every epoch)."""
-    if cfg.student.jitter:
+    teacher, ``kdviz/teacher_logits.py``), or None when the distilled runs cannot use them."""
+    if not uses_teacher_logits(cfg.student.train_config(0), cfg.distill):
         return None
     return base_logits(teacher, train, cache_dir, amp=cfg.student.amp and bf16_is_fast(device))
 

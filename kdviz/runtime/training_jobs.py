@@ -25,7 +25,7 @@ from torch import nn
 
 from kdviz import data as kdata
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
-from kdviz.engine import NonFiniteLoss, StepRecord, TrainConfig, make_model, total_steps, train
+from kdviz.engine import NonFiniteLoss, StepRecord, TrainConfig, make_model, total_steps, train, uses_teacher_logits
 from kdviz.evaluation import EvalResult, agreement, evaluate, model_reliability
 from kdviz.methods.objective import DistillConfig
 from kdviz.models import ModelConfig, param_count, size_mb
@@ -147,7 +147,7 @@ def distill_job(spec: dict) -> Iterator[dict]:
     students = {name: make_model(s_cfg, tcfg.seed, device) for name in ("distilled", "scratch")}
     label = f"distilling {t_cfg.label()} → {s_cfg.label()} on {len(transfer):,} images (T={dcfg.T:g}, alpha={dcfg.alpha:g})"
     t_logits = None
-    if tcfg.jitter == 0 and not dcfg.needs_teacher_features:  # soft targets only: the teacher labels each image once
+    if uses_teacher_logits(tcfg, dcfg):
         yield status_event(label + " — first the teacher's logits on every training image (kept for the next run)")
         t_logits = rows_of(base_logits(teacher, bundle.train, spec.get("cache_dir") or "", amp=tcfg.amp), transfer)
     runs = {
