@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from apptools import rendered, step_of
@@ -60,19 +61,24 @@ def test_start_pause_step_resume_trains_live_and_adopts_the_teacher(app_env, tic
     at = _page()
     at.text_input(key="teacher_hidden").input("32").run()
     at.selectbox(key="teacher_batch").set_value(32).run()  # 512 // 32 = 16 steps per epoch
-    at.number_input(key="teacher_epochs").set_value(2.0).run()
+    # 40 epochs (640 steps): long enough that Pause reaches the worker while it trains. With 2 epochs the
+    # worker, no longer slowed by torch._dynamo's import (kdviz/optim.py), finished before Pause arrived.
+    at.number_input(key="teacher_epochs").set_value(40.0).run()
     at.button(key="teacher_start").click().run()
-    at.button(key="teacher_pause").click().run()  # reaches the worker before its first event
+    at.button(key="teacher_pause").click().run()
     assert not at.button(key="teacher_resume").disabled
     at.button(key="teacher_step").click().run()
     tick(at, lambda a: step_of(a) > 0)
     first = step_of(at)
-    assert 0 < first < 32  # one record (log_every = 10, or an earlier evaluation), then paused again
+    assert 0 < first < 640  # paused part-way (then one record more for the step)
+    time.sleep(0.6)
+    at.run()
+    assert step_of(at) == first  # still paused: no record arrives
     at.button(key="teacher_resume").click().run()
     tick(at, lambda a: any(m.label == "Test accuracy" for m in a.metric))
-    assert step_of(at) == 32 > first
+    assert step_of(at) == 640 > first
     loss = _chart(at, "teacher_loss_chart")["data"][0]
-    assert loss["name"] == "teacher" and loss["x"][-1] == 32 and len(loss["x"]) >= 3  # a live curve, not one point
+    assert loss["name"] == "teacher" and loss["x"][-1] == 640 and len(loss["x"]) >= 3  # a live curve, not one point
     acc = _chart(at, "teacher_acc_chart")["data"][0]
     assert len(acc["x"]) >= 2
     ckpt = at.session_state["teacher_ckpt"]
