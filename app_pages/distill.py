@@ -11,7 +11,7 @@ from kdviz.methods import METHODS, DistillConfig, default_layer
 from kdviz.methods.schedules import SCHEDULES, schedule_curve
 from kdviz.experiments.scenario_specs import teacher_cache_dir
 from kdviz.runtime.job_specs import parse_terms
-from kdviz.models import ModelConfig, build_model, feature_shapes
+from kdviz.models import CNN_LAYOUTS, ModelConfig, build_model, feature_shapes
 from kdviz import figures
 from kdviz.ui import forms, live, seeds, teachers
 from kdviz.ui.frame import current_device, data_source, get_bundle
@@ -50,6 +50,7 @@ def url_schema(n_train: int, max_epochs: float) -> dict:
     return {"arch": (str, DEFAULT_STUDENT.arch, ["mlp", "cnn"]),
             "hidden": (str, ", ".join(map(str, DEFAULT_STUDENT.hidden)), HIDDEN_RE),
             "channels": (str, ", ".join(map(str, DEFAULT_STUDENT.channels)), CHANNELS_RE),
+            "cnn_layout": (str, DEFAULT_STUDENT.cnn_layout, list(CNN_LAYOUTS)),
             "T": (float, 4.0, (0.5, 50.0)), "alpha": (float, 0.9, (0.0, 1.0)),
             "transfer": (str, DEFAULT_TRANSFER, list(TRANSFER_KINDS)),
             "transfer_n": (int, min(DEFAULT_TRANSFER_N, n_train), (0, n_train)), "omit": (list, ("3",), DIGITS),

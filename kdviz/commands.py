@@ -5,8 +5,9 @@ from the same seed — from the labels alone and with distillation — and print
 parameters, test accuracy, agreement with the teacher and training wall time. Progress goes
 to stderr as tqdm bars; the table goes to stdout.
 
-``python -m kdviz teacher --preset fast --out kdviz/assets/default_teacher.pt`` trains a teacher
-preset (``kdviz.experiments.recipes``) and saves it as a checkpoint (loaded with ``weights_only=True``).
+``python -m kdviz teacher [--preset lean|fast|mlp] --out teacher.pt`` trains a teacher preset
+(``kdviz.experiments.recipes``) and saves it as a checkpoint (loaded with ``weights_only=True``);
+``--preset fast --out kdviz/assets/default_teacher.pt`` remakes the shipped default teacher.
 """
 from __future__ import annotations
 
@@ -113,7 +114,8 @@ def register_cli(subparsers) -> None:
 
 def _register_teacher(subparsers) -> None:
     p = subparsers.add_parser("teacher", help="train a teacher preset and save it as a checkpoint")
-    p.add_argument("--preset", default="fast", choices=sorted(TEACHER_PRESETS), help="teacher preset (default: fast, a CNN ≥ 99%% in ~15 s)")
+    p.add_argument("--preset", default="lean", choices=sorted(TEACHER_PRESETS),
+                   help="teacher preset (default: lean, a CNN ≥ 99%% in under 10 s on a 2-core CPU; fast: the shipped default teacher's recipe)")
     p.add_argument("--out", default="teacher.pt", help="checkpoint path to write (default: teacher.pt)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="mnist", choices=DATA_CHOICES, help="training data (default: mnist)")
@@ -145,7 +147,7 @@ def _register_distill(subparsers) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--teacher", metavar="PATH", help="load the teacher from this checkpoint instead of training one")
     source.add_argument("--default-teacher", action="store_true", help=f"use the shipped teacher ({DEFAULT_TEACHER.name})")
-    p.add_argument("--teacher-preset", default="fast", choices=sorted(TEACHER_PRESETS), help="preset to train when no teacher is given")
+    p.add_argument("--teacher-preset", default="lean", choices=sorted(TEACHER_PRESETS), help="preset to train when no teacher is given (default: lean)")
     p.add_argument("--student", default="mlp:128", help="student architecture, e.g. mlp:128, mlp:800,800 or cnn:8,16")
     p.add_argument("--epochs", type=float, default=2.0, help="student epochs (default 2)")
     p.add_argument("--batch-size", type=int, default=64)

@@ -7,12 +7,14 @@ never log-probabilities.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 ARCHS = ("mlp", "cnn")
+# How a CNN is laid out (ModelConfig.cnn_layout); both give the same feature-map shapes per stage.
+CNN_LAYOUTS = ("classic", "lean")
 MAX_WIDTH = 4096
 MAX_DEPTH = 6
 
@@ -26,10 +28,13 @@ class ModelConfig:
     channels: tuple[int, ...] = (16, 32)
     dropout: float = 0.0
     num_classes: int = 10
+    cnn_layout: str = "classic"  # see CNN; used only by the CNN
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.cnn_layout not in CNN_LAYOUTS:
+            raise ValueError(f"cnn_layout must be one of {CNN_LAYOUTS}, got {self.cnn_layout!r}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         widths = self.hidden if self.arch == "mlp" else self.channels
@@ -45,7 +50,8 @@ class ModelConfig:
     def label(self) -> str:
         if self.arch == "mlp":
             return "MLP " + "-".join(str(h) for h in (784, *self.hidden, self.num_classes))
-        return "CNN " + "-".join(str(c) for c in self.channels)
+        lean = " (lean)" if self.cnn_layout == "lean" else ""
+        return "CNN " + "-".join(str(c) for c in self.channels) + lean
 
 
 class MLP(nn.Module):
@@ -65,26 +71,32 @@ class MLP(nn.Module):
         return self.head(h), feats
 
 
-class CNN(nn.Module):
-    """Stages of conv3×3 → BatchNorm → ReLU → maxpool2; then global average pool and a linear head.
+SIDES = (14, 7, 3)  # feature-map side after stage 1, 2, 3 (28 → 14 → 7 → 3)
 
-    Feature maps: stage1 ``[B, C1, 14, 14]``, stage2 ``[B, C2, 7, 7]``, stage3 ``[B, C3, 3, 3]``.
+
+class CNN(nn.Module):
+    """Conv stages that each halve the image, then a linear head. Two layouts (``cnn_layout``):
+
+    - ``classic``: conv3×3 → BatchNorm → ReLU → maxpool2 per stage; global average pool → linear.
+    - ``lean``: stage 1 is a stride-2 conv3×3 → BatchNorm → ReLU (no 28×28 map at all); later
+      stages pool straight after the conv (conv → maxpool2 → BatchNorm → ReLU), so BatchNorm and
+      ReLU touch a quarter of the values; the head reads the whole flattened last map. Why: on a
+      2-core CPU the classic CNN 16-32-64 spends most of a step on the 28×28 stage's BatchNorm,
+      ReLU and pooling; the lean CNN 16-16-64 reaches ≥ 99 % in 1.3 epochs at ~5× less time
+      (bench/teacher.py).
+
+    Feature maps either way: stage1 ``[B, C1, 14, 14]``, stage2 ``[B, C2, 7, 7]``, stage3
+    ``[B, C3, 3, 3]``; ``pooled`` is the last map's global average ``[B, C_last]``.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         chans = (1, *cfg.channels)
-        self.stages = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv2d(a, b, 3, padding=1, bias=False),
-                nn.BatchNorm2d(b),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            )
-            for a, b in zip(chans[:-1], chans[1:])
-        )
+        self.flat_head = cfg.cnn_layout == "lean"
+        self.stages = nn.ModuleList(_stage(a, b, i, cfg.cnn_layout) for i, (a, b) in enumerate(zip(chans[:-1], chans[1:])))
         self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(chans[-1], cfg.num_classes)
+        side = SIDES[len(cfg.channels) - 1]
+        self.head = nn.Linear(chans[-1] * (side * side if self.flat_head else 1), cfg.num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats = {}
@@ -94,7 +106,17 @@ class CNN(nn.Module):
             feats[f"stage{i}"] = h
         pooled = h.mean(dim=(2, 3))  # [B, C_last]
         feats["pooled"] = pooled
-        return self.head(self.drop(pooled)), feats
+        return self.head(self.drop(h.flatten(1) if self.flat_head else pooled)), feats
+
+
+def _stage(c_in: int, c_out: int, index: int, layout: str) -> nn.Sequential:
+    """One stage that halves the image (see CNN for the two layouts)."""
+    if layout == "classic":
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                             nn.ReLU(inplace=True), nn.MaxPool2d(2))
+    if index == 0:
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

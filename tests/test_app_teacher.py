@@ -9,6 +9,8 @@ from apptools import rendered, step_of
 from hostile_files import code_running_pickle, lying_accuracy_checkpoint, shared_storage_giant, tiny_checkpoint
 from streamlit.testing.v1 import AppTest
 
+from kdviz.checkpoints import load_checkpoint
+from kdviz.models import ModelConfig
 from kdviz.ui.teachers import DEFAULT_TEACHER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +48,7 @@ def test_widgets_have_stable_keys(app_env):
         assert any("not in this installation" in c.value for c in at.caption)
     at.radio(key="teacher_arch").set_value("cnn").run()
     assert at.text_input(key="teacher_channels").value == "16, 32"
+    assert at.radio(key="teacher_cnn_layout").value == "classic"
 
 
 def test_bad_widths_show_an_error_and_start_nothing(app_env):
@@ -162,3 +165,16 @@ def test_hosted_upload_above_the_caps_is_refused(app_env, monkeypatch):
         assert "teacher_ckpt" not in at.session_state
     finally:
         _server_limits.clear()
+
+
+def test_a_lean_cnn_teacher_trains_from_the_page(app_env, tick):
+    at = _page()
+    at.radio(key="teacher_arch").set_value("cnn").run()
+    at.text_input(key="teacher_channels").input("8").run()
+    at.radio(key="teacher_cnn_layout").set_value("lean").run()
+    at.number_input(key="teacher_epochs").set_value(0.5).run()
+    at.button(key="teacher_start").click().run()
+    tick(at, lambda a: any(m.label == "Test accuracy" for m in a.metric))
+    assert not at.exception and at.session_state["teacher_summary"]["label"] == "CNN 8 (lean)"
+    _, cfg, _ = load_checkpoint(at.session_state["teacher_ckpt"])
+    assert cfg == ModelConfig(arch="cnn", channels=(8,), cnn_layout="lean", dropout=0.2)  # the page's default dropout

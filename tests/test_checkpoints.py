@@ -37,6 +37,22 @@ def test_round_trip_preserves_weights_and_config(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_lean_cnn_round_trips_and_its_weights_do_not_pass_for_a_classic_one(tmp_path):
+    cfg = ModelConfig("cnn", channels=(8, 16, 32), cnn_layout="lean")
+    path = save_checkpoint(tmp_path / "lean.pt", build_model(cfg), cfg)
+    loaded, cfg2, _ = load_checkpoint(path)
+    assert cfg2 == cfg and loaded.head.in_features == 32 * 3 * 3
+    obj = torch.load(path, weights_only=True)
+    obj["model_config"]["cnn_layout"] = "classic"  # a config that lies about its layout
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError, match="do not fit CNN 8-16-32"):
+        load_checkpoint(path)
+    obj["model_config"]["cnn_layout"] = "spiral"
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError, match="invalid model config"):
+        load_checkpoint(path)
+
+
 def test_bytes_round_trip():
     cfg = ModelConfig("mlp", hidden=(8,))
     model, _, _ = load_checkpoint(checkpoint_bytes(build_model(cfg), cfg))
@@ -215,6 +231,8 @@ def test_the_shipped_teachers_still_load():
         model, cfg, meta = load_checkpoint(path)
         assert model(torch.zeros(2, 1, 28, 28))[0].shape == (2, 10)
         assert meta.get("data_source") == "mnist"
+        # written before ModelConfig had cnn_layout: read as the classic layout they were trained with
+        assert "cnn_layout" not in torch.load(path, weights_only=True)["model_config"] and cfg.cnn_layout == "classic"
 
 
 # ----------------------------------------------------------------------------- ModelCache

@@ -5,7 +5,6 @@ import io
 import re
 
 import pytest
-import torch
 
 from kdviz import cli
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
@@ -87,6 +86,17 @@ def test_teacher_command_trains_and_saves_a_loadable_checkpoint(tmp_path, capsys
     assert meta["preset"] == "fast" and meta["data_source"] == "synthetic"
     assert meta["test_acc"] == pytest.approx(evaluate(model, load_bundle("synthetic").test).accuracy)
     assert f"saved to {out_path}" in out and "teacher --preset fast" in meta["command"]
+
+
+def test_the_teacher_command_trains_the_lean_cnn_by_default(tmp_path, capsys):
+    out_path = tmp_path / "lean.pt"
+    code = cli.main(["teacher", "--data", "synthetic", "--out", str(out_path), "--device", "cpu", "--threads", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    _, cfg, meta = load_checkpoint(out_path)
+    assert cfg == ModelConfig(arch="cnn", channels=(16, 16, 64), cnn_layout="lean") and meta["preset"] == "lean"
+    assert "teacher CNN 16-16-64 (lean)" in out and "--preset lean" in meta["command"]
+    assert cli.build_parser().parse_args(["distill"]).teacher_preset == "lean"
 
 
 def test_default_teacher_is_only_written_from_mnist(capsys):

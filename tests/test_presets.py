@@ -18,11 +18,13 @@ from kdviz.experiments.recipes import (
     DEMO_MLP_TEACHER,
     DEMO_TEACHER,
     FAST_CNN_TEACHER,
+    LEAN_CNN_TEACHER,
     MLP_TEACHER,
     RETRAIN_COMMAND,
     load_default_teacher,
     teacher_preset,
     train_fast_teacher,
+    train_teacher,
 )
 from kdviz.models import ModelConfig
 
@@ -73,9 +75,18 @@ def test_train_fast_teacher_returns_an_evaluated_eval_mode_model():
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
+def test_the_lean_preset_trains_a_lean_cnn():
+    bundle = synthetic_bundle(n_train=512, n_test=128, seed=2)
+    model, cfg, meta = train_teacher(bundle, LEAN_CNN_TEACHER, seed=0, device="cpu")
+    assert cfg == ModelConfig(arch="cnn", channels=(16, 16, 64), cnn_layout="lean") and not model.training
+    assert model.head.in_features == 64 * 3 * 3
+    assert meta["preset"] == "lean" and meta["steps"] == total_steps(512, LEAN_CNN_TEACHER.train) == 6  # 1.3 epochs of 4 batches, rounded up
+    assert meta["test_acc"] == evaluate(model, bundle.test).accuracy
+
+
 def test_presets_are_frozen_and_looked_up_by_name():
-    assert teacher_preset("fast") is FAST_CNN_TEACHER
-    with pytest.raises(ValueError, match=r"unknown teacher preset 'nope'; choose one of \['fast', 'mlp'\]"):
+    assert teacher_preset("fast") is FAST_CNN_TEACHER and teacher_preset("lean") is LEAN_CNN_TEACHER
+    with pytest.raises(ValueError, match=r"unknown teacher preset 'nope'; choose one of \['fast', 'lean', 'mlp'\]"):
         teacher_preset("nope")
     with pytest.raises(dataclasses.FrozenInstanceError):
         FAST_CNN_TEACHER.name = "slow"

@@ -53,6 +53,13 @@ def test_distill_bad_values_warn_and_use_the_default(no_spawn):
     assert at.query_params.get("T") is None  # the refused value is replaced by the default, left out of the URL
 
 
+def test_distill_link_picks_a_lean_cnn_student_and_refuses_an_unknown_layout(no_spawn):
+    at = _open("distill.py", {"arch": "cnn", "channels": "8, 16", "cnn_layout": "lean"})
+    assert at.radio(key="distill_cnn_layout").value == "lean" and not any("cnn_layout" in w for w in _warnings(at))
+    at = _open("distill.py", {"arch": "cnn", "cnn_layout": "spiral"})
+    assert "'cnn_layout=spiral'" in " ".join(_warnings(at)) and at.radio(key="distill_cnn_layout").value == "classic"
+
+
 def test_distill_presets_set_the_widgets_and_show_their_measurement(no_spawn):
     at = _open("distill.py", {})
     assert at.text_input(key="distill_hidden").value == "16" and at.selectbox(key="distill_transfer").value == "labelled"
