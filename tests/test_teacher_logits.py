@@ -2,6 +2,9 @@
 computed once per teacher and data set, never another teacher's, and a bad file is recomputed."""
 from __future__ import annotations
 
+import os
+
+import pytest
 import torch
 
 import kdviz.teacher_logits as tl
@@ -112,3 +115,41 @@ def test_the_distill_job_reads_them_on_its_next_run(tmp_path, monkeypatch):
         results.append(events[-1]["test_acc"])
     assert len(calls) == 1 and len(list((tmp_path / "cache").glob("logits-*.pt"))) == 1
     assert results[0] == results[1]  # read back, the same soft targets: the same run
+
+
+def test_shipped_logits_are_read_first_and_never_written(tmp_path, monkeypatch):
+    shipped, cache = tmp_path / "shipped", tmp_path / "cache"
+    monkeypatch.setattr(tl, "SHIPPED_DIR", shipped)
+    data, teacher = synthetic_bundle(300, 50).train, _teacher()
+    path = tl.ship(teacher, data, shipped)
+    assert path.parent == shipped and torch.allclose(torch.load(path, weights_only=True), _forward(teacher, data), atol=1e-5)
+    before = path.stat().st_mtime_ns
+    calls = _counting(monkeypatch)
+    assert torch.equal(tl.base_logits(teacher, data, cache), torch.load(path, weights_only=True))
+    assert not calls and not cache.exists() and path.stat().st_mtime_ns == before  # read, no pass, nothing written
+    other = _teacher(1)  # another teacher: computed and kept in the cache folder, never in the shipped one
+    assert torch.allclose(tl.base_logits(other, data, cache), _forward(other, data), atol=1e-5)
+    assert len(calls) == 1 and len(list(cache.glob("logits-*.pt"))) == 1 and len(list(shipped.iterdir())) == 1
+    path.write_bytes(b"torn")  # a damaged shipped file is not trusted: recomputed
+    assert torch.allclose(tl.base_logits(teacher, data, cache), _forward(teacher, data), atol=1e-5) and len(calls) == 2
+
+
+@pytest.mark.skipif(not os.environ.get("KDVIZ_DATA_DIR"), reason="KDVIZ_DATA_DIR unset: the shipped logits are for real MNIST")
+def test_the_shipped_logits_are_the_shipped_teachers_on_mnist():
+    """Each file's name is the fingerprint of a shipped teacher and MNIST images, and its rows are that
+    teacher's plain forward pass (checked on 1,000 images of each)."""
+    from kdviz.checkpoints import load_checkpoint
+    from kdviz.data import load_mnist
+    from kdviz.experiments.recipes import DEFAULT_TEACHER, DEMO_TEACHER
+
+    bundle = load_mnist(download=False)
+    wanted = {(DEMO_TEACHER, "train"), (DEMO_TEACHER, "test"), (DEFAULT_TEACHER, "train")}
+    names = set()
+    for ckpt, split in wanted:
+        teacher, data = load_checkpoint(ckpt)[0].eval(), getattr(bundle, split)
+        path = tl.SHIPPED_DIR / tl.file_name(teacher, data)
+        stored = torch.load(path, weights_only=True)
+        assert stored.shape == (len(data), 10) and stored.dtype == torch.float32
+        assert torch.allclose(stored[:1000], _forward(teacher, data.select(torch.arange(1000))), atol=1e-4)
+        names.add(path.name)
+    assert names == {p.name for p in tl.SHIPPED_DIR.glob("logits-*.pt")}  # nothing stale ships

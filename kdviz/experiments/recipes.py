@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from kdviz import data as kdata
+from kdviz import teacher_logits
 from kdviz.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from kdviz.engine import StepRecord, TrainConfig, make_model, run_to_end, total_steps, train
 from kdviz.devices import bf16_is_fast, resolve_device
@@ -231,6 +232,18 @@ def export_half(src: str | Path, dst: str | Path = DEMO_TEACHER) -> Path:
     obj["meta"] = {**obj.get("meta", {}), "stored_dtype": "float16"}
     torch.save(obj, dst)
     return Path(dst)
+
+
+def ship_teacher_logits(bundle: kdata.DataBundle) -> list[Path]:
+    """Write the shipped teachers' float32 logits on MNIST into ``kdviz/assets/teacher_logits/``, where
+    :func:`kdviz.teacher_logits.base_logits` looks first: the demo teacher's on the training and test
+    images (the classroom demo reads both), the default teacher's on the training images (the Distill
+    page). Made by ``python -c "from kdviz.data import load_mnist; from kdviz.experiments.recipes import
+    ship_teacher_logits; ship_teacher_logits(load_mnist())"`` after either teacher changes."""
+    if not bundle.is_mnist:
+        raise ValueError(f"the shipped teacher logits are for MNIST, not {bundle.name}")
+    demo, default = (load_checkpoint(path)[0].eval() for path in (DEMO_TEACHER, DEFAULT_TEACHER))
+    return [teacher_logits.ship(demo, bundle.train), teacher_logits.ship(demo, bundle.test), teacher_logits.ship(default, bundle.train)]
 
 
 # ----------------------------------------------------------------------------- training
