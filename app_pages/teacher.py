@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from kdviz.engine import TrainConfig, total_steps
+from kdviz.experiments.recipes import TEACHER_PRESETS
 from kdviz.hosted import clamp_model_config, clamp_train_config
 from kdviz.models import ModelConfig
 from kdviz import figures
@@ -33,6 +34,22 @@ def start() -> None:
         return
     st.session_state["teacher_notes"] = notes_m + notes_t
     st.session_state["teacher_adopted"] = None
+
+
+def apply_preset() -> None:
+    """Selectbox callback: the chosen teacher preset's values into the widgets (before they are drawn)."""
+    preset = TEACHER_PRESETS.get(st.session_state.get("teacher_preset") or "")
+    if preset is not None:
+        for key, value in forms.widget_values(preset.model, preset.train).items():
+            st.session_state[f"{JOB}_{key}"] = value
+
+
+def preset_picker() -> None:
+    st.selectbox("Preset", [""] + list(TEACHER_PRESETS), key="teacher_preset", on_change=apply_preset,
+                 format_func=lambda k: f"{k}: {TEACHER_PRESETS[k].description}" if k else "(your own settings)",
+                 help="Sets the widgets below to a teacher recipe of `python -m kdviz teacher --preset …`. "
+                      "lean: the quickest ≥ 99 % teacher (bench/teacher.py); fast: the shipped default teacher's recipe. "
+                      "Precision is not a widget: the page trains in float32.")
 
 
 def adopt(handle) -> None:
@@ -79,6 +96,7 @@ teachers.teacher_box(JOB)
 teachers.teacher_upload(JOB)
 
 with st.expander("Architecture and training settings", expanded=get_job(JOB) is None):
+    preset_picker()
     left, right = st.columns(2)
     with left:
         forms.model_inputs(JOB, DEFAULT_MODEL)

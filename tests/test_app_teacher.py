@@ -51,6 +51,19 @@ def test_widgets_have_stable_keys(app_env):
     assert at.radio(key="teacher_cnn_layout").value == "classic"
 
 
+def test_a_preset_sets_the_widgets_to_its_recipe(app_env):
+    at = _page()
+    at.selectbox(key="teacher_preset").set_value("lean").run()
+    assert not at.exception
+    assert at.radio(key="teacher_arch").value == "cnn" and at.text_input(key="teacher_channels").value == "16, 16, 64"
+    assert at.radio(key="teacher_cnn_layout").value == "lean" and at.number_input(key="teacher_epochs").value == 1.3
+    assert at.select_slider(key="teacher_lr").value == 0.02 and at.selectbox(key="teacher_batch").value == 128
+    assert (at.selectbox(key="teacher_optimizer").value, at.selectbox(key="teacher_schedule").value) == ("adam", "onecycle")
+    at.selectbox(key="teacher_preset").set_value("mlp").run()
+    assert at.radio(key="teacher_arch").value == "mlp" and at.text_input(key="teacher_hidden").value == "1200, 1200"
+    assert at.slider(key="teacher_dropout").value == 0.2 and at.number_input(key="teacher_epochs").value == 3.0
+
+
 def test_bad_widths_show_an_error_and_start_nothing(app_env):
     at = _page()
     at.text_input(key="teacher_hidden").input("800, lots").run()

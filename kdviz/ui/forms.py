@@ -15,7 +15,7 @@ from kdviz.models import ARCHS, CNN_LAYOUTS, ModelConfig
 
 KEEP = "session"  # persist_state: a value survives visits to other pages (Streamlit ≥ 1.67)
 BATCH_SIZES = (32, 64, 128, 256, 512, 1024)
-LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 2e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)  # 2e-2: the lean teacher preset's
 
 
 def parse_widths(text: str, what: str) -> tuple[int, ...]:
@@ -93,6 +93,16 @@ def train_from_state(prefix: str, log_every: int = 10) -> TrainConfig:
         schedule=s.get(f"{prefix}_schedule", "constant"), jitter=int(s.get(f"{prefix}_jitter", 0)),
         seed=int(s.get(f"{prefix}_seed", 0)), log_every=log_every,
     )
+
+
+def widget_values(model: ModelConfig, train: TrainConfig) -> dict:
+    """The values (keys without the page prefix) that make :func:`model_inputs` and :func:`train_inputs`
+    describe ``model`` and ``train``: how a page applies a preset."""
+    values = {"arch": model.arch, "dropout": float(model.dropout), "optimizer": train.optimizer, "lr": train.lr,
+              "schedule": train.schedule, "batch": train.batch_size, "epochs": float(train.epochs), "jitter": train.jitter}
+    if model.arch == "mlp":
+        return {**values, "hidden": _widths_text(model.hidden)}
+    return {**values, "channels": _widths_text(model.channels), "cnn_layout": model.cnn_layout}
 
 
 def spec_dict(cfg) -> dict:
