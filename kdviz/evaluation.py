@@ -73,9 +73,12 @@ def eval_from_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: in
 def agreement(model_a: nn.Module, model_b: nn.Module, data: TensorData) -> float:
     """Fraction of images on which the two models predict the same class."""
     da, db = next(model_a.parameters()).device, next(model_b.parameters()).device
-    pa = predict_logits(model_a, data.to(da)).argmax(-1).cpu()
-    pb = predict_logits(model_b, data.to(db)).argmax(-1).cpu()
-    return float((pa == pb).float().mean())
+    return agreement_of(predict_logits(model_a, data.to(da)).cpu(), predict_logits(model_b, data.to(db)).cpu())
+
+
+def agreement_of(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
+    """:func:`agreement` from two models' logits on the same images."""
+    return float((logits_a.argmax(-1) == logits_b.argmax(-1)).float().mean())
 
 
 def teacher_logits_cache(teacher: nn.Module, x: torch.Tensor | TensorData, amp: bool = False) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch
 from kdviz import data as kdata
 from kdviz.checkpoints import load_checkpoint, save_checkpoint
 from kdviz.engine import NonFiniteLoss, TrainConfig, make_model, train
+from kdviz.evaluation import agreement, evaluate, model_reliability
 from kdviz.methods.objective import Term
 from kdviz.models import ModelConfig
 from kdviz.runtime.feature_jobs import quick_pair_job, watch_at_job
@@ -103,6 +104,15 @@ def test_distill_job_interleaves_runs_and_reports_everything(tmp_path, teacher_c
     assert r["student"]["ms_per_batch"] > 0 and r["teacher"]["ms_per_batch"] > 0
     for name, path in r["checkpoints"].items():
         assert load_checkpoint(path)[2]["role"] == name
+    # the figures come from one pass per network: the same as measuring each one apart
+    test, teacher = kdata.synthetic_bundle().test, load_checkpoint(teacher_ckpt)[0]
+    for name, path in r["checkpoints"].items():
+        student = load_checkpoint(path)[0]
+        assert r["test_acc"][name] == evaluate(student, test).accuracy
+        assert r["agreement"][name] == agreement(teacher, student, test)
+        assert json.dumps(r["reliability"][name]) == json.dumps(model_reliability(student, test))  # NaN for empty bins
+    assert r["test_acc"]["teacher"] == evaluate(teacher, test).accuracy
+    assert json.dumps(r["reliability"]["teacher"]) == json.dumps(model_reliability(teacher, test))
 
 
 def test_distilled_and_scratch_start_identical(tmp_path, teacher_ckpt):
