@@ -1,4 +1,4 @@
-"""Time to a strong teacher: a CNN teacher preset (default ``lean``, CNN 16-16-64) on real MNIST over 3 seeds.
+"""Time to a strong teacher: a CNN teacher preset (default ``lean``, CNN 16-16-48) on real MNIST over 3 seeds.
 
 Run: ``KDVIZ_DATA_DIR=/path/to/data python bench/teacher.py [--preset lean|fast] [--seeds 3] [--threads 2]``
 

@@ -115,7 +115,7 @@ def register_cli(subparsers) -> None:
 def _register_teacher(subparsers) -> None:
     p = subparsers.add_parser("teacher", help="train a teacher preset and save it as a checkpoint")
     p.add_argument("--preset", default="lean", choices=sorted(TEACHER_PRESETS),
-                   help="teacher preset (default: lean, a CNN ≥ 99%% in under 10 s on a 2-core CPU; fast: the shipped default teacher's recipe)")
+                   help="teacher preset (default: lean, a CNN that reached 99.08-99.14%% on seeds 0-2 in ~9 s on 2 CPU cores; fast: the shipped default teacher's recipe)")
     p.add_argument("--out", default="teacher.pt", help="checkpoint path to write (default: teacher.pt)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="mnist", choices=DATA_CHOICES, help="training data (default: mnist)")

@@ -82,7 +82,7 @@ class CNN(nn.Module):
       stages pool straight after the conv (conv → maxpool2 → BatchNorm → ReLU), so BatchNorm and
       ReLU touch a quarter of the values; the head reads the whole flattened last map. Why: on a
       2-core CPU the classic CNN 16-32-64 spends most of a step on the 28×28 stage's BatchNorm,
-      ReLU and pooling; the lean CNN 16-16-64 reaches ≥ 99 % in 1.3 epochs at ~5× less time
+      ReLU and pooling; the lean CNN 16-16-48 reaches ≥ 99 % in 1.3 epochs at ~5× less time
       (bench/teacher.py).
 
     Feature maps either way: stage1 ``[B, C1, 14, 14]``, stage2 ``[B, C2, 7, 7]``, stage3

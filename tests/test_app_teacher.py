@@ -55,7 +55,7 @@ def test_a_preset_sets_the_widgets_to_its_recipe(app_env):
     at = _page()
     at.selectbox(key="teacher_preset").set_value("lean").run()
     assert not at.exception
-    assert at.radio(key="teacher_arch").value == "cnn" and at.text_input(key="teacher_channels").value == "16, 16, 64"
+    assert at.radio(key="teacher_arch").value == "cnn" and at.text_input(key="teacher_channels").value == "16, 16, 48"
     assert at.radio(key="teacher_cnn_layout").value == "lean" and at.number_input(key="teacher_epochs").value == 1.3
     assert at.select_slider(key="teacher_lr").value == 0.02 and at.selectbox(key="teacher_batch").value == 128
     assert (at.selectbox(key="teacher_optimizer").value, at.selectbox(key="teacher_schedule").value) == ("adam", "onecycle")

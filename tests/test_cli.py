@@ -94,8 +94,8 @@ def test_the_teacher_command_trains_the_lean_cnn_by_default(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     _, cfg, meta = load_checkpoint(out_path)
-    assert cfg == ModelConfig(arch="cnn", channels=(16, 16, 64), cnn_layout="lean") and meta["preset"] == "lean"
-    assert "teacher CNN 16-16-64 (lean)" in out and "--preset lean" in meta["command"]
+    assert cfg == ModelConfig(arch="cnn", channels=(16, 16, 48), cnn_layout="lean") and meta["preset"] == "lean"
+    assert "teacher CNN 16-16-48 (lean)" in out and "--preset lean" in meta["command"]
     assert cli.build_parser().parse_args(["distill"]).teacher_preset == "lean"
 
 

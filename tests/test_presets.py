@@ -78,8 +78,8 @@ def test_train_fast_teacher_returns_an_evaluated_eval_mode_model():
 def test_the_lean_preset_trains_a_lean_cnn():
     bundle = synthetic_bundle(n_train=512, n_test=128, seed=2)
     model, cfg, meta = train_teacher(bundle, LEAN_CNN_TEACHER, seed=0, device="cpu")
-    assert cfg == ModelConfig(arch="cnn", channels=(16, 16, 64), cnn_layout="lean") and not model.training
-    assert model.head.in_features == 64 * 3 * 3
+    assert cfg == ModelConfig(arch="cnn", channels=(16, 16, 48), cnn_layout="lean") and not model.training
+    assert model.head.in_features == 48 * 3 * 3
     assert meta["preset"] == "lean" and meta["steps"] == total_steps(512, LEAN_CNN_TEACHER.train) == 6  # 1.3 epochs of 4 batches, rounded up
     assert meta["test_acc"] == evaluate(model, bundle.test).accuracy
 
