@@ -6,7 +6,7 @@ Chromium and trains the issue's reference model (MLP 784-128-10, batch 64, one t
 
 - samples/s of each in-app run (the engine's own counter in the worker process, final value shown
   on the page) against the same job function run headless in this process, before and after the
-  app phase (so drift hits both sides) → ratio, target ≥ 80 %;
+  app phase (so drift hits both sides) → ratio, target ≥ 90 % (#12; it was 80 % before);
 - the refresh rate the *browser* saw: the live caption's update counter read by Playwright every
   ``SAMPLE_S`` seconds, as updates/s per window, target ≥ 2 /s;
 - the server's RSS (and server + workers) over time: growth from minute 1 to the end, and the
@@ -136,7 +136,7 @@ def report(trace: Trace, headless: list[float], minutes: float) -> bool:
     print(f"server + workers RSS: max {max(r[2] for r in trace.rss) / 2**20:,.0f} MiB (workers come and go with each run)")
     if trace.errors:
         print(f"exceptions on the page: {trace.errors}")
-    lines = [verdict("in-app / headless samples/s", 100 * app / base, 80, "%"),
+    lines = [verdict("in-app / headless samples/s", 100 * app / base, 90, "%"),
              verdict("browser refresh rate (median window)", statistics.median(trace.refresh) if trace.refresh else 0, 2, "/s"),
              verdict(f"server RSS growth over {minutes:g} min (after minute 1)", growth, 100, " MiB", higher_is_better=False)]
     print("\n".join(lines))
