@@ -82,8 +82,8 @@ class CNN(nn.Module):
       stages pool straight after the conv (conv → maxpool2 → BatchNorm → ReLU), so BatchNorm and
       ReLU touch a quarter of the values; the head reads the whole flattened last map. Why: on a
       2-core CPU the classic CNN 16-32-64 spends most of a step on the 28×28 stage's BatchNorm,
-      ReLU and pooling; the lean CNN 16-16-48 reaches ≥ 99 % in 1.3 epochs at ~5× less time
-      (bench/teacher.py).
+      ReLU and pooling; the lean CNN 16-16-48 read 98.98-99.14 % over 5 seeds after 1.3 epochs
+      in ~9 s, vs ~33 s for the classic one's 2 epochs (bench/teacher.py, 2 threads).
 
     Feature maps either way: stage1 ``[B, C1, 14, 14]``, stage2 ``[B, C2, 7, 7]``, stage3
     ``[B, C3, 3, 3]``; ``pooled`` is the last map's global average ``[B, C_last]``.

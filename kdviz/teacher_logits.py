@@ -53,8 +53,8 @@ def _bytes(t: torch.Tensor) -> memoryview:
 
 def base_logits(teacher: nn.Module, data: TensorData, cache_dir: str | Path = "", amp: bool = False) -> torch.Tensor:
     """The teacher's eval-mode logits for every row of ``data.base`` (``[N, C]`` float32, on ``data``'s
-    device): read from ``cache_dir`` when a file for this teacher and these images is there, else computed
-    (and written there when ``cache_dir`` is given)."""
+    device): read from ``SHIPPED_DIR`` or ``cache_dir`` when a file for this teacher and these images is
+    there, else computed (and written to ``cache_dir`` when it is given)."""
     full = _full(data)
     if not cache_dir:
         return teacher_logits_cache(teacher, full, amp=amp)
