@@ -65,7 +65,7 @@ def bench_page() -> list[str]:
     from browser_support import CHROMIUM, CHROMIUM_ARGS, StreamlitServer, prime, server_env
     from ui_actions import click, open_page
 
-    live = re.compile(r"live view: every [\d.]+ s .*?update (\d+)")
+    live = re.compile(r"live view: every [\d.]+ s.*?update (\d+)")
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
         server = StreamlitServer(root / "app.py", server_env(Path(tmp) / "runs"), Path(tmp) / "server.log").start()
         try:

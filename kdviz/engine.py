@@ -87,11 +87,12 @@ class StepRecord:
     lr: float
     T: float | None
     alpha: float | None
-    samples_per_s: float
-    elapsed_s: float
+    samples_per_s: float  # since the previous record (the live rate)
+    elapsed_s: float  # since the first step, evaluations included
     train_acc: float
     test_acc: float | None = None
     done: bool = False
+    samples: int = 0  # images trained on since the first step: samples / elapsed_s is the run's average rate
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -314,6 +315,7 @@ class _Stats:
         self.buffer: torch.Tensor | None = None  # [capacity, K] on the device (CUDA only)
         self.keys: tuple[list[str], list[str]] = ([], [])
         self._count: tuple[int, torch.Tensor] | None = None  # the batch size as a device scalar
+        self.seen = 0  # images since the first step (never reset)
         self._reset(time.perf_counter())
 
     def _reset(self, now: float) -> None:
@@ -340,6 +342,7 @@ class _Stats:
             self.buffer[self.steps].copy_(vals, non_blocking=True)
         self.steps += 1
         self.samples += y.shape[0]
+        self.seen += y.shape[0]
 
     def _constant(self, n: int) -> torch.Tensor:
         if self._count is None or self._count[0] != n:
@@ -375,6 +378,7 @@ class _Stats:
             elapsed_s=now - start,
             train_acc=sums[-2] / max(sums[-1], 1.0),
             test_acc=test_acc,
+            samples=self.seen,
         )
         self._reset(time.perf_counter())
         return rec

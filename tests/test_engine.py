@@ -203,6 +203,14 @@ def test_evaluates_at_each_epoch_end_and_at_the_last_step(bundle):
     assert recs[-1].epoch == pytest.approx(2.5)
 
 
+def test_records_count_the_images_trained_on_since_the_first_step(bundle):
+    """``samples`` is cumulative (the window rate ``samples_per_s`` is not): step × batch with full batches,
+    so ``samples / elapsed_s`` is the run's average rate the live view shows once a run has ended."""
+    _, recs = run(bundle.train, TrainConfig(batch_size=32, epochs=2.5, log_every=3), test=bundle.test)
+    assert [r.samples for r in recs] == [32 * r.step for r in recs]  # 320 images: every batch is full
+    assert recs[-1].samples == 25 * 32 and recs[-1].elapsed_s > 0
+
+
 def test_train_accuracy_counts_labelled_images_only():
     x = torch.zeros(64, 1, 28, 28)
     y = torch.full((64,), HIDDEN_LABEL)

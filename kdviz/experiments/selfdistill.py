@@ -125,6 +125,7 @@ class _Meter:
     """Loss sums since the last record for one student (kept on the device; one sync per record)."""
 
     def __init__(self) -> None:
+        self.seen = 0  # images since the first step (never reset)
         self._reset()
 
     def _reset(self) -> None:
@@ -134,7 +135,7 @@ class _Meter:
     def add(self, values: dict[str, torch.Tensor], batch: int) -> None:
         for k, v in values.items():
             self.sums[k] = self.sums[k] + v.detach() if k in self.sums else v.detach()
-        self.steps, self.samples = self.steps + 1, self.samples + batch
+        self.steps, self.samples, self.seen = self.steps + 1, self.samples + batch, self.seen + batch
 
     def flush(self, step: int, per_epoch: int, lr: float, T: float, alpha: float, start: float, test_acc) -> StepRecord:
         now = time.perf_counter()
@@ -144,7 +145,7 @@ class _Meter:
             losses={k[2:]: v for k, v in mean.items() if k.startswith("w:")},
             raw={k[2:]: v for k, v in mean.items() if k.startswith("r:")},
             lr=lr, T=T, alpha=alpha, samples_per_s=self.samples / max(now - self.t0, 1e-9),
-            elapsed_s=now - start, test_acc=test_acc)
+            elapsed_s=now - start, test_acc=test_acc, samples=self.seen)
         self._reset()
         return rec
 

@@ -201,6 +201,27 @@ def slug(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- memory
+def renice_threads(proc, nice: int) -> int:
+    """Lower every thread of ``proc`` to ``nice`` (a psutil.Process); returns how many changed. On Linux a
+    niceness belongs to a thread: renicing a pid changes its main thread only."""
+    import psutil
+
+    n = 0
+    try:
+        tids = [t.id for t in proc.threads()]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0
+    for tid in tids:
+        try:
+            thread = psutil.Process(tid)  # /proc/<tid> addresses one thread; setpriority(tid) renices only it
+            if thread.nice() < nice:
+                thread.nice(nice)
+                n += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return n
+
+
 def tree_rss(pid: int, *more: int) -> int:
     """Resident memory (bytes) of a process and all its descendants (the training workers); ``more``:
     further roots (a Ray head whose workers run the jobs)."""

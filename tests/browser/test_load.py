@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 from browser_support import (
+    renice_threads,
     prime,
     ARTIFACTS,
     CHROMIUM,
@@ -53,7 +54,7 @@ RENDER_TIMEOUT_S = 30  # a render not done by then is recorded as 30 s (far abov
 # The page's default 1200-1200 MLP, batch 128, 50 epochs of 512 synthetic images = 200 steps:
 # several seconds per run on one core, so 20 runs keep the queue long while we measure.
 EPOCHS = "50"
-LIVE = re.compile(r"live view: every [\d.]+ s \((?:measured ([\d.]+) updates/s, )?(\d+) ms per redraw\)")
+LIVE = re.compile(r"live view: every [\d.]+ s, charts every [\d.]+ s \((?:measured ([\d.]+) updates/s, )?(\d+) ms per redraw\)")
 USERS_NICE = 19  # the lowest priority: they stand in for browsers on 20 other machines
 SPARES = 1  # kdviz/ui/jobs.py keeps one warm spare worker process (KDVIZ_SPARE_WORKER, default on; none on Ray)
 QUEUED = re.compile(r"Queued — position (\d+)")
@@ -469,25 +470,8 @@ class NicedProcesses:
             except psutil.NoSuchProcess:
                 continue
             for proc in procs:
-                n += _renice_threads(proc, nice)
+                n += renice_threads(proc, nice)
         return n
-
-
-def _renice_threads(proc: psutil.Process, nice: int) -> int:
-    n = 0
-    try:
-        tids = [t.id for t in proc.threads()]
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0
-    for tid in tids:
-        try:
-            thread = psutil.Process(tid)  # /proc/<tid> addresses one thread; setpriority(tid) renices only it
-            if thread.nice() < nice:
-                thread.nice(nice)
-                n += 1
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return n
 
 
 CPU_CGROUPS = Path("/sys/fs/cgroup/cpu")  # cgroup v1 cpu controller (cgroup v2 is tried below too)
