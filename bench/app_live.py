@@ -121,10 +121,15 @@ class CpuSplit:
         self.t0 = self.t1 = time.monotonic()
         self.server0 = self.server1 = _cpu_s(self.server)
 
+    def _processes(self) -> tuple[list, list]:
+        """(the server's descendants: its workers, this process's other descendants: the browser)."""
+        workers = self.server.children(recursive=True)
+        theirs = {p.pid for p in workers} | {self.server.pid}
+        return workers, [p for p in psutil.Process().children(recursive=True) if p.pid not in theirs]
+
     def _read(self) -> None:
-        workers = {p.pid: p for p in self.server.children(recursive=True)}
-        others = [p for p in psutil.Process().children(recursive=True) if p.pid not in workers and p.pid != self.server.pid]
-        for kind, procs in (("worker", workers.values()), ("browser", others)):
+        workers, browser = self._processes()
+        for kind, procs in (("worker", workers), ("browser", browser)):
             for proc in procs:
                 self.seen[proc.pid] = (_cpu_s(proc), kind)
         self.server1, self.t1 = _cpu_s(self.server), time.monotonic()
@@ -138,10 +143,8 @@ class CpuSplit:
 
     def renice_browser(self, nice: int) -> None:
         """Every thread of the browser's processes to ``nice`` (new renderers appear as pages load)."""
-        workers = {p.pid for p in self.server.children(recursive=True)} | {self.server.pid}
-        for proc in psutil.Process().children(recursive=True):
-            if proc.pid not in workers:
-                renice_threads(proc, nice)
+        for proc in self._processes()[1]:
+            renice_threads(proc, nice)
 
     def line(self) -> str:
         wall = max(self.t1 - self.t0, 1e-9)

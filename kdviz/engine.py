@@ -342,7 +342,6 @@ class _Stats:
             self.buffer[self.steps].copy_(vals, non_blocking=True)
         self.steps += 1
         self.samples += y.shape[0]
-        self.seen += y.shape[0]
 
     def _constant(self, n: int) -> torch.Tensor:
         if self._count is None or self._count[0] != n:
@@ -362,6 +361,7 @@ class _Stats:
         lr = setup.optimizer.param_groups[0]["lr"]
         rows = self._host_rows(lr)
         now = time.perf_counter()
+        self.seen += self.samples
         sums = [math.fsum(col) for col in zip(*rows)]
         means = [s / max(1, self.steps) for s in sums[:-2]]
         nw = len(self.keys[0])

@@ -135,10 +135,11 @@ class _Meter:
     def add(self, values: dict[str, torch.Tensor], batch: int) -> None:
         for k, v in values.items():
             self.sums[k] = self.sums[k] + v.detach() if k in self.sums else v.detach()
-        self.steps, self.samples, self.seen = self.steps + 1, self.samples + batch, self.seen + batch
+        self.steps, self.samples = self.steps + 1, self.samples + batch
 
     def flush(self, step: int, per_epoch: int, lr: float, T: float, alpha: float, start: float, test_acc) -> StepRecord:
         now = time.perf_counter()
+        self.seen += self.samples
         mean = {k: float(v) / max(1, self.steps) for k, v in self.sums.items()}
         rec = StepRecord(
             step=step, epoch=step / per_epoch, total=mean.pop("total"), train_acc=mean.pop("train_acc"),
