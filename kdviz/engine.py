@@ -12,9 +12,12 @@ Hot-path choices (each measured with ``bench/throughput.py`` / ``bench/teacher.p
   shift offsets drawn once per epoch and moved to the device in one copy;
 - a teacher that must run every batch (jitter) runs on groups of batches (~512 rows at once);
 - conv nets train channels-last on the CPU (~1.7× faster); ``amp`` adds bf16 autocast;
-- one ``tolist`` per step on the CPU (a host read is free there) so a NaN stops training at
-  once; on CUDA the per-step values go to a device buffer read once per record, so the GPU
-  never waits for the host, and the first non-finite row still names the exact step.
+- one ``.item()`` per loss value and step on the CPU (a host read is free there) so a NaN stops
+  training at once; on CUDA the per-step values go to a device buffer read once per record, so the
+  GPU never waits for the host, and the first non-finite row still names the exact step;
+- train accuracy counted over up to 32 batches at once, the loss terms shown but not trained on
+  (raw kl) computed outside autograd, and a [B, C] batch's CE without reshapes: together the
+  engine went from 89–90 % to 93–94 % of the bare step (20-step chunks, paired, this CPU).
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from kdviz.methods import DistillConfig, Objective, build_objective
 from kdviz.models import ModelConfig, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+FOLD_STEPS = 32  # batches whose train accuracy is counted in one pass (bounds the logits held)
 LR_SCHEDULES = ("constant", "onecycle", "cosine")
 
 
@@ -302,11 +306,13 @@ def _eval_due(step: int, cfg: TrainConfig, per_epoch: int) -> bool:
 
 
 class _Stats:
-    """Per-step values ``[total, *weighted, *raw, correct, labelled]`` since the last record.
+    """Per-step values ``[total, *weighted, *raw]`` and the correct / labelled counts since the last record.
 
-    CPU: one ``tolist`` per step — free there — so a NaN stops training before the bad step
-    updates the weights. CUDA: rows go to a device buffer ``[log_every, K]`` read once per
-    record (the GPU never waits for the host); the first non-finite row names the exact step.
+    CPU: one ``.item()`` per value and step — free there — so a NaN stops training
+    before the bad step updates the weights. CUDA: rows go to a device buffer ``[log_every, K]`` read
+    once per record (the GPU never waits for the host); the first non-finite row names the exact step.
+    Train accuracy is counted for up to :data:`FOLD_STEPS` batches at once: one argmax over their
+    logits instead of one per step (argmax, compare and sum cost ~20 µs a step with 64 rows on the CPU).
     """
 
     def __init__(self, device: torch.device, capacity: int, all_labelled: bool) -> None:
@@ -314,39 +320,50 @@ class _Stats:
         self.on_host = device.type == "cpu"
         self.buffer: torch.Tensor | None = None  # [capacity, K] on the device (CUDA only)
         self.keys: tuple[list[str], list[str]] = ([], [])
-        self._count: tuple[int, torch.Tensor] | None = None  # the batch size as a device scalar
         self.seen = 0  # images since the first step (never reset)
         self._reset(time.perf_counter())
 
     def _reset(self, now: float) -> None:
         self.rows: list[list[float]] = []  # host rows (CPU)
+        self.outputs: list[torch.Tensor] = []  # [B, C] detached logits not yet counted
+        self.labels: list[torch.Tensor] = []
+        self.correct = self.labelled = 0  # ints, or device scalars on CUDA (no sync before the record)
         self.steps, self.samples, self.t0, self.first_step = 0, 0, now, None
 
     def add(self, step: int, total, weighted: dict, raw: dict, s_logits: torch.Tensor, y: torch.Tensor, opt) -> None:
         values = (total, *weighted.values(), *raw.values())
-        correct = (s_logits.argmax(-1) == y).sum(dtype=torch.float32)  # HIDDEN_LABEL never matches a class
         if self.first_step is None:
             self.first_step, self.keys = step, (list(weighted), list(raw))
-        if self.on_host:  # .item() is ~0.3 µs here: cheaper than stacking (~18 µs)
+        self.outputs.append(s_logits.detach())
+        self.labels.append(y)
+        if len(self.outputs) == FOLD_STEPS:
+            self._fold()
+        if self.on_host:  # .item() is ~0.6 µs here: cheaper than stacking (~10 µs)
             row = [v.item() for v in values]
             if not math.isfinite(row[0]):
                 raise NonFiniteLoss(step, row[0], opt.param_groups[0]["lr"])
-            labelled = float(y.shape[0]) if self.all_labelled else (y != HIDDEN_LABEL).sum().item()
-            self.rows.append([*row, correct.item(), labelled])
+            self.rows.append(row)
         else:
-            labelled = self._constant(y.shape[0]) if self.all_labelled else (y != HIDDEN_LABEL).sum(dtype=torch.float32)
             with torch.no_grad():
-                vals = torch.stack([*values, correct, labelled])  # [K], float32 (promoted)
+                vals = torch.stack(values).float()  # [K]
             if self.buffer is None or self.buffer.shape[1] != vals.shape[0]:
                 self.buffer = torch.empty(self.capacity, vals.shape[0], device=self.device)
             self.buffer[self.steps].copy_(vals, non_blocking=True)
         self.steps += 1
         self.samples += y.shape[0]
 
-    def _constant(self, n: int) -> torch.Tensor:
-        if self._count is None or self._count[0] != n:
-            self._count = (n, torch.tensor(float(n), device=self.device))
-        return self._count[1]
+    def _fold(self) -> None:
+        """Count the correct and labelled images of the batches held so far."""
+        if not self.outputs:
+            return
+        with torch.no_grad():
+            logits, y = torch.cat(self.outputs), torch.cat(self.labels)
+            correct = (logits.argmax(-1) == y).sum()  # HIDDEN_LABEL never matches a class
+            labelled = y.shape[0] if self.all_labelled else (y != HIDDEN_LABEL).sum()
+        if self.on_host:
+            correct, labelled = correct.item(), int(labelled)
+        self.correct, self.labelled = self.correct + correct, self.labelled + labelled
+        self.outputs, self.labels = [], []
 
     def _host_rows(self, lr: float) -> list[list[float]]:
         if self.on_host:
@@ -360,10 +377,11 @@ class _Stats:
     def flush(self, step: int, setup: _Setup, T, alpha, start: float, test_acc) -> StepRecord:
         lr = setup.optimizer.param_groups[0]["lr"]
         rows = self._host_rows(lr)
+        self._fold()
         now = time.perf_counter()
         self.seen += self.samples
         sums = [math.fsum(col) for col in zip(*rows)]
-        means = [s / max(1, self.steps) for s in sums[:-2]]
+        means = [s / max(1, self.steps) for s in sums]
         nw = len(self.keys[0])
         rec = StepRecord(
             step=step,
@@ -376,7 +394,7 @@ class _Stats:
             alpha=alpha,
             samples_per_s=self.samples / max(now - self.t0, 1e-9),
             elapsed_s=now - start,
-            train_acc=sums[-2] / max(sums[-1], 1.0),
+            train_acc=float(self.correct) / max(float(self.labelled), 1.0),
             test_acc=test_acc,
             samples=self.seen,
         )

@@ -110,7 +110,8 @@ def kd_loss(
         check_same_shape(student_logits, teacher_logits, "student logits", "teacher logits")
         check_finite(student_logits, "student logits")
         check_finite(teacher_logits, "teacher logits")
-    log_p_t = F.log_softmax(_at_least_float32(teacher_logits.detach()) / T, dim=-1)
+    teacher_logits = teacher_logits.detach() if teacher_logits.requires_grad else teacher_logits  # cached logits need no op
+    log_p_t = F.log_softmax(_at_least_float32(teacher_logits) / T, dim=-1)
     log_p_s = F.log_softmax(_at_least_float32(student_logits) / T, dim=-1)
     # Per-position KL: Σ_c p_t (log p_t − log p_s); shape = leading dims.
     kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
@@ -135,7 +136,9 @@ def ce_loss(logits: torch.Tensor, labels: torch.Tensor, *, check: bool = True) -
         check_labels(labels, logits)
         if not bool((labels != HIDDEN_LABEL).any()):
             return logits.sum() * 0.0  # keeps the graph (and the device) without a NaN from an empty mean
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=HIDDEN_LABEL)
+    if logits.ndim != 2:  # token-level [B, S, C]: positions as rows (a [B, C] batch skips 3 views and a backward node)
+        logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+    return F.cross_entropy(logits, labels, ignore_index=HIDDEN_LABEL)
 
 
 def distillation_loss(

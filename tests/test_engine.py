@@ -220,6 +220,32 @@ def test_train_accuracy_counts_labelled_images_only():
     assert recs[-1].train_acc == 1.0  # learnt "3"; the 32 hidden labels neither help nor hurt
 
 
+def test_train_accuracy_of_each_record_counts_every_step_of_its_window():
+    """Accuracy is counted FOLD_STEPS batches at a time; each record must still hold exactly its own
+    window's correct / labelled images, recounted here from the logits a forward hook saw."""
+    g = torch.Generator().manual_seed(0)
+    n = 320
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 28, 28).contiguous()  # pixel = row index
+    y = torch.randint(0, 10, (n,), generator=g)
+    y[torch.randperm(n, generator=g)[:100]] = HIDDEN_LABEL
+    seen = []
+    student = make_model(STUDENT, 0)
+    student.register_forward_hook(lambda m, inp, out: seen.append((inp[0][:, 0, 0, 0].long(), out[0].detach().clone())))
+    log_every = engine.FOLD_STEPS + 8  # windows that span a fold and a remainder
+    cfg = TrainConfig(batch_size=8, epochs=3, max_steps=2 * log_every + 5, log_every=log_every, lr=0.05)
+    recs = run_to_end(train(student, TensorData(x, y), cfg, device="cpu"))
+    assert [r.step for r in recs] == [log_every, 2 * log_every, 2 * log_every + 5]
+    starts = [0] + [r.step for r in recs]
+    for r, a, b in zip(recs, starts, starts[1:]):
+        correct = labelled = 0
+        for rows, logits in seen[a:b]:
+            labels = y[rows]
+            keep = labels != HIDDEN_LABEL
+            correct += int((logits.argmax(-1)[keep] == labels[keep]).sum())
+            labelled += int(keep.sum())
+        assert r.train_acc == pytest.approx(correct / labelled, abs=1e-12), r.step
+
+
 # ----------------------------------------------------------------------------- hot-path pieces
 def test_shift_moves_each_image_by_its_own_offset():
     g = torch.Generator().manual_seed(0)

@@ -203,7 +203,7 @@ class Objective(nn.Module):
         weighted, raw = {}, {}
         if not self.replaces_kd:
             kd = losses.kd_loss(s_logits, t_logits, T, check=check)
-            weighted["kd"], raw["kd"], raw["kl"] = alpha * kd, kd, kd / (T * T)
+            weighted["kd"], raw["kd"], raw["kl"] = alpha * kd, kd, kd.detach() / (T * T)  # kl is only shown: no autograd node
         weighted["ce"], raw["ce"] = (1.0 - alpha) * ce, ce
         for b in self.bound:
             loss = self._term_loss(b, s_logits, s_feats, t_logits, t_feats, labels, T)
