@@ -20,6 +20,7 @@ Chromium and trains the issue's reference model (MLP 784-128-10, batch 64, one t
     KDVIZ_DATA_DIR=../shared/data python bench/app_live.py            # 10 minutes (the target)
     KDVIZ_DATA_DIR=../shared/data python bench/app_live.py --minutes 2 # a quick look
     KDVIZ_DATA_DIR=../shared/data python bench/app_live.py --browser-nice 19  # the browser as if on another machine
+    KDVIZ_DATA_DIR=../shared/data python bench/app_live.py --browser-cpus 1   # the browser kept off one core
 
 On these 2 cores Chromium draws without a GPU: at 2.5 updates/s it took ~0.4 of a core even with
 no chart on the page, so a local browser costs the training worker CPU that a hosted user's does not.
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "browser"))  # the browser-test helpers (server, page actions)
 
 from _util import mnist_or_exit, verdict  # noqa: E402  (puts the checkout on sys.path)
-from browser_support import CHROMIUM, CHROMIUM_ARGS, StreamlitServer, renice_threads, server_env, tree_rss  # noqa: E402
+from browser_support import CHROMIUM, CHROMIUM_ARGS, StreamlitServer, pin_threads, renice_threads, server_env, tree_rss  # noqa: E402
 from ui_actions import click, metric_value, open_page, set_text  # noqa: E402
 
 from kdviz.runtime.training_jobs import teacher_job  # noqa: E402
@@ -141,10 +142,14 @@ class CpuSplit:
 
     sample = _read
 
-    def renice_browser(self, nice: int) -> None:
-        """Every thread of the browser's processes to ``nice`` (new renderers appear as pages load)."""
+    def place_browser(self, nice: int, cpus: set[int] | None) -> None:
+        """Every thread of the browser's processes to ``nice`` and onto ``cpus`` (new renderers appear
+        as pages load, so this runs at every sample)."""
         for proc in self._processes()[1]:
-            renice_threads(proc, nice)
+            if nice:
+                renice_threads(proc, nice)
+            if cpus:
+                pin_threads(proc, cpus)
 
     def line(self) -> str:
         wall = max(self.t1 - self.t0, 1e-9)
@@ -154,15 +159,14 @@ class CpuSplit:
                 f"training workers {share['worker']:.2f}, browser {share['browser']:.2f}")
 
 
-def app_phase(page, url: str, trace: Trace, minutes: float, browser_nice: int) -> None:
+def app_phase(page, url: str, trace: Trace, minutes: float, browser_nice: int, browser_cpus: set[int] | None) -> None:
     """Continuous live training for ``minutes``; restarts each finished run; samples every SAMPLE_S."""
     open_page(page, url, "teacher")
     configure(page)
     click(page, "teacher_start")
     trace.cpu = CpuSplit(trace.pid)
     trace.cpu.start()
-    if browser_nice:
-        trace.cpu.renice_browser(browser_nice)
+    trace.cpu.place_browser(browser_nice, browser_cpus)
     end, prev, last_rate = time.monotonic() + 60 * minutes, None, None
     while time.monotonic() < end:
         time.sleep(SAMPLE_S)
@@ -179,8 +183,7 @@ def app_phase(page, url: str, trace: Trace, minutes: float, browser_nice: int) -
             last_rate, prev = None, None
             click(page, "teacher_start")
         trace.cpu.sample()
-        if browser_nice:
-            trace.cpu.renice_browser(browser_nice)
+        trace.cpu.place_browser(browser_nice, browser_cpus)
         if page.locator("[data-testid='stException']").count():
             trace.errors.append(page.locator("[data-testid='stException']").first.inner_text()[:200])
             break
@@ -216,12 +219,26 @@ def report(trace: Trace, headless: list[float], minutes: float) -> bool:
     return all("PASS" in line for line in lines) and not trace.errors
 
 
+def _cpus(text: str) -> set[int]:
+    """``--browser-cpus 1`` or ``0,1``: cores of this machine."""
+    try:
+        cpus = {int(c) for c in text.split(",")}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected core numbers such as 1 or 0,1, got {text!r}") from None
+    if not cpus or not cpus <= os.sched_getaffinity(0):
+        raise argparse.ArgumentTypeError(f"cores {sorted(cpus)} are not all among this machine's {sorted(os.sched_getaffinity(0))}")
+    return cpus
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--browser-nice", type=int, default=0, choices=range(20), metavar="0-19",
                         help="run Chromium at this niceness, as if the user's browser were on another machine "
                              "(the hosted case; 0, the default: a local user's browser, at the server's priority)")
+    parser.add_argument("--browser-cpus", type=_cpus, default=None, metavar="LIST",
+                        help="pin Chromium and Playwright to these cores, e.g. 1 (the training worker keeps the other): "
+                             "the hosted case, where the user's browser draws on the user's machine")
     args = parser.parse_args()
     mnist_or_exit()
     torch.set_num_threads(1)
@@ -229,7 +246,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         print(f"machine: {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}; model MLP 784-{HIDDEN}-10, batch {BATCH}; "
-              f"browser at nice {args.browser_nice}, workers at nice {os.environ.get('KDVIZ_WORKER_NICE', 'default')}")
+              f"browser at nice {args.browser_nice} on cores {sorted(args.browser_cpus) if args.browser_cpus else 'any'}, "
+              f"workers at nice {os.environ.get('KDVIZ_WORKER_NICE', 'default')}")
         headless = [headless_rate(tmp)]
         passed = {k: os.environ[k] for k in ("KDVIZ_WORKER_NICE",) if k in os.environ}  # to compare worker priorities
         env = server_env(Path(tmp) / "runs", KDVIZ_DATA_SOURCE="auto", KDVIZ_DATA_DIR=os.environ.get("KDVIZ_DATA_DIR", ""), **passed)
@@ -239,7 +257,7 @@ def main() -> None:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
                 page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-                app_phase(page, server.url, trace, args.minutes, args.browser_nice)
+                app_phase(page, server.url, trace, args.minutes, args.browser_nice, args.browser_cpus)
                 browser.close()
         finally:
             server.stop()

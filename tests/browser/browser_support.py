@@ -222,6 +222,26 @@ def renice_threads(proc, nice: int) -> int:
     return n
 
 
+def pin_threads(proc, cpus: set[int]) -> int:
+    """Restrict every thread of ``proc`` (a psutil.Process) to the cores ``cpus``; returns how many changed.
+    Like a niceness, a CPU affinity belongs to a thread on Linux; threads started later inherit it."""
+    import psutil
+
+    n = 0
+    try:
+        tids = [t.id for t in proc.threads()]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0
+    for tid in tids:
+        try:
+            if os.sched_getaffinity(tid) != cpus:
+                os.sched_setaffinity(tid, cpus)
+                n += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    return n
+
+
 def tree_rss(pid: int, *more: int) -> int:
     """Resident memory (bytes) of a process and all its descendants (the training workers); ``more``:
     further roots (a Ray head whose workers run the jobs)."""
