@@ -143,13 +143,18 @@ class CpuSplit:
     sample = _read
 
     def place_browser(self, nice: int, cpus: set[int] | None) -> None:
-        """Every thread of the browser's processes to ``nice`` and onto ``cpus`` (new renderers appear
-        as pages load, so this runs at every sample)."""
-        for proc in self._processes()[1]:
+        """Every thread of the browser's processes to ``nice`` and onto ``cpus``, and the training workers
+        (the fork server and spare too, so new workers inherit it) onto the other cores. New renderers
+        appear as pages load and new workers with each run, so this runs at every sample."""
+        workers, browser = self._processes()
+        for proc in browser:
             if nice:
                 renice_threads(proc, nice)
             if cpus:
                 pin_threads(proc, cpus)
+        if cpus:
+            for proc in workers:
+                pin_threads(proc, os.sched_getaffinity(0) - cpus)
 
     def line(self) -> str:
         wall = max(self.t1 - self.t0, 1e-9)
@@ -225,8 +230,9 @@ def _cpus(text: str) -> set[int]:
         cpus = {int(c) for c in text.split(",")}
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected core numbers such as 1 or 0,1, got {text!r}") from None
-    if not cpus or not cpus <= os.sched_getaffinity(0):
-        raise argparse.ArgumentTypeError(f"cores {sorted(cpus)} are not all among this machine's {sorted(os.sched_getaffinity(0))}")
+    mine = os.sched_getaffinity(0)
+    if not cpus or not cpus < mine:
+        raise argparse.ArgumentTypeError(f"cores {sorted(cpus)} must be some, not all, of this machine's {sorted(mine)}")
     return cpus
 
 
@@ -237,7 +243,7 @@ def main() -> None:
                         help="run Chromium at this niceness, as if the user's browser were on another machine "
                              "(the hosted case; 0, the default: a local user's browser, at the server's priority)")
     parser.add_argument("--browser-cpus", type=_cpus, default=None, metavar="LIST",
-                        help="pin Chromium and Playwright to these cores, e.g. 1 (the training worker keeps the other): "
+                        help="pin Chromium and Playwright to these cores, e.g. 1, and the training workers to the others: "
                              "the hosted case, where the user's browser draws on the user's machine")
     args = parser.parse_args()
     mnist_or_exit()
