@@ -201,45 +201,50 @@ def slug(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- memory
+def _each_thread(proc, change) -> int:
+    """``change(tid)`` for every thread of ``proc`` (a psutil.Process); how many it changed (returned True).
+    Threads that end meanwhile are skipped."""
+    import psutil
+
+    try:
+        tids = [t.id for t in proc.threads()]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0
+    n = 0
+    for tid in tids:
+        try:
+            n += bool(change(tid))
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, PermissionError):
+            pass
+    return n
+
+
 def renice_threads(proc, nice: int) -> int:
     """Lower every thread of ``proc`` to ``nice`` (a psutil.Process); returns how many changed. On Linux a
     niceness belongs to a thread: renicing a pid changes its main thread only."""
     import psutil
 
-    n = 0
-    try:
-        tids = [t.id for t in proc.threads()]
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0
-    for tid in tids:
-        try:
-            thread = psutil.Process(tid)  # /proc/<tid> addresses one thread; setpriority(tid) renices only it
-            if thread.nice() < nice:
-                thread.nice(nice)
-                n += 1
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return n
+    def lower(tid: int) -> bool:
+        thread = psutil.Process(tid)  # /proc/<tid> addresses one thread; setpriority(tid) renices only it
+        if thread.nice() < nice:
+            thread.nice(nice)
+            return True
+        return False
+
+    return _each_thread(proc, lower)
 
 
 def pin_threads(proc, cpus: set[int]) -> int:
     """Restrict every thread of ``proc`` (a psutil.Process) to the cores ``cpus``; returns how many changed.
     Like a niceness, a CPU affinity belongs to a thread on Linux; threads started later inherit it."""
-    import psutil
 
-    n = 0
-    try:
-        tids = [t.id for t in proc.threads()]
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0
-    for tid in tids:
-        try:
-            if os.sched_getaffinity(tid) != cpus:
-                os.sched_setaffinity(tid, cpus)
-                n += 1
-        except (ProcessLookupError, PermissionError):
-            pass
-    return n
+    def pin(tid: int) -> bool:
+        if os.sched_getaffinity(tid) != cpus:
+            os.sched_setaffinity(tid, cpus)
+            return True
+        return False
+
+    return _each_thread(proc, pin)
 
 
 def tree_rss(pid: int, *more: int) -> int:
