@@ -142,7 +142,7 @@ class CpuSplit:
 
     sample = _read
 
-    def place_browser(self, nice: int, cpus: set[int] | None) -> None:
+    def place_processes(self, nice: int, cpus: set[int] | None) -> None:
         """Every thread of the browser's processes to ``nice`` and onto ``cpus``, and the training workers
         (the fork server and spare too, so new workers inherit it) onto the other cores. New renderers
         appear as pages load and new workers with each run, so this runs at every sample."""
@@ -171,7 +171,7 @@ def app_phase(page, url: str, trace: Trace, minutes: float, browser_nice: int, b
     click(page, "teacher_start")
     trace.cpu = CpuSplit(trace.pid)
     trace.cpu.start()
-    trace.cpu.place_browser(browser_nice, browser_cpus)
+    trace.cpu.place_processes(browser_nice, browser_cpus)
     end, prev, last_rate = time.monotonic() + 60 * minutes, None, None
     while time.monotonic() < end:
         time.sleep(SAMPLE_S)
@@ -188,7 +188,7 @@ def app_phase(page, url: str, trace: Trace, minutes: float, browser_nice: int, b
             last_rate, prev = None, None
             click(page, "teacher_start")
         trace.cpu.sample()
-        trace.cpu.place_browser(browser_nice, browser_cpus)
+        trace.cpu.place_processes(browser_nice, browser_cpus)
         if page.locator("[data-testid='stException']").count():
             trace.errors.append(page.locator("[data-testid='stException']").first.inner_text()[:200])
             break
