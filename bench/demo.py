@@ -27,6 +27,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
+import torch
+
 from _util import machine_line, mnist_or_exit, setup_threads, verdict
 
 import kdviz.experiments.recipes as rc
@@ -57,22 +59,29 @@ def demo_config(recipe: str) -> sc.ScenarioConfig:
     return classroom_demo() if recipe == "classroom" else sc.preset("omitted-digit")
 
 
-def run_demo(bundle, train_teacher: bool, recipe: str) -> dict:
-    """One end-to-end demo: obtain the teacher (train the recipe, or the shipped file), then the scenario."""
+def run_demo(bundle, train_teacher: bool, recipe: str, device: str = "cpu") -> dict:
+    """One end-to-end demo on ``device``: obtain the teacher (train the recipe, or the shipped file), then the scenario."""
     cfg = demo_config(recipe)
     t0, cpu0 = time.perf_counter(), time.process_time()
     if train_teacher:  # what obtain_teacher does when no shipped or cached teacher fits
-        teacher = _result(rc.train_network(cfg.teacher, bundle.train, 0, "cpu", "teacher", test=live_test_set(bundle.test)))
+        teacher = _result(rc.train_network(cfg.teacher, bundle.train, 0, device, "teacher", test=live_test_set(bundle.test)))
         info = {"source": "trained", "path": "", "label": cfg.teacher.model.label()}
     else:
-        teacher, info = _result(rc.obtain_teacher(cfg.teacher, bundle, "cpu", allow_default=cfg.default_teacher))
+        teacher, info = _result(rc.obtain_teacher(cfg.teacher, bundle, device, allow_default=cfg.default_teacher))
+    _sync(device)
     t_teacher = time.perf_counter() - t0
-    result = sc.run_scenario(cfg, bundle, teacher=teacher, teacher_info=info, device="cpu")
+    result = sc.run_scenario(cfg, bundle, teacher=teacher, teacher_info=info, device=device)
     distilled, scratch = result["summary"]["distilled"], result["summary"]["scratch"]
     return {"source": info["source"], "wall": time.perf_counter() - t0, "cpu": time.process_time() - cpu0,
             "teacher_s": t_teacher, "teacher_acc": result["teacher"]["accuracy"], "distilled_acc": distilled["accuracy"]["mean"],
             "digit_acc": distilled["digit_acc"]["mean"], "digit_after": distilled["digit_acc_after"]["mean"],
             "scratch_digit": scratch["digit_acc"]["mean"], "load": os.getloadavg()[0], "included": train_teacher}
+
+
+def _sync(device: str) -> None:
+    """Wait for the GPU, so a phase's time includes its queued kernels."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def _result(gen):

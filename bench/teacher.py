@@ -31,12 +31,12 @@ def calibration_gflops(size: int = 1024, reps: int = 20) -> float:
     return reps * 2 * size**3 / (time.perf_counter() - t0) / 1e9
 
 
-def one_seed(bundle, preset, seed: int) -> dict:
-    before = calibration_gflops()
+def one_seed(bundle, preset, seed: int, device: str = "cpu") -> dict:
+    before = calibration_gflops() if device == "cpu" else float("nan")  # the CPU's share: meaningless for a GPU run
     cpu0 = time.process_time()
-    model, _, meta = train_teacher(bundle, preset, seed=seed, device="cpu")
+    model, _, meta = train_teacher(bundle, preset, seed=seed, device=device)
     cpu_s = time.process_time() - cpu0  # includes the test evaluation (~1 s), unlike train_s
-    return {"seed": seed, "wall": meta["train_s"], "cpu": cpu_s, "acc": meta["test_acc"], "gflops": (before + calibration_gflops()) / 2,
+    return {"seed": seed, "wall": meta["train_s"], "cpu": cpu_s, "acc": meta["test_acc"], "gflops": (before + calibration_gflops()) / 2 if device == "cpu" else before,
             "load": os.getloadavg()[0], "amp": meta["amp"]}
 
 
