@@ -366,9 +366,16 @@ class _Stats:
         self.outputs, self.labels = [], []
 
     def _host_rows(self, lr: float) -> list[list[float]]:
+        """The record's rows on the host, its counts folded in. CUDA: one device→host read for both."""
+        self._fold()
         if self.on_host:
             return self.rows
-        rows = self.buffer[: self.steps].tolist()  # the one device→host sync per record
+        k, counts = self.buffer.shape[1], (self.correct, self.labelled)
+        on_device = [c.reshape(1).double() for c in counts if isinstance(c, torch.Tensor)]  # float64: exact counts
+        flat = torch.cat([self.buffer[: self.steps].flatten().double(), *on_device]).tolist()
+        read = iter(flat[self.steps * k :])
+        self.correct, self.labelled = (next(read) if isinstance(c, torch.Tensor) else c for c in counts)
+        rows = [flat[i * k : (i + 1) * k] for i in range(self.steps)]
         for i, row in enumerate(rows):
             if not math.isfinite(row[0]):
                 raise NonFiniteLoss(self.first_step + i, row[0], lr)
@@ -377,7 +384,6 @@ class _Stats:
     def flush(self, step: int, setup: _Setup, T, alpha, start: float, test_acc) -> StepRecord:
         lr = setup.optimizer.param_groups[0]["lr"]
         rows = self._host_rows(lr)
-        self._fold()
         now = time.perf_counter()
         self.seen += self.samples
         sums = [math.fsum(col) for col in zip(*rows)]

@@ -110,9 +110,17 @@ def test_distill_job_interleaves_runs_and_reports_everything(tmp_path, teacher_c
         student = load_checkpoint(path)[0]
         assert r["test_acc"][name] == evaluate(student, test).accuracy
         assert r["agreement"][name] == agreement(teacher, student, test)
-        assert json.dumps(r["reliability"][name]) == json.dumps(model_reliability(student, test))  # NaN for empty bins
+        _assert_same_reliability(r["reliability"][name], model_reliability(student, test))
     assert r["test_acc"]["teacher"] == evaluate(teacher, test).accuracy
-    assert json.dumps(r["reliability"]["teacher"]) == json.dumps(model_reliability(teacher, test))
+    _assert_same_reliability(r["reliability"]["teacher"], model_reliability(teacher, test))
+
+
+def _assert_same_reliability(got: dict, want: dict) -> None:
+    """Equal bins and counts; confidences equal up to float rounding (the job may run on a GPU, this test on the
+    CPU: the sums differ in the last digits there); NaN marks an empty bin on both sides."""
+    assert got["n_bins"] == want["n_bins"] and got["count"] == want["count"]
+    for key in ("ece", "confidence", "accuracy"):
+        assert got[key] == pytest.approx(want[key], rel=1e-6, nan_ok=True), key
 
 
 def test_distilled_and_scratch_start_identical(tmp_path, teacher_ckpt):
