@@ -137,7 +137,7 @@ def test_mutual_job_compares_each_peer_with_itself_alone(bundle):
 
 def _teacher(bundle, hidden, seed):
     model = make_model(ModelConfig(hidden=hidden), seed)
-    run_to_end(train(model, bundle.train, TrainConfig(epochs=3, batch_size=50, lr=3e-3, seed=seed)))
+    run_to_end(train(model, bundle.train, TrainConfig(epochs=3, batch_size=50, lr=3e-3, seed=seed), device="cpu"))
     return model.eval()
 
 

@@ -133,6 +133,7 @@ def ensemble_events(cfg: CatalogueConfig, bundle: kdata.DataBundle, device, teac
         cnn, label = _cnn_teacher(cfg, device)
         yield {"type": "status", "text": f"training the second teacher ({cfg.mlp_teacher().label()}) on the full training set"}
         teachers = {label: cnn, cfg.mlp_teacher().label(): (yield from _mlp_teacher(cfg, bundle, device))}
+    teachers = {name: t.to(device) for name, t in teachers.items()}  # given ones may sit on another device
     report = ensemble_report(teachers, bundle.test, cfg.T)
     accs: dict[str, list[float]] = {}
     best = max(teachers, key=lambda n: report[n])
