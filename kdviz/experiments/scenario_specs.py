@@ -41,7 +41,7 @@ def hosted_overrides(kind: str, overrides: dict, limits: HostedLimits | None) ->
     if limits is None:
         return overrides, []
     if kind == "hinton":
-        raise ValueError("Hinton's MNIST setting trains for an hour or more; it is switched off on this shared server")
+        raise ValueError("Hinton's MNIST setting trains for half an hour or more per seed on a CPU; it is switched off on this shared server")
     out = dict(overrides)
     out["seeds"], notes = clamp_count("seeds", int(out.get("seeds", 1)), limits.max_seeds)
     base = sc.with_overrides(sc.preset(kind), out)  # what would run: the preset with the page's settings
