@@ -36,7 +36,8 @@ def one_seed(bundle, preset, seed: int, device: str = "cpu") -> dict:
     cpu0 = time.process_time()
     model, _, meta = train_teacher(bundle, preset, seed=seed, device=device)
     cpu_s = time.process_time() - cpu0  # includes the test evaluation (~1 s), unlike train_s
-    return {"seed": seed, "wall": meta["train_s"], "cpu": cpu_s, "acc": meta["test_acc"], "gflops": (before + calibration_gflops()) / 2 if device == "cpu" else before,
+    gflops = (before + calibration_gflops()) / 2 if device == "cpu" else before
+    return {"seed": seed, "wall": meta["train_s"], "cpu": cpu_s, "acc": meta["test_acc"], "gflops": gflops,
             "load": os.getloadavg()[0], "amp": meta["amp"]}
 
 
