@@ -147,8 +147,7 @@ PRESET_INFO: dict[str, PresetInfo] = {
     "hinton": PresetInfo(
         "Hinton's MNIST setting",
         "Teacher 1200-1200 with dropout and inputs jittered by up to 2 pixels, student 800-800, T = 20; results as "
-        "test errors beside the paper's (teacher 67, student 146, distilled 74). Long on a CPU — run it on a GPU "
-        "(one seed took 2½ minutes on an H200). "
+        "test errors beside the paper's (teacher 67, student 146, distilled 74). Long on a CPU — run it on a GPU. "
         "Resumable: every epoch is checkpointed.",
         "Hinton, Vinyals & Dean 2015, §3"),
 }
