@@ -3,7 +3,8 @@
 Run: ``KDVIZ_DATA_DIR=/path/to/data python bench/throughput.py [--threads 1] [--rounds 15]``
 
 The end-to-end row: 3 epochs from a fresh student *including* the teacher-logit pass (what a user
-waits for), interleaved with the tutorial loop in rounds of its own after the steady-state rounds.
+waits for), interleaved with the tutorial loop in rounds of its own after the steady-state rounds, beside
+its ceiling: the same work with no engine (a plain float32 teacher pass, then bare student steps).
 
 Contenders (teacher MLP 784-1200-1200-10, student MLP 784-128-10, batch 64, Adam, KD with
 T=4, alpha=0.9), interleaved chunk by chunk in one run:
@@ -102,13 +103,32 @@ def end_to_end_chunks(data, teacher, epochs: int):
         yield
 
 
-def end_to_end(bundle, teacher, args) -> tuple[Contender, Contender]:
-    """The end-to-end row, interleaved with the tutorial loop in rounds of its own (one run is ~15 s)."""
+def bare_end_to_end_chunks(data, teacher, epochs: int):
+    """The ceiling of the end-to-end row: the teacher's forward over every image in float32 (plain
+    ``no_grad`` chunks), then ``epochs`` of bare student steps from a fresh student — no engine at all."""
+    n, steps = len(data), epochs * (len(data) // BATCH)
+    while True:
+        with torch.no_grad():
+            logits = torch.empty(n, 10)
+            for i in range(0, n, 1024):
+                logits[i : i + 1024] = teacher(data.images(i, i + 1024))[0]
+        step = bare_step_fn(data, logits)
+        for i in range(steps):
+            step(i)
+        yield
+
+
+def end_to_end(bundle, teacher, args) -> tuple[Contender, Contender, Contender]:
+    """The end-to-end row, interleaved with the tutorial loop and its bare ceiling in rounds of their own."""
     samples = args.e2e_epochs * (len(bundle.train) // BATCH) * BATCH
-    cs = [Contender("baseline (tutorial)", tutorial_chunks(teacher, args.slow_steps, False), args.slow_steps * BATCH),
-          Contender(f"kdviz end to end, {args.e2e_epochs} epochs", end_to_end_chunks(bundle.train, teacher, args.e2e_epochs), samples)]
+    # the tutorial's chunk here lasts seconds, like the runs beside it: a 20-step chunk (~0.5 s) sampled the
+    # shared VM's speed too briefly to set a ratio against a 10-s run
+    cs = [Contender("baseline (tutorial)", tutorial_chunks(teacher, args.e2e_slow_steps, False), args.e2e_slow_steps * BATCH),
+          Contender(f"kdviz end to end, {args.e2e_epochs} epochs", end_to_end_chunks(bundle.train, teacher, args.e2e_epochs), samples),
+          Contender(f"bare end to end, {args.e2e_epochs} epochs", bare_end_to_end_chunks(bundle.train, teacher.eval(), args.e2e_epochs),
+                    samples)]
     interleave(cs, args.e2e_rounds)
-    return cs[0], cs[1]
+    return cs[0], cs[1], cs[2]
 
 
 def cache_agreement(teacher, x: torch.Tensor) -> str:
@@ -213,9 +233,11 @@ def report(cs, cache_s: float, flops: int, n_train: int) -> None:
     print(verdict("engine as a fraction of the bare loop", 100 * frac, 93.0, " %"))
 
 
-def report_end_to_end(base: Contender, e2e: Contender, epochs: int, agreement: str) -> None:
+def report_end_to_end(base: Contender, e2e: Contender, bare: Contender, epochs: int, agreement: str) -> None:
     print(f"\nend to end ({len(e2e.times)} interleaved rounds): {e2e.name} {e2e.median_rate():,.0f} samples/s "
           f"({statistics.median(e2e.times):.1f} s per run incl. the teacher pass) vs tutorial {base.median_rate():,.0f} samples/s")
+    print(f"ceiling, {bare.name} (teacher pass + bare steps, no engine): {statistics.median(bare.times):.1f} s per run, "
+          f"{paired_ratio(bare, base):.2f}× the tutorial loop; kdviz / bare {100 * paired_ratio(e2e, bare):.1f} %")
     print(f"teacher pass in reduced precision (bf16 autocast) vs float32: {agreement}; bf16 native here: {bf16_is_fast('cpu')} "
           "(the engine uses it only where native)")
     print(verdict(f"kdviz end to end ({epochs} epochs incl. teacher pass) vs baseline", paired_ratio(e2e, base), 8.0, "×"))
@@ -230,7 +252,8 @@ def main() -> None:
     ap.add_argument("--slow-steps", type=int, default=20, help="steps per chunk for the tutorial baselines")
     ap.add_argument("--matmuls", type=int, default=4)
     ap.add_argument("--e2e-epochs", type=int, default=3, help="epochs of the end-to-end run")
-    ap.add_argument("--e2e-rounds", type=int, default=3, help="interleaved rounds of end-to-end run vs tutorial chunk")
+    ap.add_argument("--e2e-rounds", type=int, default=5, help="interleaved rounds of end-to-end runs vs tutorial chunk")
+    ap.add_argument("--e2e-slow-steps", type=int, default=200, help="steps per tutorial chunk in the end-to-end rounds")
     args = ap.parse_args()
     setup_threads(args.threads)
     bundle = mnist_or_exit()
@@ -241,8 +264,8 @@ def main() -> None:
     print(f"{args.rounds} interleaved rounds in {time.perf_counter() - t0:.0f} s\n")
     report(cs, cache_s, flops, len(bundle.train))
     teacher = make_model(TEACHER, SEED + 1)
-    base, e2e = end_to_end(bundle, teacher, args)
-    report_end_to_end(base, e2e, args.e2e_epochs, cache_agreement(teacher, bundle.train.images(0, 10000)))
+    base, e2e, bare = end_to_end(bundle, teacher, args)
+    report_end_to_end(base, e2e, bare, args.e2e_epochs, cache_agreement(teacher, bundle.train.images(0, 10000)))
 
 
 if __name__ == "__main__":
