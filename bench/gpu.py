@@ -65,7 +65,8 @@ def jobs_part(runs: int, device: str) -> dict:
 
     t0 = time.perf_counter()
     executor = make_executor()
-    print(f"  executor ready in {time.perf_counter() - t0:.1f} s (fork server started)", flush=True)
+    print(f"  executor made in {time.perf_counter() - t0:.1f} s; its fork server imports torch in the background, so run 1 "
+          "waits for what is left of that (in the app it starts with the server, long before a click)", flush=True)
     rows = []
     for i in range(runs):
         spec = scenario_spec("omitted-digit", {**CLASSROOM_DEMO, "omit": 3, "seeds": 1}, "auto", device, None, jobs_root())
