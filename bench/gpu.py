@@ -93,15 +93,16 @@ def jobs_part(runs: int, device: str) -> dict:
 def hinton_part(bundle, seeds: int, epochs: int | None, device: str) -> dict:
     overrides = {"seeds": seeds} if epochs is None else {"seeds": seeds, "epochs": epochs, "teacher_epochs": epochs}
     cfg = with_overrides(preset("hinton"), overrides)
-    last = {"t": time.perf_counter()}
-    t0 = time.perf_counter()
+    t0 = last = time.perf_counter()
 
-    def show(event: dict) -> None:
+    def show(event: dict) -> None:  # status lines, and a live test accuracy at most every 15 s
+        nonlocal last
+        now = time.perf_counter()
         if event["type"] == "status":
-            print(f"  [{time.perf_counter() - t0:6.1f} s] {event['text']}", flush=True)
-        elif event["type"] == "record" and event.get("test_acc") is not None and time.perf_counter() - last["t"] > 15:
-            last["t"] = time.perf_counter()
-            print(f"  [{last['t'] - t0:6.1f} s] {event['run']}: epoch {event['epoch']:.0f}, live test {100 * event['test_acc']:.2f}%", flush=True)
+            print(f"  [{now - t0:6.1f} s] {event['text']}", flush=True)
+        elif event["type"] == "record" and event.get("test_acc") is not None and now - last > 15:
+            last = now
+            print(f"  [{now - t0:6.1f} s] {event['run']}: epoch {event['epoch']:.0f}, live test {100 * event['test_acc']:.2f}%", flush=True)
 
     with tempfile.TemporaryDirectory() as run_dir:
         result = run_scenario(cfg, bundle, on_event=show, device=device, run_dir=run_dir, keep_logits=False)
@@ -109,6 +110,16 @@ def hinton_part(bundle, seeds: int, epochs: int | None, device: str) -> dict:
     print("\n".join(report_lines(result)))
     return {"wall_s": time.perf_counter() - t0, "summary": result["summary"], "teacher": result["teacher"],
             "paper_errors": result.get("paper_errors"), "timings_s": result.get("timings_s")}
+
+
+def run_part(part: str, bundle, args) -> dict:
+    if part == "teacher":
+        return teacher_part(bundle, args.teacher_seeds, args.device)
+    if part == "demo":
+        return demo_part(bundle, args.demo_repeats, args.device)
+    if part == "jobs":
+        return jobs_part(args.demo_repeats, args.device)
+    return hinton_part(bundle, args.hinton_seeds, args.hinton_epochs, args.device)
 
 
 def main() -> None:
@@ -135,10 +146,7 @@ def main() -> None:
         print(f"\n== {part}", flush=True)
         t0 = time.perf_counter()
         try:
-            out[part] = {"teacher": lambda: teacher_part(bundle, args.teacher_seeds, args.device),
-                         "demo": lambda: demo_part(bundle, args.demo_repeats, args.device),
-                         "jobs": lambda: jobs_part(args.demo_repeats, args.device),
-                         "hinton": lambda: hinton_part(bundle, args.hinton_seeds, args.hinton_epochs, args.device)}[part]()
+            out[part] = run_part(part, bundle, args)
         except Exception as err:  # one broken part must not cost the others' figures (device time is scarce)
             print(f"  {part} failed: {type(err).__name__}: {err}", flush=True)
             out[part] = {"error": f"{type(err).__name__}: {err}"}
