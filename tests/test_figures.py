@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -302,13 +300,6 @@ def test_scenario_spec(tmp_path):
     assert Path(spec["cache_dir"]).parent == tmp_path
     with pytest.raises(ValueError, match="'nope'"):
         scenario_spec("nope", {}, "synthetic", "cpu", None, tmp_path)
-
-
-def test_figure_library_and_specs_import_without_streamlit():
-    code = ("import sys, kdviz.figures, kdviz.experiments.scenario_specs\n"
-            "assert 'streamlit' not in sys.modules, 'streamlit imported'\nprint('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
-    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
 def test_calibration_figures():

@@ -373,17 +373,3 @@ def test_default_root_from_environment(monkeypatch, tmp_path):
     assert R.default_root() == tmp_path / "xdg" / "kdviz" / "runs"
     monkeypatch.delenv("XDG_DATA_HOME")
     assert R.default_root() == Path.home() / ".local" / "share" / "kdviz" / "runs"
-
-
-def test_core_modules_do_not_import_streamlit():
-    """The runs and experiments packages (and URL validation) import in a fresh interpreter without streamlit."""
-    import subprocess
-    import sys
-
-    root = Path(R.__file__).resolve().parents[2]
-    names = [f"kdviz.{p.parent.name}.{p.stem}" for d in ("runs", "experiments") for p in sorted((root / "kdviz" / d).glob("*.py"))]
-    assert {"kdviz.runs.store", "kdviz.runs.cli", "kdviz.experiments.results", "kdviz.experiments.cli"} <= set(names)
-    code = "import sys\n" + "".join(f"import {n}\n" for n in [*names, "kdviz.urlparams", "kdviz.cli"])
-    code += "assert 'streamlit' not in sys.modules, 'streamlit imported'\nprint('ok')"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
-    assert out.returncode == 0 and "ok" in out.stdout, out.stderr

@@ -215,8 +215,10 @@ def start_sessions(browser, niced: NicedProcesses, url: str, t0: float) -> tuple
         box.press("Enter")
     for page in pages:
         settle(page, 180_000)
+    log(f"{SESSIONS} epoch boxes set", t0)
     for page in pages:
         click(page, "teacher_start")
+    log(f"{SESSIONS} Starts clicked", t0)
     lost = await_states(pages, t0)
     niced.renice(USERS_NICE)
     for i in lost:
