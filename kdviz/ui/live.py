@@ -29,10 +29,10 @@ QUEUED_REFRESH_S = 4.0
 # status line still refresh every REFRESH_S. Measured (bench/app_live.py, Teacher page, 2 charts, local
 # Chromium on the same 2 cores): redrawing both charts on every 0.4 s tick took 0.16 of a core in the
 # server and 0.43 in the browser, and the training worker kept only 58-69 % of its headless speed;
-# with no charts it kept 95 % (82 % in one 2.5-minute run on 2026-11-30). An unchanged figure is not drawn again (the browser compares its JSON);
-# sending the charts from a fragment of their own once a second, instead of on every tick, saved no CPU
-# that bench/app_live.py could see (docs/live-training.md). A paused or finished job's charts are rebuilt
-# at once (Step shows its record).
+# with no charts it kept 95 % (82 % in one 2.5-minute run on 2026-11-30). An unchanged figure is not
+# drawn again (the browser compares its JSON); sending the charts from a fragment of their own once a
+# second, instead of on every tick, saved no CPU that bench/app_live.py could see (docs/live-training.md).
+# A paused or finished job's charts are rebuilt at once (Step shows its record).
 CHART_REFRESH_S = 1.0
 
 
