@@ -68,10 +68,21 @@ class Contender:
         return statistics.median(self.rates())
 
 
-def interleave(contenders: list[Contender], rounds: int, warmup: int = 1, on_round: Callable[[int], None] | None = None) -> None:
-    """Visit every contender ``warmup + rounds`` times in turn, timing each chunk (warm-up untimed)."""
+def interleave(contenders: list[Contender], rounds: int, warmup: int = 1, on_round: Callable[[int], None] | None = None,
+               alternate: bool = False) -> None:
+    """Visit every contender ``warmup + rounds`` times in turn, timing each chunk (warm-up untimed).
+
+    ``alternate``: odd rounds visit the first contender, then the others in reverse order, so over an
+    even number of rounds each of the others runs right after the first equally often. For chunks of
+    seconds that position matters: a 3-epoch run timed right after the tutorial loop's chunk tends to be
+    a few % slower than one timed after another 3-epoch run (bench/throughput.py's end-to-end row on
+    2026-11-30: kdviz / bare read 88.4, 93.8 and 96.4 % in three runs in the fixed order tutorial, kdviz,
+    bare, and 105.8 % in one run in the order tutorial, bare, kdviz; in one alternating run, the rounds
+    with kdviz right after the tutorial read 90.1-103.3 %, those with bare there 95.4-112.0 %).
+    """
     for r in range(warmup + rounds):
-        for c in contenders:
+        order = contenders[:1] + contenders[:0:-1] if alternate and r % 2 else contenders
+        for c in order:
             t0 = time.perf_counter()
             next(c.chunks)
             dt = time.perf_counter() - t0

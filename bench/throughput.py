@@ -4,7 +4,9 @@ Run: ``KDVIZ_DATA_DIR=/path/to/data python bench/throughput.py [--threads 1] [--
 
 The end-to-end row: 3 epochs from a fresh student *including* the teacher-logit pass (what a user
 waits for), interleaved with the tutorial loop in rounds of its own after the steady-state rounds, beside
-its ceiling: the same work with no engine (a plain float32 teacher pass, then bare student steps).
+its ceiling: the same work with no engine (a plain float32 teacher pass, then bare student steps). In those
+rounds kdviz and bare swap places each round, so neither always runs right after the tutorial's chunk
+(that place tends to cost a 3-epoch run a few %).
 
 Contenders (teacher MLP 784-1200-1200-10, student MLP 784-128-10, batch 64, Adam, KD with
 T=4, alpha=0.9), interleaved chunk by chunk in one run:
@@ -127,7 +129,7 @@ def end_to_end(bundle, teacher, args) -> tuple[Contender, Contender, Contender]:
           Contender(f"kdviz end to end, {args.e2e_epochs} epochs", end_to_end_chunks(bundle.train, teacher, args.e2e_epochs), samples),
           Contender(f"bare end to end, {args.e2e_epochs} epochs", bare_end_to_end_chunks(bundle.train, teacher.eval(), args.e2e_epochs),
                     samples)]
-    interleave(cs, args.e2e_rounds)
+    interleave(cs, args.e2e_rounds, alternate=True)  # kdviz and bare take turns right after the tutorial: see interleave
     return cs[0], cs[1], cs[2]
 
 
@@ -252,7 +254,8 @@ def main() -> None:
     ap.add_argument("--slow-steps", type=int, default=20, help="steps per chunk for the tutorial baselines")
     ap.add_argument("--matmuls", type=int, default=4)
     ap.add_argument("--e2e-epochs", type=int, default=3, help="epochs of the end-to-end run")
-    ap.add_argument("--e2e-rounds", type=int, default=5, help="interleaved rounds of end-to-end runs vs tutorial chunk")
+    ap.add_argument("--e2e-rounds", type=int, default=6, help="interleaved rounds of end-to-end runs vs tutorial chunk "
+                    "(kdviz and bare swap places each round: an even number gives each the same share of both places)")
     ap.add_argument("--e2e-slow-steps", type=int, default=200, help="steps per tutorial chunk in the end-to-end rounds")
     args = ap.parse_args()
     setup_threads(args.threads)
