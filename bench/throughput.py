@@ -4,7 +4,7 @@ Run: ``KDVIZ_DATA_DIR=/path/to/data python bench/throughput.py [--threads 1] [--
 
 The end-to-end row: 3 epochs from a fresh student *including* the teacher-logit pass (what a user
 waits for), interleaved with the tutorial loop in rounds of its own after the steady-state rounds, beside
-its ceiling: the same work with no engine (a plain float32 teacher pass, then bare student steps). In those
+its ceiling: the same work with no engine (the same float32 teacher pass, then bare student steps). In those
 rounds kdviz and bare swap places each round, so neither always runs right after the tutorial's chunk
 (that place tends to cost a 3-epoch run a few %).
 
@@ -106,15 +106,11 @@ def end_to_end_chunks(data, teacher, epochs: int):
 
 
 def bare_end_to_end_chunks(data, teacher, epochs: int):
-    """The ceiling of the end-to-end row: the teacher's forward over every image in float32 (plain
-    ``no_grad`` chunks), then ``epochs`` of bare student steps from a fresh student — no engine at all."""
-    n, steps = len(data), epochs * (len(data) // BATCH)
+    """The ceiling of the end-to-end row: the teacher-logit pass the engine's setup makes (float32), then
+    ``epochs`` of bare student steps from a fresh student — no engine at all."""
+    steps = epochs * (len(data) // BATCH)
     while True:
-        with torch.no_grad():
-            logits = torch.empty(n, 10)
-            for i in range(0, n, 1024):
-                logits[i : i + 1024] = teacher(data.images(i, i + 1024))[0]
-        step = bare_step_fn(data, logits)
+        step = bare_step_fn(data, teacher_logits_cache(teacher, data))
         for i in range(steps):
             step(i)
         yield
